@@ -1,0 +1,152 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, HttpConfig, StdioConfig, UpstreamConfig};
+
+/// Shadowcat: an MCP gateway and developer proxy.
+#[derive(Debug, Parser)]
+#[command(name = "shadowcat", version, about)]
+pub struct Cli {
+    /// Log as JSON lines instead of text (logs always go to stderr).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (reverse proxy). With no file and no upstream: the embedded
+    /// default, 127.0.0.1:8080/mcp in front of the built-in demo server.
+    #[command(visible_alias = "reverse")]
+    Gateway(GatewayArgs),
+    /// Check or print configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run the built-in demo MCP server on stdio.
+    DemoServer,
+}
+
+/// Arguments of `gateway`.
+#[derive(Debug, clap::Args)]
+pub struct GatewayArgs {
+    /// Configuration file (YAML).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Listen address (HOST:PORT), overriding `server.listen`.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Admin listen address (HOST:PORT), overriding `admin.listen`.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// A Streamable HTTP upstream URL, replacing the configured upstreams.
+    #[arg(long, conflicts_with = "command")]
+    pub upstream: Option<String>,
+    /// A stdio upstream command (after `--`), replacing the configured upstreams.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate a file, as the gateway would at start-up.
+    Validate {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the embedded default configuration.
+    Default,
+}
+
+impl GatewayArgs {
+    /// The configuration: the file or the embedded default, with flags applied.
+    pub fn resolve(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+            None => Config::embedded_default().map_err(|e| e.to_string())?,
+        };
+        if let Some(listen) = &self.listen {
+            config.server.listen = listen.clone();
+        }
+        if let Some(admin) = &self.admin {
+            config.admin.listen = Some(admin.clone());
+        }
+        let cli_upstream = if let Some(url) = &self.upstream {
+            let cfg: HttpConfig =
+                serde_json::from_value(serde_json::json!({ "url": url })).map_err(|e| format!("--upstream: {e}"))?;
+            Some(UpstreamConfig::Http(cfg))
+        } else if let Some((program, args)) = self.command.split_first() {
+            let cfg: StdioConfig = serde_json::from_value(serde_json::json!({ "command": program, "args": args }))
+                .map_err(|e| format!("-- COMMAND: {e}"))?;
+            Some(UpstreamConfig::Stdio(cfg))
+        } else {
+            None
+        };
+        if let Some(upstream) = cli_upstream {
+            config.upstreams.clear();
+            config.upstreams.insert("cli".into(), upstream);
+            config.routes.clear();
+        }
+        config.validate().map_err(|e| format!("<command line>: {e}"))?;
+        Ok(config)
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config(ConfigCommand::Validate { file }) => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", crate::config::DEFAULT_YAML);
+            ExitCode::SUCCESS
+        }
+        Command::DemoServer => {
+            run_async(async { crate::demo::serve_stdio().await.map_err(|e| format!("demo server: {e}")) })
+        }
+        Command::Gateway(args) => {
+            crate::telemetry::init_logging(cli.log_json);
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("shadowcat: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run_async(crate::gateway::run(config))
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = Result<(), String>>>(fut: F) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shadowcat: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shadowcat: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

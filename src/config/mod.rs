@@ -1,0 +1,189 @@
+//! Configuration: one YAML file, validated at load with errors that name the file,
+//! line and key. The binary carries an embedded default (`config/default.yaml`).
+
+pub mod duration;
+mod secret;
+mod types;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub use secret::SecretValue;
+pub use types::{
+    AdminConfig, Config, HttpConfig, RouteConfig, ServerConfig, StageEntry, StageSpec, StdioConfig, UpstreamConfig,
+};
+
+/// The embedded default configuration: the gateway in front of its own demo server.
+pub const DEFAULT_YAML: &str = include_str!("../../config/default.yaml");
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// The file (or `<embedded default>`, `<command line>`).
+    pub origin: String,
+    /// What is wrong, with line and key where known.
+    pub message: String,
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::from_yaml(DEFAULT_YAML, "<embedded default>")
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { origin: origin.clone(), message: format!("cannot read: {e}") })?;
+        Config::from_yaml(&text, &origin)
+    }
+
+    /// Parses and validates YAML text; `origin` names it in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError { origin: origin.to_owned(), message: e.to_string() })?;
+        config.validate().map_err(|message| ConfigError { origin: origin.to_owned(), message })?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot. Errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let listen = parse_addr(&self.server.listen).map_err(|e| format!("server.listen: {e}"))?;
+        if !listen.ip().is_loopback() && !self.server.allow_non_loopback {
+            return Err(format!(
+                "server.listen: {listen} is not a loopback address; this gateway spawns commands and does not \
+                 authenticate clients yet, so set server.allow_non_loopback: true to listen there on purpose"
+            ));
+        }
+        if let Some(admin) = &self.admin.listen {
+            let admin = parse_addr(admin).map_err(|e| format!("admin.listen: {e}"))?;
+            if !admin.ip().is_loopback() && !self.server.allow_non_loopback {
+                return Err(format!(
+                    "admin.listen: {admin} is not a loopback address; set server.allow_non_loopback: true to allow it"
+                ));
+            }
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err("server.max_body_bytes: must be greater than 0".into());
+        }
+        if self.server.sse_buffer_events == 0 {
+            return Err("server.sse_buffer_events: must be greater than 0".into());
+        }
+        if self.upstreams.is_empty() {
+            return Err("upstreams: at least one upstream is required".into());
+        }
+        for (name, upstream) in &self.upstreams {
+            validate_upstream(upstream).map_err(|e| format!("upstreams.{name}.{e}"))?;
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if !route.path.starts_with('/') {
+                return Err(format!("routes[{i}].path: {:?} must start with '/'", route.path));
+            }
+            if !self.upstreams.contains_key(&route.upstream) {
+                return Err(format!("routes[{i}].upstream: no upstream named {:?}", route.upstream));
+            }
+            if self.routes[..i].iter().any(|r| r.path == route.path) {
+                return Err(format!("routes[{i}].path: {:?} is routed twice", route.path));
+            }
+        }
+        if self.routes.is_empty() && self.upstreams.len() > 1 {
+            return Err("routes: required when there is more than one upstream".into());
+        }
+        let ctx = crate::pipeline::BuildContext::default();
+        crate::pipeline::registry::check_pipeline(&self.stage_specs()?, &ctx)?;
+        Ok(())
+    }
+
+    /// The routes in force: the configured ones, or `/mcp` to the only upstream.
+    pub fn effective_routes(&self) -> Vec<RouteConfig> {
+        if !self.routes.is_empty() {
+            return self.routes.clone();
+        }
+        self.upstreams
+            .keys()
+            .next()
+            .map(|name| vec![RouteConfig { path: "/mcp".into(), upstream: name.clone() }])
+            .unwrap_or_default()
+    }
+
+    /// The pipeline list as name + options.
+    pub fn stage_specs(&self) -> Result<Vec<StageSpec>, String> {
+        self.pipeline
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| match entry {
+                StageEntry::Name(name) => Ok(StageSpec { name: name.clone(), options: serde_json::Value::Null }),
+                StageEntry::WithOptions(map) if map.len() == 1 => {
+                    let (name, options) = map.iter().next().ok_or_else(|| format!("pipeline[{i}]: empty entry"))?;
+                    Ok(StageSpec { name: name.clone(), options: options.clone() })
+                }
+                StageEntry::WithOptions(_) => Err(format!(
+                    "pipeline[{i}]: an entry is a stage name or a map with exactly one key (the stage name)"
+                )),
+            })
+            .collect()
+    }
+
+    /// The listen address (validated).
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        parse_addr(&self.server.listen)
+    }
+}
+
+fn validate_upstream(upstream: &UpstreamConfig) -> Result<(), String> {
+    match upstream {
+        UpstreamConfig::Stdio(s) => {
+            if s.command.trim().is_empty() {
+                return Err("stdio.command: must not be empty".into());
+            }
+            if s.max_sessions == 0 {
+                return Err("stdio.max_sessions: must be greater than 0".into());
+            }
+            if s.warm > s.max_sessions {
+                return Err(format!("stdio.warm: {} is more than max_sessions ({})", s.warm, s.max_sessions));
+            }
+            if s.max_in_flight == 0 {
+                return Err("stdio.max_in_flight: must be greater than 0".into());
+            }
+            if s.max_request_timeout < s.request_timeout {
+                return Err("stdio.max_request_timeout: must not be less than request_timeout".into());
+            }
+            for (key, value) in &s.env {
+                value.resolve().map_err(|e| format!("stdio.env.{key}: {e}"))?;
+            }
+            Ok(())
+        }
+        UpstreamConfig::Http(h) => {
+            let uri: http::Uri = h.url.parse().map_err(|e| format!("http.url: {:?} is not a URL: {e}", h.url))?;
+            if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.host().is_none() {
+                return Err(format!("http.url: {:?} must be an absolute http:// or https:// URL", h.url));
+            }
+            if h.max_sessions == 0 {
+                return Err("http.max_sessions: must be greater than 0".into());
+            }
+            for (key, value) in &h.headers {
+                http::HeaderName::from_bytes(key.as_bytes())
+                    .map_err(|_| format!("http.headers.{key}: not a valid header name"))?;
+                let v = value.resolve().map_err(|e| format!("http.headers.{key}: {e}"))?;
+                http::HeaderValue::from_str(&v).map_err(|_| format!("http.headers.{key}: not a valid header value"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("{text:?} is not HOST:PORT: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests;

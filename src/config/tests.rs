@@ -1,0 +1,70 @@
+use super::*;
+
+#[test]
+fn embedded_default_loads() {
+    let c = Config::embedded_default().expect("default is valid");
+    assert_eq!(c.server.listen, "127.0.0.1:8080");
+    assert_eq!(c.effective_routes()[0].path, "/mcp");
+    assert!(matches!(c.upstreams.get("demo"), Some(UpstreamConfig::Stdio(_))));
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let yaml = "server:\n  listen: 127.0.0.1:1\n  lisen: 2\nupstreams:\n  a:\n    stdio: {command: x}\n";
+    let err = Config::from_yaml(yaml, "test.yaml").expect_err("unknown key");
+    let text = err.to_string();
+    assert!(text.starts_with("test.yaml: "), "{text}");
+    assert!(text.contains("lisen"), "{text}");
+    assert!(text.contains('3'), "line number missing: {text}");
+}
+
+#[test]
+fn refuses_non_loopback_unless_allowed() {
+    let yaml = "server: {listen: 0.0.0.0:8080}\nupstreams: {a: {stdio: {command: x}}}\n";
+    let err = Config::from_yaml(yaml, "t").expect_err("non-loopback");
+    assert!(err.to_string().contains("allow_non_loopback"), "{err}");
+    let yaml = "server: {listen: 0.0.0.0:8080, allow_non_loopback: true}\nupstreams: {a: {stdio: {command: x}}}\n";
+    Config::from_yaml(yaml, "t").expect("allowed");
+}
+
+#[test]
+fn validates_references_and_pipeline() {
+    let yaml = "routes: [{path: /mcp, upstream: b}]\nupstreams: {a: {stdio: {command: x}}}\n";
+    assert!(Config::from_yaml(yaml, "t").expect_err("bad route").to_string().contains("routes[0].upstream"));
+    let yaml = "pipeline: [metrics, nope]\nupstreams: {a: {stdio: {command: x}}}\n";
+    assert!(Config::from_yaml(yaml, "t").expect_err("bad stage").to_string().contains("unknown stage"));
+    let yaml = "upstreams: {a: {stdio: {command: x, warm: 5, max_sessions: 2}}}\n";
+    assert!(Config::from_yaml(yaml, "t").expect_err("warm").to_string().contains("upstreams.a.stdio.warm"));
+    let yaml = "upstreams: {a: {http: {url: 'ftp://x'}}}\n";
+    assert!(Config::from_yaml(yaml, "t").expect_err("url").to_string().contains("http.url"));
+    let yaml =
+        "upstreams: {a: {http: {url: 'http://x/mcp', headers: {Authorization: {env: SHADOWCAT_TEST_UNSET_VAR}}}}}\n";
+    let err = Config::from_yaml(yaml, "t").expect_err("env");
+    assert!(err.to_string().contains("SHADOWCAT_TEST_UNSET_VAR"), "{err}");
+}
+
+#[test]
+fn durations_and_stage_options_parse() {
+    let yaml = "server: {session_idle_timeout: 90s}\npipeline: [{access_log: {level: debug}}]\n\
+                upstreams: {a: {stdio: {command: x, request_timeout: 250ms}}}\n";
+    let c = Config::from_yaml(yaml, "t").expect("valid");
+    assert_eq!(c.server.session_idle_timeout, std::time::Duration::from_secs(90));
+    let specs = c.stage_specs().expect("specs");
+    assert_eq!(specs[0].name, "access_log");
+    let yaml = "server: {session_idle_timeout: soon}\nupstreams: {a: {stdio: {command: x}}}\n";
+    assert!(Config::from_yaml(yaml, "t").expect_err("bad duration").to_string().contains("soon"));
+}
+
+#[test]
+fn every_example_in_config_dir_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("config dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no examples found in {}", dir.display());
+}

@@ -1,0 +1,234 @@
+//! The configuration types. Every field has a default written once, here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+use super::secret::SecretValue;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The MCP listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Pipeline stages, outermost first: a name, or a one-key map `name: {options}`.
+    #[serde(default = "default_pipeline")]
+    pub pipeline: Vec<StageEntry>,
+    /// Endpoint paths and the upstream each serves. Empty: `/mcp` serves the only upstream.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Upstream MCP servers by name.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+fn default_pipeline() -> Vec<StageEntry> {
+    vec![StageEntry::Name("metrics".into()), StageEntry::Name("access_log".into())]
+}
+
+/// The MCP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`HOST:PORT`).
+    pub listen: String,
+    /// Must be `true` to listen on an address other than loopback: the gateway
+    /// spawns commands and, in this version, does not authenticate clients.
+    pub allow_non_loopback: bool,
+    /// Allowed `Origin` values (`scheme://host[:port]`), besides loopback origins when
+    /// bound to loopback. `"*"` allows any origin.
+    pub allowed_origins: Vec<String>,
+    /// Allowed `Host` header names (without port), besides loopback names when bound
+    /// to loopback. `"*"` allows any host.
+    pub allowed_hosts: Vec<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// A session with no request and no open stream for this long is ended.
+    #[serde(with = "duration")]
+    pub session_idle_timeout: Duration,
+    /// Events kept per SSE stream for resumption with `Last-Event-ID`.
+    pub sse_buffer_events: usize,
+    /// Finished SSE streams kept per session for resumption.
+    pub sse_retained_streams: usize,
+    /// The `retry` the gateway advises to 2025-11-25 clients.
+    #[serde(with = "duration")]
+    pub sse_retry: Duration,
+    /// Interval of SSE keep-alive comments on idle streams.
+    #[serde(with = "duration")]
+    pub sse_keepalive: Duration,
+    /// Time in-flight requests get to finish on shutdown.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            allow_non_loopback: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            sse_buffer_events: 256,
+            sse_retained_streams: 16,
+            sse_retry: Duration::from_secs(1),
+            sse_keepalive: Duration::from_secs(20),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to listen on; `null` turns the admin listener off.
+    pub listen: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: Some("127.0.0.1:9901".into()) }
+    }
+}
+
+/// A pipeline entry: `metrics`, or `access_log: { level: debug }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StageEntry {
+    /// A stage with default options.
+    Name(String),
+    /// A stage with options.
+    WithOptions(BTreeMap<String, serde_json::Value>),
+}
+
+/// A stage name with its options, as the pipeline builder takes it.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// The stage's registry name.
+    pub name: String,
+    /// Its options (`null` for defaults).
+    pub options: serde_json::Value,
+}
+
+/// An endpoint path and the upstream behind it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The path, such as `/mcp`.
+    pub path: String,
+    /// The upstream's name in `upstreams`.
+    pub upstream: String,
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum UpstreamConfig {
+    /// A local process speaking MCP over stdio, one per client session.
+    Stdio(StdioConfig),
+    /// A remote Streamable HTTP server.
+    Http(HttpConfig),
+}
+
+/// A stdio upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdioConfig {
+    /// The program; `self` means this shadowcat binary.
+    pub command: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment for the child. It gets only these plus `PATH`, `HOME` and `LANG`.
+    #[serde(default)]
+    pub env: BTreeMap<String, SecretValue>,
+    /// Working directory of the child.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Processes spawned ahead of need, to hide start-up time.
+    #[serde(default)]
+    pub warm: usize,
+    /// Most concurrent sessions (processes); more get 503.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Requests in flight per session; more get 503.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Time a request may take without progress.
+    #[serde(default = "default_request_timeout", with = "duration")]
+    pub request_timeout: Duration,
+    /// Time a request may take even while it reports progress.
+    #[serde(default = "default_max_request_timeout", with = "duration")]
+    pub max_request_timeout: Duration,
+    /// Largest line (message) accepted from the process, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Stderr lines logged per second per session; the rest are counted and dropped.
+    #[serde(default = "default_stderr_lines_per_second")]
+    pub stderr_lines_per_second: u32,
+    /// Time a process gets between SIGTERM and SIGKILL when its session ends.
+    #[serde(default = "default_kill_grace", with = "duration")]
+    pub kill_grace: Duration,
+}
+
+/// An HTTP upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The MCP endpoint URL.
+    pub url: String,
+    /// Static headers sent upstream (credentials from `env:` or `file:`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, SecretValue>,
+    /// Most concurrent sessions; more get 503.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Requests in flight per session; more get 503.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Time to establish a connection.
+    #[serde(default = "default_connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// Time a request may take without progress.
+    #[serde(default = "default_request_timeout", with = "duration")]
+    pub request_timeout: Duration,
+    /// Time a request may take even while it reports progress.
+    #[serde(default = "default_max_request_timeout", with = "duration")]
+    pub max_request_timeout: Duration,
+    /// Largest message (JSON body or SSE event) accepted from the upstream, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_sessions() -> usize {
+    64
+}
+fn default_max_in_flight() -> usize {
+    32
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_request_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_message_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_stderr_lines_per_second() -> u32 {
+    20
+}
+fn default_kill_grace() -> Duration {
+    Duration::from_secs(2)
+}

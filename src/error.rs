@@ -1,0 +1,205 @@
+//! The one error type of the request path.
+//!
+//! Every stage and upstream returns [`GatewayError`]; each front renders it in one
+//! place: the HTTP front as a status plus a JSON-RPC error body (or a JSON-RPC error
+//! event once a stream has started), the stdio front as a JSON-RPC error line.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::protocol::{codes, Message};
+
+/// Where an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The client sent something the gateway refuses.
+    Client,
+    /// The upstream failed or could not be reached.
+    Upstream,
+    /// The gateway itself.
+    Internal,
+}
+
+/// An error on the request path.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    /// No MCP endpoint at this path.
+    #[error("no MCP endpoint at {0}")]
+    NoRoute(String),
+    /// `Origin` or `Host` is not allowed (DNS rebinding protection).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The HTTP method is not served on this endpoint.
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
+    /// `Accept` lacks a required media type.
+    #[error("not acceptable: {0}")]
+    NotAcceptable(String),
+    /// `Content-Type` is not `application/json`.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// The body is larger than the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body is not JSON.
+    #[error("parse error: {0}")]
+    Parse(String),
+    /// The body is not a valid JSON-RPC 2.0 message, or breaks a transport rule.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// `MCP-Protocol-Version` names a revision the gateway does not speak.
+    #[error("unsupported protocol version {0:?} (supported: {supported})", supported = crate::protocol::ProtocolVersion::supported_list())]
+    UnsupportedVersion(String),
+    /// A request other than `initialize` came without `Mcp-Session-Id`.
+    #[error("missing Mcp-Session-Id header: only initialize may be sent without a session")]
+    MissingSession,
+    /// The session is unknown, expired or ended.
+    #[error("session not found: it is unknown, expired or has ended")]
+    UnknownSession,
+    /// The resource is already in use (a second GET stream on one session).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A bound was hit (sessions per upstream, requests in flight, streams per session).
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The upstream could not be reached or failed.
+    #[error("upstream {upstream} unavailable: {detail}")]
+    UpstreamUnavailable {
+        /// The upstream's name in the config.
+        upstream: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The upstream did not answer in time.
+    #[error("upstream {upstream} did not answer within {after:?}")]
+    UpstreamTimeout {
+        /// The upstream's name in the config.
+        upstream: String,
+        /// How long the gateway waited.
+        after: Duration,
+    },
+    /// A gateway bug or an unexpected internal state.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The HTTP status the HTTP front answers with before a response has started.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Parse(_)
+            | GatewayError::InvalidRequest(_)
+            | GatewayError::UnsupportedVersion(_)
+            | GatewayError::MissingSession => StatusCode::BAD_REQUEST,
+            GatewayError::UnknownSession | GatewayError::NoRoute(_) => StatusCode::NOT_FOUND,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
+            GatewayError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON-RPC error code that goes with it.
+    pub fn jsonrpc_code(&self) -> i32 {
+        match self {
+            GatewayError::Parse(_) => codes::PARSE_ERROR,
+            GatewayError::InvalidRequest(_) | GatewayError::UnsupportedVersion(_) | GatewayError::MissingSession => {
+                codes::INVALID_REQUEST
+            }
+            GatewayError::UnknownSession => codes::SESSION_NOT_FOUND,
+            GatewayError::UpstreamUnavailable { .. } => codes::UPSTREAM_ERROR,
+            GatewayError::UpstreamTimeout { .. } => codes::REQUEST_TIMEOUT,
+            GatewayError::Internal(_) => codes::INTERNAL_ERROR,
+            GatewayError::NoRoute(_)
+            | GatewayError::Forbidden(_)
+            | GatewayError::MethodNotAllowed(_)
+            | GatewayError::NotAcceptable(_)
+            | GatewayError::UnsupportedMediaType(_)
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::Conflict(_)
+            | GatewayError::Overloaded(_) => codes::TRANSPORT_ERROR,
+        }
+    }
+
+    /// Where the error came from.
+    pub fn source_side(&self) -> ErrorSource {
+        match self {
+            GatewayError::UpstreamUnavailable { .. } | GatewayError::UpstreamTimeout { .. } => ErrorSource::Upstream,
+            GatewayError::Internal(_) => ErrorSource::Internal,
+            _ => ErrorSource::Client,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Overloaded(_)
+                | GatewayError::UpstreamUnavailable { .. }
+                | GatewayError::UpstreamTimeout { .. }
+        )
+    }
+
+    /// A short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::NoRoute(_) => "no_route",
+            GatewayError::Forbidden(_) => "forbidden",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
+            GatewayError::NotAcceptable(_) => "not_acceptable",
+            GatewayError::UnsupportedMediaType(_) => "unsupported_media_type",
+            GatewayError::PayloadTooLarge { .. } => "payload_too_large",
+            GatewayError::Parse(_) => "parse_error",
+            GatewayError::InvalidRequest(_) => "invalid_request",
+            GatewayError::UnsupportedVersion(_) => "unsupported_version",
+            GatewayError::MissingSession => "missing_session",
+            GatewayError::UnknownSession => "unknown_session",
+            GatewayError::Conflict(_) => "conflict",
+            GatewayError::Overloaded(_) => "overloaded",
+            GatewayError::UpstreamUnavailable { .. } => "upstream_unavailable",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON-RPC error message for this error, answering the request `id`
+    /// (the id's JSON text; `None` answers with `"id": null`).
+    pub fn to_message(&self, id: Option<&str>) -> Message {
+        let data = match self {
+            GatewayError::UnsupportedVersion(_) => Some(json!({
+                "supported": crate::protocol::ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>()
+            })),
+            _ => None,
+        };
+        Message::error_response(id, self.jsonrpc_code(), &self.to_string(), data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_status_and_code() {
+        let e = GatewayError::UnknownSession;
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        let m = e.to_message(Some("3"));
+        let v = m.to_value().expect("json");
+        assert_eq!(v["id"], 3);
+        assert_eq!(v["error"]["code"], codes::SESSION_NOT_FOUND);
+        let v = GatewayError::UnsupportedVersion("1999-01-01".into()).to_message(None).to_value().expect("json");
+        assert_eq!(v["error"]["data"]["supported"][0], "2025-03-26");
+        assert!(v["id"].is_null());
+    }
+}

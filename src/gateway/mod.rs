@@ -1,0 +1,123 @@
+//! Assembling and running the gateway: upstreams, sessions, router, pipeline, the
+//! MCP and admin listeners, and orderly shutdown on SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::pipeline::{build_pipeline, BuildContext, McpService};
+use crate::router::{Router, StreamLimits};
+use crate::server::admin::Admin;
+use crate::server::{Front, FrontSettings, OriginPolicy};
+use crate::session::SessionStore;
+use crate::upstream::Upstream;
+
+/// Runs the gateway until SIGTERM or SIGINT; then stops accepting, lets in-flight
+/// requests finish within `server.shutdown_grace`, closes GET streams, stops every
+/// child process and returns.
+pub async fn run(config: Config) -> Result<(), String> {
+    let metrics = match crate::telemetry::install_metrics() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    };
+    let mut upstreams: HashMap<String, Upstream> = HashMap::new();
+    for (name, cfg) in &config.upstreams {
+        upstreams.insert(name.clone(), Upstream::from_config(name, cfg)?);
+    }
+    let store = SessionStore::new(config.server.session_idle_timeout);
+    store.spawn_reaper();
+    let mut routes = HashMap::new();
+    for route in config.effective_routes() {
+        let upstream = upstreams
+            .get(&route.upstream)
+            .cloned()
+            .ok_or_else(|| format!("route {} names unknown upstream {}", route.path, route.upstream))?;
+        routes.insert(Arc::from(route.path.as_str()), (Arc::from(route.upstream.as_str()), upstream));
+    }
+    let paths: Vec<String> = routes.keys().map(|p: &Arc<str>| p.to_string()).collect();
+    let limits = StreamLimits {
+        buffer_events: config.server.sse_buffer_events,
+        retained_streams: config.server.sse_retained_streams,
+    };
+    let router = Router::new(routes, store.clone(), limits);
+    let specs = config.stage_specs()?;
+    let service = build_pipeline(&specs, &BuildContext::default(), McpService::new(router))?;
+
+    let listen = config.listen_addr()?;
+    let listener = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_listener = match &config.admin.listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?),
+        None => None,
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let policy = OriginPolicy::new(bound, &config.server.allowed_origins, &config.server.allowed_hosts);
+    let settings = FrontSettings {
+        max_body_bytes: config.server.max_body_bytes,
+        sse_keepalive: config.server.sse_keepalive,
+        sse_retry: config.server.sse_retry,
+    };
+    let front = Arc::new(Front::new(service, store.clone(), paths.clone(), policy, settings, shutdown_rx.clone()));
+    let grace = config.server.shutdown_grace;
+
+    for upstream in upstreams.values() {
+        upstream.start().await;
+    }
+
+    let mut announce = format!("shadowcat listening: mcp=http://{bound}{}", paths.first().map_or("", |p| p.as_str()));
+    let admin_task = admin_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            announce.push_str(&format!(" admin=http://{addr}"));
+        }
+        let admin =
+            Arc::new(Admin { metrics, upstreams: upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect() });
+        let handler = move |req| admin.clone().handle(req);
+        tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace))
+    });
+    eprintln!("{announce}");
+    tracing::info!(%bound, routes = ?paths, "gateway started");
+
+    let handler = move |req| {
+        let front = front.clone();
+        async move { front.handle(req).await }
+    };
+    let server = tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace));
+
+    wait_for_signal().await;
+    tracing::info!(?grace, "shutting down: no new connections; in-flight requests may finish");
+    let _ = shutdown_tx.send(true);
+    store.close_streams();
+    let _ = server.await;
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    store.close_all().await;
+    for upstream in upstreams.values() {
+        upstream.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,16 @@
+//! Pipeline stages, one folder each. Every stage is a `tower::Layer` over
+//! [`McpService`](crate::pipeline::McpService), registered in
+//! [`STAGES`](crate::pipeline::STAGES).
+
+pub mod access_log;
+pub mod metrics;
+
+/// Parses a stage's options (`null` means all defaults).
+pub(crate) fn stage_options<T: serde::de::DeserializeOwned + Default>(
+    options: &serde_json::Value,
+) -> Result<T, String> {
+    if options.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(options.clone()).map_err(|e| e.to_string())
+}

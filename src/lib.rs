@@ -1,0 +1,20 @@
+//! Shadowcat: an MCP (Model Context Protocol) gateway and developer proxy.
+//!
+//! Every feature that touches traffic is a `tower` layer in one pipeline
+//! ([`pipeline`]), defined in YAML ([`config`]). Fronts ([`server`]) decode client
+//! traffic into [`pipeline::McpRequest`]s; the [`router`] hands them to upstream
+//! sessions ([`upstream`]).
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod layers;
+pub mod pipeline;
+pub mod protocol;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod telemetry;
+pub mod upstream;

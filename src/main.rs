@@ -1,0 +1,5 @@
+//! The `shadowcat` binary.
+
+fn main() -> std::process::ExitCode {
+    shadowcat::cli::main()
+}

@@ -1,0 +1,99 @@
+//! The stage registry: stage name -> constructor. Adding a stage is one module under
+//! `layers/` and one line in [`STAGES`].
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::McpService;
+use crate::config::StageSpec;
+use crate::layers;
+
+/// Wraps an inner service in one stage.
+pub type StageFn = Arc<dyn Fn(McpService) -> McpService + Send + Sync>;
+
+/// What a stage constructor gets besides its own options.
+#[derive(Clone, Default)]
+pub struct BuildContext {
+    /// Tool names each upstream has listed, for bounded metric labels.
+    pub known_tools: layers::metrics::KnownTools,
+}
+
+/// One entry of the registry.
+pub struct StageDef {
+    /// The name used in the YAML `pipeline:` list.
+    pub name: &'static str,
+    /// Builds the stage from its options (`null` when none were given).
+    pub build: fn(&Value, &BuildContext) -> Result<StageFn, String>,
+    /// Stages that, when both are present, must come earlier in the list, with the
+    /// reason shown to the user when they do not.
+    pub must_follow: &'static [(&'static str, &'static str)],
+}
+
+/// Every stage Shadowcat knows.
+pub static STAGES: &[StageDef] = &[layers::metrics::STAGE, layers::access_log::STAGE];
+
+fn find(name: &str) -> Option<&'static StageDef> {
+    STAGES.iter().find(|s| s.name == name)
+}
+
+/// Checks the pipeline list: known names, no duplicates, a safe order, valid options.
+/// Returns the stages' wrappers, outermost first.
+pub fn check_pipeline(specs: &[StageSpec], ctx: &BuildContext) -> Result<Vec<StageFn>, String> {
+    let mut out = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        let Some(def) = find(&spec.name) else {
+            let known: Vec<_> = STAGES.iter().map(|s| s.name).collect();
+            return Err(format!(
+                "pipeline[{index}]: unknown stage {:?} (known stages: {})",
+                spec.name,
+                known.join(", ")
+            ));
+        };
+        if specs[..index].iter().any(|s| s.name == spec.name) {
+            return Err(format!("pipeline[{index}]: stage {:?} is listed twice", spec.name));
+        }
+        for (earlier, why) in def.must_follow {
+            if specs[index..].iter().any(|s| s.name == *earlier) {
+                return Err(format!("pipeline[{index}]: stage {:?} must come after {:?}: {why}", spec.name, earlier));
+            }
+        }
+        let stage = (def.build)(&spec.options, ctx).map_err(|e| format!("pipeline[{index}] ({}): {e}", spec.name))?;
+        out.push(stage);
+    }
+    Ok(out)
+}
+
+/// Builds the whole pipeline around `inner` (the router).
+pub fn build_pipeline(specs: &[StageSpec], ctx: &BuildContext, inner: McpService) -> Result<McpService, String> {
+    let stages = check_pipeline(specs, ctx)?;
+    Ok(stages.iter().rev().fold(inner, |svc, stage| stage(svc)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> StageSpec {
+        StageSpec { name: name.into(), options: Value::Null }
+    }
+
+    #[test]
+    fn rejects_unknown_and_duplicate_stages() {
+        let ctx = BuildContext::default();
+        let err = check_pipeline(&[spec("nope")], &ctx).err().expect("error");
+        assert!(err.contains("unknown stage \"nope\""), "{err}");
+        assert!(err.contains("metrics"), "{err}");
+        let err = check_pipeline(&[spec("metrics"), spec("metrics")], &ctx).err().expect("error");
+        assert!(err.contains("listed twice"), "{err}");
+        assert_eq!(check_pipeline(&[spec("metrics"), spec("access_log")], &ctx).map(|v| v.len()), Ok(2));
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        let ctx = BuildContext::default();
+        let bad = StageSpec { name: "access_log".into(), options: serde_json::json!({"levle": "info"}) };
+        let err = check_pipeline(&[bad], &ctx).err().expect("error");
+        assert!(err.contains("access_log") && err.contains("levle"), "{err}");
+    }
+}

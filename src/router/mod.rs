@@ -1,0 +1,143 @@
+//! The innermost service: maps a route to its upstream, creates sessions on
+//! `initialize`, and hands each request to the session's upstream side.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::Deserialize;
+use tower::Service;
+
+use crate::error::GatewayError;
+use crate::pipeline::{McpReply, McpRequest, Outcome, RequestKind};
+use crate::protocol::{Message, ProtocolVersion};
+use crate::session::{mint_id, Session, SessionStore, StreamRegistry};
+use crate::upstream::Upstream;
+
+/// How SSE streams of new sessions are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Events kept per stream.
+    pub buffer_events: usize,
+    /// Finished streams kept per session.
+    pub retained_streams: usize,
+}
+
+/// Route path -> (upstream name, upstream).
+pub type RouteTable = HashMap<Arc<str>, (Arc<str>, Upstream)>;
+
+/// Hands requests to upstream sessions.
+#[derive(Clone)]
+pub struct Router {
+    routes: Arc<RouteTable>,
+    store: Arc<SessionStore>,
+    limits: StreamLimits,
+}
+
+impl Router {
+    /// A router over `routes`, keeping sessions in `store`.
+    pub fn new(
+        routes: HashMap<Arc<str>, (Arc<str>, Upstream)>,
+        store: Arc<SessionStore>,
+        limits: StreamLimits,
+    ) -> Self {
+        Router { routes: Arc::new(routes), store, limits }
+    }
+
+    async fn initialize(self, req: McpRequest, m: Message) -> Result<McpReply, GatewayError> {
+        let (name, upstream) = self
+            .routes
+            .get(&req.route)
+            .cloned()
+            .ok_or_else(|| GatewayError::Internal(format!("no upstream for route {}", req.route)))?;
+        let id = mint_id();
+        let upstream_session = upstream.open(&id).await?;
+        let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams);
+        let session = Arc::new(Session::new(id, name.clone(), upstream_session, streams));
+        session.set_version(requested_version(&m).unwrap_or(req.version));
+        self.store.insert(session.clone());
+        let reply = match session.upstream().send(m.clone()).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.store.end(session.id()).await;
+                return Err(e);
+            }
+        };
+        let store = self.store.clone();
+        let observed = session.clone();
+        let mut reply = reply.observe(m.id_key().map(str::to_owned), move |outcome, message| {
+            if let Some(v) = message.and_then(negotiated_version) {
+                observed.set_version(v);
+            }
+            if outcome != Outcome::Ok {
+                tracing::info!(session = observed.id(), outcome = %outcome.label(), "initialize failed; session ended");
+                let id = observed.id().to_owned();
+                tokio::spawn(async move { store.end(&id).await });
+            }
+        });
+        reply.new_session = Some(session);
+        reply.upstream = Some(name);
+        Ok(reply)
+    }
+}
+
+fn requested_version(m: &Message) -> Option<ProtocolVersion> {
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: String,
+    }
+    ProtocolVersion::parse(&m.params::<Params>()?.protocol_version)
+}
+
+fn negotiated_version(m: &Message) -> Option<ProtocolVersion> {
+    #[derive(Deserialize)]
+    struct Result {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: String,
+    }
+    #[derive(Deserialize)]
+    struct Envelope {
+        result: Result,
+    }
+    let env: Envelope = serde_json::from_slice(m.bytes()).ok()?;
+    ProtocolVersion::parse(&env.result.protocol_version)
+}
+
+impl Service<McpRequest> for Router {
+    type Response = McpReply;
+    type Error = GatewayError;
+    type Future = Pin<Box<dyn Future<Output = Result<McpReply, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: McpRequest) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let Some(session) = req.session.clone() else {
+                return match &req.kind {
+                    RequestKind::Message(m) if m.method() == Some("initialize") && m.is_request() => {
+                        let m = m.clone();
+                        this.initialize(req, m).await
+                    }
+                    _ => Err(GatewayError::MissingSession),
+                };
+            };
+            let name = session.upstream_name().clone();
+            let mut reply = match req.kind {
+                RequestKind::Message(m) => session.upstream().send(m).await?,
+                RequestKind::OpenStream => session.upstream().open_stream()?,
+                RequestKind::EndSession => {
+                    this.store.end(session.id()).await;
+                    McpReply::accepted()
+                }
+            };
+            reply.upstream = Some(name);
+            Ok(reply)
+        })
+    }
+}

@@ -1,0 +1,343 @@
+//! The Streamable HTTP front: decodes POST/GET/DELETE into [`McpRequest`]s, runs the
+//! transport checks, calls the pipeline and renders replies and errors.
+
+pub mod admin;
+mod checks;
+mod headers;
+mod listen;
+mod response;
+pub mod sse;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+pub use checks::{OriginPolicy, LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
+pub use headers::forwardable;
+pub use listen::serve;
+pub use response::ResponseBody;
+
+use crate::error::GatewayError;
+use crate::pipeline::{McpReply, McpRequest, McpService, MessageStream, ReplyBody, RequestKind};
+use crate::protocol::{parse_body, Message, MessageError, MessageKind, ProtocolVersion};
+use crate::session::{Session, SessionStore};
+use response::{accepted, error_response, json_response, sse_response};
+use sse::{SseBody, SseOptions};
+
+/// Settings of the front, from `server:` in the config.
+#[derive(Clone)]
+pub struct FrontSettings {
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// SSE keep-alive interval.
+    pub sse_keepalive: Duration,
+    /// `retry` advised to 2025-11-25+ clients.
+    pub sse_retry: Duration,
+}
+
+/// The HTTP front.
+pub struct Front {
+    service: McpService,
+    store: Arc<SessionStore>,
+    routes: HashMap<String, Arc<str>>,
+    policy: OriginPolicy,
+    settings: FrontSettings,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Front {
+    /// A front serving `routes` (paths) through `service`.
+    pub fn new(
+        service: McpService,
+        store: Arc<SessionStore>,
+        routes: impl IntoIterator<Item = String>,
+        policy: OriginPolicy,
+        settings: FrontSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let routes = routes.into_iter().map(|p| (p.clone(), Arc::from(p.as_str()))).collect();
+        Front { service, store, routes, policy, settings, shutdown }
+    }
+
+    /// Serves one HTTP request. Never fails: every error becomes a response.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let received = Instant::now();
+        let Some(route) = self.routes.get(req.uri().path()).cloned() else {
+            return error_response(&GatewayError::NoRoute(req.uri().path().to_owned()), None);
+        };
+        let checked = self
+            .policy
+            .check(req.headers(), req.uri().host())
+            .and_then(|_| checks::check_method(req.method()))
+            .and_then(|_| checks::check_accept(req.method(), req.headers()));
+        if let Err(e) = checked {
+            return error_response(&e, None);
+        }
+        let result = match *req.method() {
+            Method::POST => self.post(req, route, received).await,
+            Method::GET => self.get(req, route, received).await,
+            _ => self.delete(req, route, received).await,
+        };
+        result.unwrap_or_else(|(e, id)| error_response(&e, id.as_deref()))
+    }
+
+    fn session(&self, headers: &http::HeaderMap) -> Result<Arc<Session>, GatewayError> {
+        let id = checks::session_id(headers).ok_or(GatewayError::MissingSession)?;
+        let session = self.store.get(id).ok_or(GatewayError::UnknownSession)?;
+        session.touch();
+        Ok(session)
+    }
+
+    fn sse_options(&self, version: ProtocolVersion, is_get: bool) -> SseOptions {
+        SseOptions {
+            keepalive: self.settings.sse_keepalive,
+            retry_on_close: version.sse_priming().then_some(self.settings.sse_retry),
+            shutdown: is_get.then(|| self.shutdown.clone()),
+        }
+    }
+
+    async fn post<B>(
+        &self,
+        req: Request<B>,
+        route: Arc<str>,
+        received: Instant,
+    ) -> Result<Response<ResponseBody>, Failure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        checks::check_content_type(req.headers()).map_err(no_id)?;
+        let limit = self.settings.max_body_bytes;
+        let too_large = GatewayError::PayloadTooLarge { limit };
+        let declared_len =
+            req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared_len.is_some_and(|n| n > limit as u64) {
+            return Err((too_large, None));
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err((too_large, None)),
+            Err(e) => return Err(no_id(GatewayError::InvalidRequest(format!("could not read the request body: {e}")))),
+        };
+        let (messages, is_batch) = parse_body(&bytes).map_err(|e| match e {
+            MessageError::Parse(d) => no_id(GatewayError::Parse(d)),
+            MessageError::Invalid(d) => no_id(GatewayError::InvalidRequest(d)),
+        })?;
+        let first_id = (!is_batch).then(|| messages[0].id_key().map(str::to_owned)).flatten();
+        let fail = |e: GatewayError| (e, first_id.clone());
+        let declared = checks::declared_version(&parts.headers).map_err(fail)?;
+        let is_init = messages.iter().any(|m| m.method() == Some("initialize"));
+        if is_init && is_batch {
+            return Err(fail(GatewayError::InvalidRequest("initialize must not be part of a batch".into())));
+        }
+        let session = if is_init { None } else { Some(self.session(&parts.headers).map_err(fail)?) };
+        let version =
+            declared.or_else(|| session.as_ref().and_then(|s| s.version())).unwrap_or(ProtocolVersion::V2025_03_26);
+        if is_batch && !version.allows_batches() {
+            return Err(fail(GatewayError::InvalidRequest(format!(
+                "JSON-RPC batches are not allowed in protocol version {version}"
+            ))));
+        }
+        let forward = headers::forwardable(&parts.headers);
+        let make = |m: Message| McpRequest {
+            kind: RequestKind::Message(m),
+            session: session.clone(),
+            route: route.clone(),
+            headers: forward.clone(),
+            version,
+            received_at: received,
+        };
+        if !is_batch {
+            let m = messages.into_iter().next().ok_or_else(|| fail(GatewayError::Internal("empty body".into())))?;
+            let id = m.id_key().map(str::to_owned);
+            let is_request = m.is_request();
+            let reply = self.service.clone().oneshot(make(m)).await.map_err(fail)?;
+            return Ok(self.render_post(reply, id, is_request, session, version).await);
+        }
+        let session_for_batch = session.clone();
+        self.post_batch(messages, make, session_for_batch, version).await
+    }
+
+    async fn post_batch(
+        &self,
+        messages: Vec<Message>,
+        make: impl Fn(Message) -> McpRequest,
+        session: Option<Arc<Session>>,
+        version: ProtocolVersion,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let has_requests = messages.iter().any(|m| m.kind() == MessageKind::Request);
+        let calls = messages.into_iter().map(|m| {
+            let id = m.id_key().map(str::to_owned);
+            let svc = self.service.clone();
+            let req = make(m);
+            async move {
+                match svc.oneshot(req).await {
+                    Ok(McpReply { body: ReplyBody::Stream(s), .. }) => s,
+                    Ok(McpReply { body: ReplyBody::Message(m), .. }) => {
+                        Box::pin(futures_util::stream::once(async { m }))
+                    }
+                    Ok(McpReply { body: ReplyBody::Accepted, .. }) => Box::pin(futures_util::stream::empty()),
+                    Err(e) => {
+                        let m = e.to_message(id.as_deref());
+                        Box::pin(futures_util::stream::once(async { m })) as MessageStream
+                    }
+                }
+            }
+        });
+        let streams = futures_util::future::join_all(calls).await;
+        if !has_requests {
+            return Ok(accepted(None));
+        }
+        let merged: MessageStream = Box::pin(futures_util::stream::select_all(streams));
+        Ok(self.sse_reply(merged, session.as_ref(), version, None))
+    }
+
+    async fn render_post(
+        &self,
+        reply: McpReply,
+        id: Option<String>,
+        is_request: bool,
+        session: Option<Arc<Session>>,
+        version: ProtocolVersion,
+    ) -> Response<ResponseBody> {
+        let new_session = reply.new_session.clone();
+        let session = new_session.clone().or(session);
+        let announce = new_session.as_ref().map(|s| s.id().to_owned());
+        match reply.body {
+            ReplyBody::Accepted => accepted(announce.as_deref()),
+            ReplyBody::Message(m) => json_response(m, announce.as_deref()),
+            ReplyBody::Stream(mut s) if is_request => {
+                let Some(first) = s.next().await else {
+                    // The call ended without an answer (cancelled): an empty stream.
+                    return self.sse_reply(
+                        Box::pin(futures_util::stream::empty()),
+                        session.as_ref(),
+                        version,
+                        announce,
+                    );
+                };
+                if first.kind() == MessageKind::Response && first.id_key() == id.as_deref() {
+                    return json_response(first, announce.as_deref());
+                }
+                let version = session.as_ref().and_then(|s| s.version()).unwrap_or(version);
+                let rest: MessageStream = Box::pin(futures_util::stream::once(async { first }).chain(s));
+                self.sse_reply(rest, session.as_ref(), version, announce)
+            }
+            ReplyBody::Stream(s) => self.sse_reply(s, session.as_ref(), version, announce),
+        }
+    }
+
+    fn sse_reply(
+        &self,
+        source: MessageStream,
+        session: Option<&Arc<Session>>,
+        version: ProtocolVersion,
+        announce: Option<String>,
+    ) -> Response<ResponseBody> {
+        let registry_owned;
+        let registry = match session {
+            Some(s) => &s.streams,
+            None => {
+                registry_owned = crate::session::StreamRegistry::new(1, 1);
+                &registry_owned
+            }
+        };
+        let stream = registry.create(false);
+        let mut queued = Vec::new();
+        if version.sse_priming() {
+            queued.push(stream.record(|id| sse::priming_event(id, self.settings.sse_retry)));
+        }
+        sse_response(SseBody::new(stream, Some(source), queued, self.sse_options(version, false)), announce.as_deref())
+    }
+
+    async fn get<B>(
+        &self,
+        req: Request<B>,
+        route: Arc<str>,
+        received: Instant,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let declared = checks::declared_version(req.headers()).map_err(no_id)?;
+        let session = self.session(req.headers()).map_err(no_id)?;
+        let version = declared.or(session.version()).unwrap_or(ProtocolVersion::V2025_03_26);
+        if let Some(last) = req.headers().get(LAST_EVENT_ID) {
+            let last = last.to_str().unwrap_or("");
+            let resumed = session.streams.resume(last).map_err(no_id)?;
+            if resumed.lost > 0 {
+                metrics::counter!("shadowcat_sse_events_lost_total").increment(resumed.lost);
+                tracing::warn!(
+                    session = session.id(),
+                    last_event_id = last,
+                    lost = resumed.lost,
+                    "resumed stream: events older than the buffer were lost"
+                );
+            }
+            let is_get = resumed.stream.is_get();
+            let body = SseBody::new(resumed.stream, resumed.source, resumed.replay, self.sse_options(version, is_get));
+            return Ok(sse_response(body, None));
+        }
+        let source = match session.streams.take_detached_get().map_err(no_id)? {
+            Some(source) => source,
+            None => {
+                let req = McpRequest {
+                    kind: RequestKind::OpenStream,
+                    session: Some(session.clone()),
+                    route,
+                    headers: headers::forwardable(req.headers()),
+                    version,
+                    received_at: received,
+                };
+                match self.service.clone().oneshot(req).await.map_err(no_id)?.body {
+                    ReplyBody::Stream(s) => s,
+                    ReplyBody::Message(m) => Box::pin(futures_util::stream::once(async { m })),
+                    ReplyBody::Accepted => Box::pin(futures_util::stream::empty()),
+                }
+            }
+        };
+        let stream = session.streams.create(true);
+        let mut queued = Vec::new();
+        if version.sse_priming() {
+            queued.push(stream.record(|id| sse::priming_event(id, self.settings.sse_retry)));
+        }
+        Ok(sse_response(SseBody::new(stream, Some(source), queued, self.sse_options(version, true)), None))
+    }
+
+    async fn delete<B>(
+        &self,
+        req: Request<B>,
+        route: Arc<str>,
+        received: Instant,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let declared = checks::declared_version(req.headers()).map_err(no_id)?;
+        let session = self.session(req.headers()).map_err(no_id)?;
+        let version = declared.or(session.version()).unwrap_or(ProtocolVersion::V2025_03_26);
+        let req = McpRequest {
+            kind: RequestKind::EndSession,
+            session: Some(session),
+            route,
+            headers: headers::forwardable(req.headers()),
+            version,
+            received_at: received,
+        };
+        self.service.clone().oneshot(req).await.map_err(no_id)?;
+        Ok(response::empty_ok())
+    }
+}
+
+/// An error and the id of the request it answers.
+type Failure = (GatewayError, Option<String>);
+
+fn no_id(e: GatewayError) -> Failure {
+    (e, None)
+}

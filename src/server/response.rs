@@ -1,0 +1,83 @@
+//! Building HTTP responses: JSON, SSE, 202, and the one place errors are rendered.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+
+use super::checks::SESSION_HEADER;
+use super::sse::SseBody;
+use crate::error::GatewayError;
+use crate::protocol::Message;
+
+/// The body type of every response.
+pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
+
+fn full(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes).boxed_unsync()
+}
+
+fn empty() -> ResponseBody {
+    Empty::new().boxed_unsync()
+}
+
+fn with_session(mut resp: Response<ResponseBody>, session: Option<&str>) -> Response<ResponseBody> {
+    if let Some(value) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        resp.headers_mut().insert(SESSION_HEADER, value);
+    }
+    resp
+}
+
+/// 202 Accepted, no body.
+pub fn accepted(session: Option<&str>) -> Response<ResponseBody> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::ACCEPTED;
+    with_session(resp, session)
+}
+
+/// 200 OK, no body.
+pub fn empty_ok() -> Response<ResponseBody> {
+    Response::new(empty())
+}
+
+/// 200 with one JSON-RPC message.
+pub fn json_response(m: Message, session: Option<&str>) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(m.bytes().clone()));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    with_session(resp, session)
+}
+
+/// 200 with an SSE stream.
+pub fn sse_response(body: SseBody, session: Option<&str>) -> Response<ResponseBody> {
+    let mut resp = Response::new(body.boxed_unsync());
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    with_session(resp, session)
+}
+
+/// An error before the response has started: its status and a JSON-RPC error body
+/// answering `id` (the request's id text, or `null`).
+pub fn error_response(e: &GatewayError, id: Option<&str>) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(e.to_message(id).bytes().clone()));
+    *resp.status_mut() = e.status();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    match e {
+        GatewayError::MethodNotAllowed(_) => {
+            h.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+        }
+        GatewayError::Overloaded(_) => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    if e.status().is_server_error() {
+        tracing::warn!(error = %e, "request failed");
+    } else {
+        tracing::debug!(error = %e, "request refused");
+    }
+    resp
+}

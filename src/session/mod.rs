@@ -1,0 +1,216 @@
+//! Client sessions: ids minted by the gateway, mapped to upstream sessions.
+//!
+//! A session id is 160 random bits in hex (unpredictable; its format may later carry
+//! sealed routing state). Unknown or ended sessions are answered with 404; `DELETE`,
+//! idle expiry and shutdown end a session and free its upstream.
+
+mod streams;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use rand::RngCore;
+
+pub use streams::{Resumed, SseStream, StreamRegistry};
+
+use crate::protocol::ProtocolVersion;
+use crate::upstream::UpstreamSession;
+
+/// A new unpredictable session id: 20 bytes from the OS-seeded CSPRNG, in hex.
+pub fn mint_id() -> String {
+    let mut bytes = [0u8; 20];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One client session.
+pub struct Session {
+    id: Arc<str>,
+    upstream_name: Arc<str>,
+    upstream: UpstreamSession,
+    version: AtomicU8,
+    last_active: Mutex<Instant>,
+    ended: AtomicBool,
+    /// Its SSE streams.
+    pub streams: StreamRegistry,
+}
+
+impl Session {
+    /// A session bound to `upstream`.
+    pub fn new(id: String, upstream_name: Arc<str>, upstream: UpstreamSession, streams: StreamRegistry) -> Self {
+        Session {
+            id: id.into(),
+            upstream_name,
+            upstream,
+            version: AtomicU8::new(0),
+            last_active: Mutex::new(Instant::now()),
+            ended: AtomicBool::new(false),
+            streams,
+        }
+    }
+
+    /// The id the client sends in `Mcp-Session-Id`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The name of the upstream serving it.
+    pub fn upstream_name(&self) -> &Arc<str> {
+        &self.upstream_name
+    }
+
+    /// The upstream side.
+    pub fn upstream(&self) -> &UpstreamSession {
+        &self.upstream
+    }
+
+    /// The revision negotiated at initialize, once known.
+    pub fn version(&self) -> Option<ProtocolVersion> {
+        let index = self.version.load(Ordering::Relaxed) as usize;
+        index.checked_sub(1).and_then(|i| ProtocolVersion::ALL.get(i).copied())
+    }
+
+    /// Records the negotiated revision.
+    pub fn set_version(&self, version: ProtocolVersion) {
+        if let Some(i) = ProtocolVersion::ALL.iter().position(|v| *v == version) {
+            self.version.store(i as u8 + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the session as used now.
+    pub fn touch(&self) {
+        *self.last_active.lock() = Instant::now();
+    }
+
+    /// Whether the session can still serve.
+    pub fn is_alive(&self) -> bool {
+        !self.ended.load(Ordering::SeqCst) && self.upstream.is_alive()
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.streams.any_attached() {
+            return Duration::ZERO;
+        }
+        self.last_active.lock().elapsed()
+    }
+
+    /// Ends the session: its streams close and its upstream is freed.
+    pub async fn close(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        self.streams.close_all();
+        self.upstream.close().await;
+    }
+}
+
+/// Every live session, by id.
+pub struct SessionStore {
+    sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
+    idle_timeout: Duration,
+}
+
+impl SessionStore {
+    /// An empty store whose sessions expire after `idle_timeout` without use.
+    pub fn new(idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(SessionStore { sessions: RwLock::new(HashMap::new()), idle_timeout })
+    }
+
+    /// Adds a session.
+    pub fn insert(&self, session: Arc<Session>) {
+        self.sessions.write().insert(session.id.clone(), session);
+    }
+
+    /// A live session by id. A session whose upstream is gone is removed and ended.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let session = self.sessions.read().get(id).cloned()?;
+        if session.is_alive() {
+            return Some(session);
+        }
+        if let Some(dead) = self.sessions.write().remove(id) {
+            tokio::spawn(async move { dead.close().await });
+        }
+        None
+    }
+
+    /// Removes and ends a session; false if there was none.
+    pub async fn end(&self, id: &str) -> bool {
+        let removed = self.sessions.write().remove(id);
+        match removed {
+            Some(s) => {
+                s.close().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many sessions are live.
+    pub fn len(&self) -> usize {
+        self.sessions.read().len()
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends sessions idle for longer than the timeout (and sessions whose upstream died).
+    pub async fn reap(&self) {
+        let expired: Vec<Arc<Session>> = {
+            let mut map = self.sessions.write();
+            let ids: Vec<Arc<str>> = map
+                .values()
+                .filter(|s| !s.is_alive() || s.idle_for() > self.idle_timeout)
+                .map(|s| s.id.clone())
+                .collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for s in expired {
+            tracing::info!(session = %s.id, upstream = %s.upstream_name, "session expired");
+            s.close().await;
+        }
+    }
+
+    /// Reaps periodically until the store is dropped.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(store) = weak.upgrade() else { break };
+                store.reap().await;
+            }
+        });
+    }
+
+    /// Closes every session's streams, keeping the sessions (first step of shutdown).
+    pub fn close_streams(&self) {
+        for s in self.sessions.read().values() {
+            s.streams.close_all();
+        }
+    }
+
+    /// Ends every session (last step of shutdown).
+    pub async fn close_all(&self) {
+        let all: Vec<Arc<Session>> = self.sessions.write().drain().map(|(_, s)| s).collect();
+        let closing = all.iter().map(|s| s.close());
+        futures_util::future::join_all(closing).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_long_and_distinct() {
+        let a = mint_id();
+        assert_eq!(a.len(), 40);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, mint_id());
+    }
+}

@@ -1,0 +1,225 @@
+//! The SSE streams of one session, kept for resumption with `Last-Event-ID`.
+//!
+//! Each stream (a POST's reply stream or the GET stream) has an id unique in its
+//! session; its events are numbered from 1 (0 is the priming event), and an event id is
+//! `<stream>-<seq>`. The last `sse_buffer_events` events of each stream are kept. When
+//! a client disconnects, the stream's source stays here, and messages that arrive in
+//! the meantime wait in it (bounded); a GET with `Last-Event-ID` replays the kept
+//! events after that id, then goes on with the live source. Events that fell out of
+//! the buffer cannot be replayed: the resumed stream starts at the oldest kept event
+//! (the gap is logged and counted in `shadowcat_sse_events_lost_total`).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::error::GatewayError;
+use crate::pipeline::MessageStream;
+
+/// One SSE stream of a session.
+pub struct SseStream {
+    id: u64,
+    is_get: bool,
+    capacity: usize,
+    state: Mutex<SseState>,
+}
+
+struct SseState {
+    buffer: VecDeque<(u64, Bytes)>,
+    next_seq: u64,
+    source: Option<MessageStream>,
+    attached: bool,
+    finished: bool,
+}
+
+impl SseStream {
+    /// The stream's id within its session.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether this is a GET (server-to-client) stream.
+    pub fn is_get(&self) -> bool {
+        self.is_get
+    }
+
+    /// The event id of event `seq`.
+    pub fn event_id(&self, seq: u64) -> String {
+        format!("{}-{}", self.id, seq)
+    }
+
+    /// Numbers and keeps one encoded event; `encode` gets the event id.
+    pub fn record(&self, encode: impl FnOnce(&str) -> Bytes) -> Bytes {
+        let mut state = self.state.lock();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let bytes = encode(&self.event_id(seq));
+        if state.buffer.len() >= self.capacity {
+            state.buffer.pop_front();
+        }
+        state.buffer.push_back((seq, bytes.clone()));
+        bytes
+    }
+
+    /// The client went away: keep the source for a later resumption.
+    pub fn detach(&self, source: Option<MessageStream>) {
+        let mut state = self.state.lock();
+        state.attached = false;
+        if source.is_none() {
+            state.finished = true;
+        }
+        state.source = source;
+    }
+
+    /// The source ended: nothing more will come.
+    pub fn finish(&self) {
+        self.state.lock().finished = true;
+    }
+
+    fn is_live(&self) -> bool {
+        let state = self.state.lock();
+        state.attached || !state.finished
+    }
+
+    fn is_attached(&self) -> bool {
+        self.state.lock().attached
+    }
+}
+
+/// What a resumption gets: kept events to replay, then the live source (if any).
+pub struct Resumed {
+    /// The stream.
+    pub stream: Arc<SseStream>,
+    /// Encoded events after the client's last one.
+    pub replay: Vec<Bytes>,
+    /// The live source, if the stream has not finished.
+    pub source: Option<MessageStream>,
+    /// Events the client missed that are no longer kept.
+    pub lost: u64,
+}
+
+/// The streams of one session.
+pub struct StreamRegistry {
+    next_id: AtomicU64,
+    capacity: usize,
+    retained: usize,
+    streams: Mutex<VecDeque<Arc<SseStream>>>,
+}
+
+impl StreamRegistry {
+    /// A registry keeping `capacity` events per stream and `retained` finished streams.
+    pub fn new(capacity: usize, retained: usize) -> Self {
+        StreamRegistry { next_id: AtomicU64::new(1), capacity, retained, streams: Mutex::new(VecDeque::new()) }
+    }
+
+    /// Registers a new attached stream.
+    pub fn create(&self, is_get: bool) -> Arc<SseStream> {
+        let stream = Arc::new(SseStream {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            is_get,
+            capacity: self.capacity,
+            state: Mutex::new(SseState {
+                buffer: VecDeque::new(),
+                next_seq: 0,
+                source: None,
+                attached: true,
+                finished: false,
+            }),
+        });
+        let mut streams = self.streams.lock();
+        streams.push_back(stream.clone());
+        // Forget the oldest finished, detached streams beyond the retention bound.
+        while streams.len() > self.retained {
+            let Some(pos) = streams.iter().position(|s| !s.is_live()) else {
+                break;
+            };
+            streams.remove(pos);
+        }
+        stream
+    }
+
+    /// The current GET stream: `Err(Conflict)` if a client is attached to it;
+    /// otherwise its live source (taken), if any.
+    pub fn take_detached_get(&self) -> Result<Option<MessageStream>, GatewayError> {
+        let mut streams = self.streams.lock();
+        let Some(pos) = streams.iter().rposition(|s| s.is_get) else {
+            return Ok(None);
+        };
+        if streams[pos].is_attached() {
+            return Err(GatewayError::Conflict("this session already has an open GET stream".into()));
+        }
+        let old = streams.remove(pos);
+        Ok(old.and_then(|s| s.state.lock().source.take()))
+    }
+
+    /// Resumes the stream named by a `Last-Event-ID`.
+    pub fn resume(&self, last_event_id: &str) -> Result<Resumed, GatewayError> {
+        let bad =
+            || GatewayError::InvalidRequest(format!("Last-Event-ID {last_event_id:?} names no stream of this session"));
+        let (stream_id, seq) = last_event_id.trim().split_once('-').ok_or_else(bad)?;
+        let stream_id: u64 = stream_id.parse().map_err(|_| bad())?;
+        let seq: u64 = seq.parse().map_err(|_| bad())?;
+        let stream = self.streams.lock().iter().find(|s| s.id == stream_id).cloned().ok_or_else(bad)?;
+        let mut state = stream.state.lock();
+        if state.attached {
+            return Err(GatewayError::Conflict(format!("stream {stream_id} is already being read by a client")));
+        }
+        let replay: Vec<Bytes> = state.buffer.iter().filter(|(s, _)| *s > seq).map(|(_, b)| b.clone()).collect();
+        let oldest_kept = state.buffer.front().map(|(s, _)| *s).unwrap_or(state.next_seq);
+        let lost = oldest_kept.saturating_sub(seq + 1);
+        state.attached = true;
+        let source = state.source.take();
+        drop(state);
+        Ok(Resumed { stream, replay, source, lost })
+    }
+
+    /// Whether a client is reading any stream of this session.
+    pub fn any_attached(&self) -> bool {
+        self.streams.lock().iter().any(|s| s.is_attached())
+    }
+
+    /// Drops every kept source (session end, shutdown): live streams end.
+    pub fn close_all(&self) {
+        for s in self.streams.lock().iter() {
+            s.state.lock().source = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_after_last_event_and_counts_losses() {
+        let reg = StreamRegistry::new(3, 4);
+        let s = reg.create(false);
+        for i in 0..5 {
+            s.record(|id| Bytes::from(format!("{id}:{i}")));
+        }
+        assert!(matches!(reg.resume("1-2"), Err(GatewayError::Conflict(_))));
+        s.detach(None);
+        let r = reg.resume("1-3").map_err(|e| e.to_string()).expect("resume");
+        assert_eq!(r.replay, vec![Bytes::from("1-4:4")]);
+        assert_eq!(r.lost, 0);
+        r.stream.detach(None);
+        let r = reg.resume("1-0").map_err(|e| e.to_string()).expect("resume");
+        assert_eq!(r.replay.len(), 3);
+        assert_eq!(r.lost, 1, "event 1 fell out of the buffer");
+        assert!(matches!(reg.resume("9-1"), Err(GatewayError::InvalidRequest(_))));
+        assert!(matches!(reg.resume("garbage"), Err(GatewayError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn one_attached_get_stream() {
+        let reg = StreamRegistry::new(3, 4);
+        assert!(reg.take_detached_get().map_err(|e| e.to_string()).expect("none").is_none());
+        let g = reg.create(true);
+        assert!(matches!(reg.take_detached_get(), Err(GatewayError::Conflict(_))));
+        g.detach(None);
+        assert!(reg.take_detached_get().is_ok());
+    }
+}

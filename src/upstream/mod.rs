@@ -1,0 +1,93 @@
+//! Upstream MCP servers: the connectors the router hands sessions to.
+
+pub mod stdio;
+
+use std::sync::Arc;
+
+use crate::config::UpstreamConfig;
+use crate::error::GatewayError;
+use crate::pipeline::McpReply;
+use crate::protocol::Message;
+
+/// One configured upstream.
+#[derive(Clone)]
+pub enum Upstream {
+    /// Spawned processes.
+    Stdio(Arc<stdio::StdioUpstream>),
+}
+
+impl Upstream {
+    /// Builds an upstream from its config.
+    pub fn from_config(name: &str, cfg: &UpstreamConfig) -> Result<Upstream, String> {
+        match cfg {
+            UpstreamConfig::Stdio(s) => Ok(Upstream::Stdio(stdio::StdioUpstream::new(name, s)?)),
+            UpstreamConfig::Http(_) => Err(format!(
+                "upstreams.{name}: http upstreams are not available in this build yet (see the README's status section)"
+            )),
+        }
+    }
+
+    /// Starts background work (warm pools, health checks).
+    pub async fn start(&self) {
+        match self {
+            Upstream::Stdio(u) => u.start().await,
+        }
+    }
+
+    /// Whether the upstream can serve.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Upstream::Stdio(u) => u.is_ready(),
+        }
+    }
+
+    /// Opens an upstream session for a new client session.
+    pub async fn open(&self, session_tag: &str) -> Result<UpstreamSession, GatewayError> {
+        match self {
+            Upstream::Stdio(u) => Ok(UpstreamSession::Stdio(u.open(session_tag).await?)),
+        }
+    }
+
+    /// Stops background work and idle resources.
+    pub async fn shutdown(&self) {
+        match self {
+            Upstream::Stdio(u) => u.shutdown().await,
+        }
+    }
+}
+
+/// The upstream side of one client session.
+pub enum UpstreamSession {
+    /// A process of a stdio upstream.
+    Stdio(stdio::StdioSession),
+}
+
+impl UpstreamSession {
+    /// Sends one client message.
+    pub async fn send(&self, m: Message) -> Result<McpReply, GatewayError> {
+        match self {
+            UpstreamSession::Stdio(s) => s.send(m).await,
+        }
+    }
+
+    /// Opens the server-to-client stream.
+    pub fn open_stream(&self) -> Result<McpReply, GatewayError> {
+        match self {
+            UpstreamSession::Stdio(s) => s.open_stream(),
+        }
+    }
+
+    /// Whether the upstream side still exists.
+    pub fn is_alive(&self) -> bool {
+        match self {
+            UpstreamSession::Stdio(s) => s.is_alive(),
+        }
+    }
+
+    /// Ends the upstream side and frees what it holds.
+    pub async fn close(&self) {
+        match self {
+            UpstreamSession::Stdio(s) => s.close().await,
+        }
+    }
+}
