@@ -58,7 +58,7 @@ impl Router {
         let session = Arc::new(Session::new(id, name.clone(), upstream_session, streams));
         session.set_version(requested_version(&m).unwrap_or(req.version));
         self.store.insert(session.clone());
-        let reply = match session.upstream().send(m.clone()).await {
+        let reply = match session.upstream().send(m.clone(), &req.headers).await {
             Ok(reply) => reply,
             Err(e) => {
                 self.store.end(session.id()).await;
@@ -129,8 +129,8 @@ impl Service<McpRequest> for Router {
             };
             let name = session.upstream_name().clone();
             let mut reply = match req.kind {
-                RequestKind::Message(m) => session.upstream().send(m).await?,
-                RequestKind::OpenStream => session.upstream().open_stream()?,
+                RequestKind::Message(m) => session.upstream().send(m, &req.headers).await?,
+                RequestKind::OpenStream => session.upstream().open_stream(&req.headers).await?,
                 RequestKind::EndSession => {
                     this.store.end(session.id()).await;
                     McpReply::accepted()

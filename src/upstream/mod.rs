@@ -4,6 +4,8 @@ pub mod stdio;
 
 use std::sync::Arc;
 
+use http::HeaderMap;
+
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
 use crate::pipeline::McpReply;
@@ -63,17 +65,24 @@ pub enum UpstreamSession {
 }
 
 impl UpstreamSession {
-    /// Sends one client message.
-    pub async fn send(&self, m: Message) -> Result<McpReply, GatewayError> {
+    /// Sends one client message; `headers` are the client's forwardable headers
+    /// (already without credentials and hop-by-hop headers).
+    pub async fn send(&self, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
         match self {
-            UpstreamSession::Stdio(s) => s.send(m).await,
+            UpstreamSession::Stdio(s) => {
+                let _ = headers; // a process has no headers
+                s.send(m).await
+            }
         }
     }
 
     /// Opens the server-to-client stream.
-    pub fn open_stream(&self) -> Result<McpReply, GatewayError> {
+    pub async fn open_stream(&self, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
         match self {
-            UpstreamSession::Stdio(s) => s.open_stream(),
+            UpstreamSession::Stdio(s) => {
+                let _ = headers;
+                s.open_stream()
+            }
         }
     }
 
