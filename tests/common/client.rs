@@ -84,7 +84,8 @@ pub fn parse_events(text: &str) -> Vec<SseEvent> {
             if line.starts_with(':') || line.is_empty() {
                 continue;
             }
-            let (field, value) = line.split_once(':').map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+            let (field, value) =
+                line.split_once(':').map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
             any = true;
             match field {
                 "id" => ev.id = Some(value.to_owned()),
@@ -188,9 +189,18 @@ impl Http {
     }
 
     /// Sends a request and returns status, headers and a streaming reader.
-    pub async fn open(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, HeaderMap, SseReader) {
+    pub async fn open(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, HeaderMap, SseReader) {
         let req = Self::build(method, url, headers, body);
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req)).await.expect("headers in 30 s").unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+            .await
+            .expect("headers in 30 s")
+            .unwrap();
         let (parts, body) = resp.into_parts();
         (parts.status.as_u16(), parts.headers, SseReader { body, buf: String::new(), ended: false })
     }
@@ -262,9 +272,11 @@ impl McpClient {
     pub async fn request(&mut self, method: &str, params: Value) -> Value {
         let (id, reply) = self.call(method, params).await;
         assert_eq!(reply.status, 200, "{method} failed: {}", reply.text());
-        reply.messages().into_iter().find(|m| m["id"] == id && m.get("method").is_none()).unwrap_or_else(|| {
-            panic!("no response to {method} in {}", reply.text())
-        })
+        reply
+            .messages()
+            .into_iter()
+            .find(|m| m["id"] == id && m.get("method").is_none())
+            .unwrap_or_else(|| panic!("no response to {method} in {}", reply.text()))
     }
 
     pub async fn notify(&self, method: &str, params: Value) -> Reply {

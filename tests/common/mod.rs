@@ -31,7 +31,10 @@ pub fn deps() -> Deps {
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-deps"));
     let text = std::fs::read_to_string(dir.join("env")).unwrap_or_else(|e| {
-        panic!("test dependencies not installed in {} ({e}): run scripts/test.sh (or scripts/install-test-deps.sh)", dir.display())
+        panic!(
+            "test dependencies not installed in {} ({e}): run scripts/test.sh (or scripts/install-test-deps.sh)",
+            dir.display()
+        )
     });
     let get = |key: &str| {
         text.lines()
