@@ -3,6 +3,7 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 pub mod client;
+pub mod conformance;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,66 @@
+//! Running the official MCP conformance suite (`@modelcontextprotocol/conformance`)
+//! and reading its per-scenario results.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// One scenario's result: passed (no FAILURE check) and its failing checks.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub passed: bool,
+    pub failures: Vec<String>,
+}
+
+/// Runs the server suite (`--suite all`) against `url`; results by scenario name.
+pub fn run_server_suite(url: &str, extra: &[&str]) -> BTreeMap<String, Scenario> {
+    let deps = super::deps();
+    let out = super::scratch_dir("conformance");
+    let output = Command::new(&deps.node)
+        .arg(&deps.conformance_js)
+        .args(["server", "--url", url, "--suite", "all", "-o"])
+        .arg(&out)
+        .args(extra)
+        .output()
+        .expect("run the conformance CLI");
+    let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let mut results = BTreeMap::new();
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        let dir = entry.file_name().to_string_lossy().into_owned();
+        // server-<scenario>-<24-char timestamp>
+        let Some(name) = dir.strip_prefix("server-").filter(|n| n.len() > 25).map(|n| n[..n.len() - 25].to_owned())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(entry.path().join("checks.json")) else {
+            results.insert(name, Scenario { passed: false, failures: vec!["no checks.json".into()] });
+            continue;
+        };
+        let checks: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
+        let failures: Vec<String> = checks
+            .iter()
+            .filter(|c| c["status"] == "FAILURE")
+            .map(|c| format!("{}: {}", c["id"], c["errorMessage"].as_str().or(c["description"].as_str()).unwrap_or("")))
+            .collect();
+        results.insert(name, Scenario { passed: failures.is_empty(), failures });
+    }
+    assert!(!results.is_empty(), "the suite produced no results; its output:\n{log}");
+    results
+}
+
+/// Names of the scenarios that passed.
+pub fn passed(results: &BTreeMap<String, Scenario>) -> Vec<String> {
+    results.iter().filter(|(_, s)| s.passed).map(|(n, _)| n.clone()).collect()
+}
+
+/// A readable list of failed scenarios and their failing checks.
+pub fn failures(results: &BTreeMap<String, Scenario>) -> String {
+    results
+        .iter()
+        .filter(|(_, s)| !s.passed)
+        .map(|(n, s)| format!("{n}: {}", s.failures.join("; ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

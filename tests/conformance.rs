@@ -1,0 +1,64 @@
+//! The official MCP conformance suite (server scenarios, 0.1.16) through the gateway.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::conformance::{failures, passed, run_server_suite};
+use common::{demo_config, deps, fixture, free_port, wait_until, Gateway};
+
+#[test]
+fn every_scenario_passes_through_the_gateway_in_front_of_the_demo_server() {
+    let gw = Gateway::start(&demo_config("", "      warm: 2\n"));
+    let results = run_server_suite(&gw.mcp_url, &[]);
+    assert!(results.len() >= 32, "all scenarios ran: {:?}", results.keys());
+    assert_eq!(failures(&results), "", "scenarios failed through the gateway");
+}
+
+/// server-everything over Streamable HTTP, bound to loopback.
+struct Everything(Child);
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn everything_http(port: u16) -> Everything {
+    let d = deps();
+    let child = Command::new(&d.node)
+        .args(["-r", &fixture("bind-loopback.cjs"), &d.everything_js, "streamableHttp"])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server-everything");
+    let up = wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(up, "server-everything did not start on port {port}");
+    Everything(child)
+}
+
+#[test]
+fn no_scenario_that_passes_against_server_everything_directly_fails_through_the_gateway() {
+    let port = free_port();
+    let _direct_server = everything_http(port);
+    let direct = run_server_suite(&format!("http://localhost:{port}/mcp"), &[]);
+    let direct_passed = passed(&direct);
+    assert!(direct_passed.len() >= 5, "server-everything passes some scenarios directly: {direct_passed:?}");
+
+    let d = deps();
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n    stdio:\n      command: {}\n      args: ['{}', stdio]\n      warm: 2\n",
+        d.node, d.everything_js
+    );
+    let gw = Gateway::start(&yaml);
+    let via_stdio = run_server_suite(&gw.mcp_url, &[]);
+    let lost: Vec<&String> = direct_passed.iter().filter(|s| !via_stdio.get(*s).is_some_and(|r| r.passed)).collect();
+    assert!(
+        lost.is_empty(),
+        "passed directly but failed through the gateway (stdio): {lost:?}\n{}",
+        failures(&via_stdio)
+    );
+}
