@@ -11,7 +11,8 @@ use crate::layers::metrics::REQUEST_DURATION;
 /// (default `info`), as text or, with `json`, one JSON object per line.
 pub fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     let result = if json { builder.json().try_init() } else { builder.try_init() };
     if let Err(e) = result {
         eprintln!("shadowcat: logging already initialised: {e}");

@@ -103,12 +103,14 @@ impl Entry {
         match self.level {
             Level::Info => tracing::info!(
                 target: "shadowcat::access",
-                session, method = %self.method, tool, id, route = %self.route, upstream, status, duration_ms,
+                session = %session, method = %self.method, tool = %tool, id = %id, route = %self.route,
+                upstream = %upstream, status = %status, duration_ms,
                 "request"
             ),
             Level::Debug => tracing::debug!(
                 target: "shadowcat::access",
-                session, method = %self.method, tool, id, route = %self.route, upstream, status, duration_ms,
+                session = %session, method = %self.method, tool = %tool, id = %id, route = %self.route,
+                upstream = %upstream, status = %status, duration_ms,
                 "request"
             ),
         }
