@@ -279,3 +279,21 @@ async fn resumes_a_dropped_stream_with_last_event_id() {
     let (status, _) = c.open_get(Some("999-1")).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_belongs_to_its_route() {
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nroutes:\n  - {{path: /a/mcp, upstream: a}}\n  - {{path: /b/mcp, upstream: b}}\nupstreams:\n  a:\n    stdio: {{command: {bin}, args: [demo-server]}}\n  b:\n    stdio: {{command: {bin}, args: [demo-server]}}\n",
+        bin = common::bin()
+    );
+    let gw = Gateway::start(&yaml);
+    let mut a = McpClient::new(&format!("{}/a/mcp", gw.base));
+    a.initialize("2025-11-25").await;
+    assert_eq!(a.request("ping", json!({})).await["result"], json!({}));
+    let mut wrong = McpClient::new(&format!("{}/b/mcp", gw.base));
+    wrong.session = a.session.clone();
+    let (_, r) = wrong.call("ping", json!({})).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let (_, r) = McpClient::new(&format!("{}/c/mcp", gw.base)).call("ping", json!({})).await;
+    assert_eq!(r.status, 404);
+}

@@ -40,7 +40,8 @@ pub async fn run(config: Config) -> Result<(), String> {
             .ok_or_else(|| format!("route {} names unknown upstream {}", route.path, route.upstream))?;
         routes.insert(Arc::from(route.path.as_str()), (Arc::from(route.upstream.as_str()), upstream));
     }
-    let paths: Vec<String> = routes.keys().map(|p: &Arc<str>| p.to_string()).collect();
+    let mut paths: Vec<String> = routes.keys().map(|p: &Arc<str>| p.to_string()).collect();
+    paths.sort();
     let limits = StreamLimits {
         buffer_events: config.server.sse_buffer_events,
         retained_streams: config.server.sse_retained_streams,

@@ -55,7 +55,7 @@ impl Router {
         let id = mint_id();
         let upstream_session = upstream.open(&id).await?;
         let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams);
-        let session = Arc::new(Session::new(id, name.clone(), upstream_session, streams));
+        let session = Arc::new(Session::new(id, req.route.clone(), name.clone(), upstream_session, streams));
         session.set_version(requested_version(&m).unwrap_or(req.version));
         self.store.insert(session.clone());
         let reply = match session.upstream().send(m.clone(), &req.headers).await {

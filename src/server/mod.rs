@@ -92,9 +92,9 @@ impl Front {
         result.unwrap_or_else(|(e, id)| error_response(&e, id.as_deref()))
     }
 
-    fn session(&self, headers: &http::HeaderMap) -> Result<Arc<Session>, GatewayError> {
+    fn session(&self, headers: &http::HeaderMap, route: &str) -> Result<Arc<Session>, GatewayError> {
         let id = checks::session_id(headers).ok_or(GatewayError::MissingSession)?;
-        let session = self.store.get(id).ok_or(GatewayError::UnknownSession)?;
+        let session = self.store.get(id).filter(|s| s.route() == route).ok_or(GatewayError::UnknownSession)?;
         session.touch();
         Ok(session)
     }
@@ -142,7 +142,7 @@ impl Front {
         if is_init && is_batch {
             return Err(fail(GatewayError::InvalidRequest("initialize must not be part of a batch".into())));
         }
-        let session = if is_init { None } else { Some(self.session(&parts.headers).map_err(fail)?) };
+        let session = if is_init { None } else { Some(self.session(&parts.headers, &route).map_err(fail)?) };
         let version =
             declared.or_else(|| session.as_ref().and_then(|s| s.version())).unwrap_or(ProtocolVersion::V2025_03_26);
         if is_batch && !version.allows_batches() {
@@ -269,7 +269,7 @@ impl Front {
         received: Instant,
     ) -> Result<Response<ResponseBody>, Failure> {
         let declared = checks::declared_version(req.headers()).map_err(no_id)?;
-        let session = self.session(req.headers()).map_err(no_id)?;
+        let session = self.session(req.headers(), &route).map_err(no_id)?;
         let version = declared.or(session.version()).unwrap_or(ProtocolVersion::V2025_03_26);
         if let Some(last) = req.headers().get(LAST_EVENT_ID) {
             let last = last.to_str().unwrap_or("");
@@ -320,7 +320,7 @@ impl Front {
         received: Instant,
     ) -> Result<Response<ResponseBody>, Failure> {
         let declared = checks::declared_version(req.headers()).map_err(no_id)?;
-        let session = self.session(req.headers()).map_err(no_id)?;
+        let session = self.session(req.headers(), &route).map_err(no_id)?;
         let version = declared.or(session.version()).unwrap_or(ProtocolVersion::V2025_03_26);
         let req = McpRequest {
             kind: RequestKind::EndSession,

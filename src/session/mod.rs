@@ -29,6 +29,7 @@ pub fn mint_id() -> String {
 /// One client session.
 pub struct Session {
     id: Arc<str>,
+    route: Arc<str>,
     upstream_name: Arc<str>,
     upstream: UpstreamSession,
     version: AtomicU8,
@@ -40,9 +41,16 @@ pub struct Session {
 
 impl Session {
     /// A session bound to `upstream`.
-    pub fn new(id: String, upstream_name: Arc<str>, upstream: UpstreamSession, streams: StreamRegistry) -> Self {
+    pub fn new(
+        id: String,
+        route: Arc<str>,
+        upstream_name: Arc<str>,
+        upstream: UpstreamSession,
+        streams: StreamRegistry,
+    ) -> Self {
         Session {
             id: id.into(),
+            route,
             upstream_name,
             upstream,
             version: AtomicU8::new(0),
@@ -55,6 +63,11 @@ impl Session {
     /// The id the client sends in `Mcp-Session-Id`.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The endpoint path it was created on; it is unknown on every other.
+    pub fn route(&self) -> &str {
+        &self.route
     }
 
     /// The name of the upstream serving it.

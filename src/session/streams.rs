@@ -131,12 +131,17 @@ impl StreamRegistry {
         });
         let mut streams = self.streams.lock();
         streams.push_back(stream.clone());
-        // Forget the oldest finished, detached streams beyond the retention bound.
+        // Beyond the retention bound, forget the oldest streams no client is reading:
+        // finished ones first, then detached ones (their undelivered messages go too).
         while streams.len() > self.retained {
-            let Some(pos) = streams.iter().position(|s| !s.is_live()) else {
-                break;
-            };
-            streams.remove(pos);
+            let pos =
+                streams.iter().position(|s| !s.is_live()).or_else(|| streams.iter().position(|s| !s.is_attached()));
+            let Some(pos) = pos else { break };
+            if let Some(old) = streams.remove(pos) {
+                if old.is_live() {
+                    tracing::debug!(stream = old.id, "evicted a detached stream with undelivered messages");
+                }
+            }
         }
         stream
     }
@@ -211,6 +216,19 @@ mod tests {
         assert_eq!(r.lost, 1, "event 1 fell out of the buffer");
         assert!(matches!(reg.resume("9-1"), Err(GatewayError::InvalidRequest(_))));
         assert!(matches!(reg.resume("garbage"), Err(GatewayError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn detached_streams_are_bounded() {
+        let reg = StreamRegistry::new(3, 2);
+        for _ in 0..5 {
+            let s = reg.create(false);
+            let source: MessageStream = Box::pin(futures_util::stream::pending());
+            s.detach(Some(source));
+        }
+        assert_eq!(reg.streams.lock().len(), 2);
+        assert!(reg.resume("1-0").is_err(), "the oldest was evicted");
+        assert!(reg.resume("5-0").is_ok());
     }
 
     #[test]

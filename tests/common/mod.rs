@@ -135,7 +135,8 @@ impl Gateway {
                 admin_url = Some(u.to_owned());
             }
         }
-        let base = mcp_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_default();
+        let after_scheme = mcp_url.find("://").map_or(0, |i| i + 3);
+        let base = mcp_url[..mcp_url[after_scheme..].find('/').map_or(mcp_url.len(), |i| after_scheme + i)].to_owned();
         Gateway { child: Some(child), mcp_url, admin_url, base, log }
     }
 
