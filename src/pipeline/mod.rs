@@ -4,6 +4,7 @@
 //! Every stage is a `tower::Layer` over [`McpService`]. The first stage in the list
 //! is the outermost: it sees the request first and the reply last.
 
+mod call_observer;
 mod observe;
 pub mod registry;
 
@@ -19,6 +20,7 @@ use crate::error::GatewayError;
 use crate::protocol::{Message, ProtocolVersion};
 use crate::session::Session;
 
+pub use call_observer::{CallEnd, CallObserver, Observe, ObserveLayer};
 pub use observe::{Observed, Outcome};
 pub use registry::{build_pipeline, BuildContext, StageDef, StageFn, STAGES};
 

@@ -99,6 +99,18 @@ impl Front {
         Ok(session)
     }
 
+    /// For GET and DELETE: the version check, then the session check.
+    fn session_and_version(
+        &self,
+        headers: &http::HeaderMap,
+        route: &str,
+    ) -> Result<(Arc<Session>, ProtocolVersion), Failure> {
+        let declared = checks::declared_version(headers).map_err(no_id)?;
+        let session = self.session(headers, route).map_err(no_id)?;
+        let version = declared.or(session.version()).unwrap_or(ProtocolVersion::V2025_03_26);
+        Ok((session, version))
+    }
+
     fn sse_options(&self, version: ProtocolVersion, is_get: bool) -> SseOptions {
         SseOptions {
             keepalive: self.settings.sse_keepalive,
@@ -268,9 +280,7 @@ impl Front {
         route: Arc<str>,
         received: Instant,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let declared = checks::declared_version(req.headers()).map_err(no_id)?;
-        let session = self.session(req.headers(), &route).map_err(no_id)?;
-        let version = declared.or(session.version()).unwrap_or(ProtocolVersion::V2025_03_26);
+        let (session, version) = self.session_and_version(req.headers(), &route)?;
         if let Some(last) = req.headers().get(LAST_EVENT_ID) {
             let last = last.to_str().unwrap_or("");
             let resumed = session.streams.resume(last).map_err(no_id)?;
@@ -319,9 +329,7 @@ impl Front {
         route: Arc<str>,
         received: Instant,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let declared = checks::declared_version(req.headers()).map_err(no_id)?;
-        let session = self.session(req.headers(), &route).map_err(no_id)?;
-        let version = declared.or(session.version()).unwrap_or(ProtocolVersion::V2025_03_26);
+        let (session, version) = self.session_and_version(req.headers(), &route)?;
         let req = McpRequest {
             kind: RequestKind::EndSession,
             session: Some(session),

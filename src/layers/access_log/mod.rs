@@ -11,17 +11,13 @@
 //!   - access_log: { level: debug }
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use serde::Deserialize;
-use tower::{Layer, Service};
+use tower::Layer;
 
-use crate::error::GatewayError;
-use crate::pipeline::{BuildContext, McpReply, McpRequest, McpService, Outcome, StageDef, StageFn};
+use crate::pipeline::{BuildContext, CallEnd, CallObserver, McpRequest, McpService, ObserveLayer, StageDef, StageFn};
 
 /// The registry entry.
 pub const STAGE: StageDef = StageDef { name: "access_log", build, must_follow: &[] };
@@ -48,44 +44,28 @@ struct Options {
 
 fn build(options: &serde_json::Value, _ctx: &BuildContext) -> Result<StageFn, String> {
     let options: Options = super::stage_options(options)?;
-    let layer = AccessLogLayer { level: options.level };
+    let layer: AccessLogLayer = ObserveLayer::new(AccessLogger::new(options.level));
     Ok(Arc::new(move |inner| McpService::new(layer.layer(inner))))
 }
 
-// === impl AccessLogLayer ===
+/// The `access_log` layer.
+pub type AccessLogLayer = ObserveLayer<AccessLogger>;
 
-/// Logs one event per request.
+/// Logs one event per call.
 #[derive(Clone, Copy, Default)]
-pub struct AccessLogLayer {
+pub struct AccessLogger {
     level: Level,
 }
 
-impl AccessLogLayer {
-    /// A layer that logs at `level`.
+impl AccessLogger {
+    /// A logger at `level`.
     pub fn new(level: Level) -> Self {
-        AccessLogLayer { level }
+        AccessLogger { level }
     }
 }
 
-impl<S> Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner, level: self.level }
-    }
-}
-
-// === impl AccessLog ===
-
-/// The `access_log` service.
-#[derive(Clone)]
-pub struct AccessLog<S> {
-    inner: S,
-    level: Level,
-}
-
-struct Entry {
-    level: Level,
+/// What the logger keeps about a call.
+pub struct Entry {
     session: Option<String>,
     method: String,
     tool: Option<String>,
@@ -94,89 +74,40 @@ struct Entry {
     started: Instant,
 }
 
-impl Entry {
-    fn emit(&self, upstream: &str, status: &str, session: Option<&str>) {
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let session = session.or(self.session.as_deref()).unwrap_or("-");
-        let tool = self.tool.as_deref().unwrap_or("-");
-        let id = self.id.as_deref().unwrap_or("-");
-        match self.level {
-            Level::Info => tracing::info!(
-                target: "shadowcat::access",
-                session = %session, method = %self.method, tool = %tool, id = %id, route = %self.route,
-                upstream = %upstream, status = %status, duration_ms,
-                "request"
-            ),
-            Level::Debug => tracing::debug!(
-                target: "shadowcat::access",
-                session = %session, method = %self.method, tool = %tool, id = %id, route = %self.route,
-                upstream = %upstream, status = %status, duration_ms,
-                "request"
-            ),
-        }
-    }
-}
+impl CallObserver for AccessLogger {
+    type Call = Entry;
 
-impl<S> Service<McpRequest> for AccessLog<S>
-where
-    S: Service<McpRequest, Response = McpReply, Error = GatewayError>,
-{
-    type Response = McpReply;
-    type Error = GatewayError;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: McpRequest) -> Self::Future {
-        let entry = Entry {
-            level: self.level,
+    fn begin(&self, req: &McpRequest) -> Entry {
+        Entry {
             session: req.session.as_ref().map(|s| s.id().to_owned()),
             method: req.method_label().to_owned(),
             tool: req.msg().and_then(|m| m.tool_name()),
             id: req.msg().and_then(|m| m.id_key()).map(str::to_owned),
             route: req.route.to_string(),
             started: req.received_at,
-        };
-        ResponseFuture { inner: self.inner.call(req), entry: Some(entry) }
+        }
     }
-}
 
-pin_project_lite::pin_project! {
-    /// The future of [`AccessLog`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        entry: Option<Entry>,
-    }
-}
-
-impl<F> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<McpReply, GatewayError>>,
-{
-    type Output = Result<McpReply, GatewayError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        let Some(entry) = this.entry.take() else {
-            return Poll::Ready(result);
-        };
-        Poll::Ready(match result {
-            Ok(reply) => {
-                let upstream = reply.upstream.as_deref().unwrap_or("-").to_owned();
-                let new_session = reply.new_session.as_ref().map(|s| s.id().to_owned());
-                let id = entry.id.clone();
-                Ok(reply.observe(id, move |outcome, _| {
-                    entry.emit(&upstream, &outcome.label(), new_session.as_deref());
-                }))
-            }
-            Err(err) => {
-                entry.emit("-", &Outcome::Failed(err.label()).label(), None);
-                Err(err)
-            }
-        })
+    fn end(&self, e: Entry, end: CallEnd<'_>) {
+        let duration_ms = e.started.elapsed().as_secs_f64() * 1000.0;
+        let session = end.new_session.or(e.session.as_deref()).unwrap_or("-");
+        let tool = e.tool.as_deref().unwrap_or("-");
+        let id = e.id.as_deref().unwrap_or("-");
+        let upstream = end.upstream.unwrap_or("-");
+        let status = end.outcome.label();
+        match self.level {
+            Level::Info => tracing::info!(
+                target: "shadowcat::access",
+                session = %session, method = %e.method, tool = %tool, id = %id, route = %e.route,
+                upstream = %upstream, status = %status, duration_ms,
+                "request"
+            ),
+            Level::Debug => tracing::debug!(
+                target: "shadowcat::access",
+                session = %session, method = %e.method, tool = %tool, id = %id, route = %e.route,
+                upstream = %upstream, status = %status, duration_ms,
+                "request"
+            ),
+        }
     }
 }
