@@ -8,7 +8,9 @@ pub mod conformance;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 pub use client::{Http, McpClient, Reply, SseEvent};
@@ -113,7 +115,7 @@ impl Gateway {
                 if std::env::var("SHADOWCAT_TEST_ECHO").is_ok() {
                     eprintln!("[gateway] {line}");
                 }
-                let mut l = log2.lock().unwrap();
+                let mut l = log2.lock();
                 l.push_str(&line);
                 l.push('\n');
             }
@@ -122,7 +124,7 @@ impl Gateway {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!("gateway did not start; log:\n{}", log.lock().unwrap());
+                panic!("gateway did not start; log:\n{}", log.lock());
             }
         };
         let mut mcp_url = String::new();
@@ -146,7 +148,7 @@ impl Gateway {
 
     /// Everything the gateway has logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.lock().clone()
     }
 
     /// Waits until the log contains `needle`.
