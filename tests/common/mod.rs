@@ -1,6 +1,6 @@
 //! Test harness: the real `shadowcat` binary on ephemeral loopback ports, a small
 //! HTTP/SSE client, and the paths of the installed test dependencies.
-#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, missing_docs, clippy::unwrap_used)]
 
 pub mod client;
 pub mod conformance;
