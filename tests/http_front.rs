@@ -9,6 +9,9 @@ use common::{demo_config, Gateway, Http, McpClient};
 use http::Method;
 use serde_json::json;
 
+/// Headers of one test request.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
 const PING: &str = r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#;
 
@@ -52,7 +55,7 @@ async fn checks_answer_as_the_readme_table_says_in_its_order() {
     let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(4096));
     let base = gw.base.clone();
     // One request per row, in the README's order.
-    let cases: Vec<(Method, String, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<(Method, String, Headers, String)> = vec![
         (Method::POST, format!("{base}/nope"), with(&[]), PING.into()),
         (Method::POST, gw.mcp_url.clone(), with(&[("origin", "http://evil.example")]), INIT.into()),
         (Method::PUT, gw.mcp_url.clone(), with(&[]), INIT.into()),
@@ -80,7 +83,7 @@ async fn checks_answer_as_the_readme_table_says_in_its_order() {
     }
 
     // Earlier checks win over later ones.
-    let order: Vec<(Vec<(&str, &str)>, String, u16)> = vec![
+    let order: Vec<(Headers, String, u16)> = vec![
         (with(&[("origin", "http://evil.example"), ("accept", "text/html")]), PING.into(), 403),
         (with(&[("accept", "text/html"), ("content-type", "text/plain")]), "{bad".into(), 406),
         (with(&[("content-type", "text/plain"), ("mcp-session-id", "nope")]), big.clone(), 415),
