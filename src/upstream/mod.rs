@@ -1,10 +1,11 @@
 //! Upstream MCP servers: the connectors the router hands sessions to.
 
+pub mod http;
 pub mod stdio;
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use ::http::HeaderMap;
 
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
@@ -16,6 +17,8 @@ use crate::protocol::Message;
 pub enum Upstream {
     /// Spawned processes.
     Stdio(Arc<stdio::StdioUpstream>),
+    /// A remote Streamable HTTP server.
+    Http(Arc<http::HttpUpstream>),
 }
 
 impl Upstream {
@@ -23,9 +26,9 @@ impl Upstream {
     pub fn from_config(name: &str, cfg: &UpstreamConfig) -> Result<Upstream, String> {
         match cfg {
             UpstreamConfig::Stdio(s) => Ok(Upstream::Stdio(stdio::StdioUpstream::new(name, s)?)),
-            UpstreamConfig::Http(_) => Err(format!(
-                "upstreams.{name}: http upstreams are not available in this build yet (see the README's status section)"
-            )),
+            UpstreamConfig::Http(h) => {
+                Ok(Upstream::Http(http::HttpUpstream::new(name, h).map_err(|e| format!("upstreams.{name}.http.{e}"))?))
+            }
         }
     }
 
@@ -33,6 +36,7 @@ impl Upstream {
     pub async fn start(&self) {
         match self {
             Upstream::Stdio(u) => u.start().await,
+            Upstream::Http(u) => u.start().await,
         }
     }
 
@@ -40,6 +44,7 @@ impl Upstream {
     pub fn is_ready(&self) -> bool {
         match self {
             Upstream::Stdio(u) => u.is_ready(),
+            Upstream::Http(u) => u.is_ready(),
         }
     }
 
@@ -47,6 +52,7 @@ impl Upstream {
     pub async fn open(&self, session_tag: &str) -> Result<UpstreamSession, GatewayError> {
         match self {
             Upstream::Stdio(u) => Ok(UpstreamSession::Stdio(u.open(session_tag).await?)),
+            Upstream::Http(u) => Ok(UpstreamSession::Http(u.open(session_tag).await?)),
         }
     }
 
@@ -54,6 +60,7 @@ impl Upstream {
     pub async fn shutdown(&self) {
         match self {
             Upstream::Stdio(u) => u.shutdown().await,
+            Upstream::Http(u) => u.shutdown().await,
         }
     }
 }
@@ -62,6 +69,8 @@ impl Upstream {
 pub enum UpstreamSession {
     /// A process of a stdio upstream.
     Stdio(stdio::StdioSession),
+    /// A session on a remote Streamable HTTP server.
+    Http(http::HttpSession),
 }
 
 impl UpstreamSession {
@@ -73,6 +82,7 @@ impl UpstreamSession {
                 let _ = headers; // a process has no headers
                 s.send(m).await
             }
+            UpstreamSession::Http(s) => s.send(m, headers).await,
         }
     }
 
@@ -83,6 +93,7 @@ impl UpstreamSession {
                 let _ = headers;
                 s.open_stream()
             }
+            UpstreamSession::Http(s) => s.open_stream(headers).await,
         }
     }
 
@@ -90,6 +101,7 @@ impl UpstreamSession {
     pub fn is_alive(&self) -> bool {
         match self {
             UpstreamSession::Stdio(s) => s.is_alive(),
+            UpstreamSession::Http(s) => s.is_alive(),
         }
     }
 
@@ -97,6 +109,7 @@ impl UpstreamSession {
     pub async fn close(&self) {
         match self {
             UpstreamSession::Stdio(s) => s.close().await,
+            UpstreamSession::Http(s) => s.close().await,
         }
     }
 }

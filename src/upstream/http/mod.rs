@@ -1,0 +1,216 @@
+//! HTTP upstreams: remote Streamable HTTP MCP servers (revisions 2025-03-26,
+//! 2025-06-18 and 2025-11-25).
+//!
+//! One pooled hyper-util client per upstream (keep-alive; HTTP/1.1, or h2 over TLS
+//! when the server offers it) serves every session. A gateway session maps to one
+//! upstream session: [`HttpUpstream::open`] contacts nobody, the client's `initialize`
+//! goes upstream like any other message, and the `Mcp-Session-Id` the upstream
+//! answers with is sent on every later request of that session (the client only ever
+//! sees the gateway's id). Replies are relayed as they come: JSON as one message,
+//! SSE event by event, resumed with `Last-Event-ID` when the upstream closes a stream
+//! before the response (see `stream`).
+
+mod connect;
+mod session;
+mod shared;
+mod sse;
+mod stream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
+
+pub use connect::install_crypto_provider;
+pub use session::HttpSession;
+
+use crate::config::HttpConfig;
+use crate::error::GatewayError;
+use connect::HttpClient;
+
+/// How often readiness is checked until the upstream has answered once.
+const PROBE_EVERY: Duration = Duration::from_secs(3);
+/// The bound on the first readiness check, which start-up waits for.
+const FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Limits of each session, from the upstream's config.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
+    pub max_request_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub connect_timeout: Duration,
+}
+
+/// What every session of one upstream shares: where it is, how to reach it, what to
+/// send with each request, and its limits.
+pub(crate) struct Target {
+    pub name: Arc<str>,
+    /// The URL requests go to (without user info).
+    pub uri: Uri,
+    /// The URL for logs (without user info and query).
+    pub display: String,
+    pub client: HttpClient,
+    /// The config's `headers`, resolved once at start-up.
+    pub static_headers: HeaderMap,
+    pub limits: Limits,
+    ready: AtomicBool,
+    probe_address: (String, u16),
+}
+
+impl Target {
+    /// Sends one request; a transport failure (refused, DNS, TLS, reset) is
+    /// `UpstreamUnavailable` at once. Any HTTP answer marks the upstream ready.
+    pub async fn exchange(&self, req: Request<Full<Bytes>>, session: &str) -> Result<Response<Incoming>, GatewayError> {
+        let method = req.method().clone();
+        match self.client.request(req).await {
+            Ok(resp) => {
+                self.ready.store(true, Ordering::SeqCst);
+                Ok(resp)
+            }
+            Err(e) => {
+                let cause = connect::describe(&e);
+                tracing::warn!(upstream = %self.name, url = %self.display, session, %method, error = %cause,
+                    "upstream request failed");
+                let detail = if e.is_connect() {
+                    format!("cannot connect ({cause})")
+                } else {
+                    format!("the {method} request failed ({cause})")
+                };
+                Err(GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), detail })
+            }
+        }
+    }
+
+    /// An `UpstreamUnavailable` for this upstream.
+    pub fn unavailable(&self, detail: impl Into<String>) -> GatewayError {
+        GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), detail: detail.into() }
+    }
+
+    /// One TCP connect to the upstream's host and port.
+    async fn probe(&self, within: Duration) -> bool {
+        let (host, port) = (&self.probe_address.0, self.probe_address.1);
+        let ok = matches!(
+            tokio::time::timeout(within, tokio::net::TcpStream::connect((host.as_str(), port))).await,
+            Ok(Ok(_))
+        );
+        if ok {
+            self.ready.store(true, Ordering::SeqCst);
+        }
+        ok
+    }
+}
+
+/// An HTTP upstream: its shared client, its session bound and its readiness.
+pub struct HttpUpstream {
+    target: Arc<Target>,
+    sessions: Arc<Semaphore>,
+    max_sessions: usize,
+    probe: Mutex<Option<AbortHandle>>,
+}
+
+impl HttpUpstream {
+    /// Builds the upstream from its config: resolves the static headers (secrets are
+    /// read now) and builds the client. Contacts nobody.
+    pub fn new(name: &str, cfg: &HttpConfig) -> Result<Arc<Self>, String> {
+        let parsed: Uri = cfg.url.parse().map_err(|e| format!("url: {e}"))?;
+        if !matches!(parsed.scheme_str(), Some("http") | Some("https")) || parsed.host().is_none() {
+            return Err(format!("url: {} must be an absolute http:// or https:// URL", connect::display_url(&parsed)));
+        }
+        if parsed.authority().is_some_and(|a| a.as_str().contains('@')) {
+            tracing::warn!(upstream = name, "user info in the upstream URL is ignored; put credentials in `headers`");
+        }
+        let uri = connect::request_uri(&parsed).map_err(|e| format!("url: {e}"))?;
+        let mut static_headers = HeaderMap::new();
+        for (key, value) in &cfg.headers {
+            let header =
+                HeaderName::from_bytes(key.as_bytes()).map_err(|_| format!("headers.{key}: not a header name"))?;
+            let resolved = value.resolve().map_err(|e| format!("headers.{key}: {e}"))?;
+            let mut v =
+                HeaderValue::from_str(&resolved).map_err(|_| format!("headers.{key}: not a valid header value"))?;
+            v.set_sensitive(true);
+            static_headers.append(header, v);
+        }
+        let client = connect::build_client(&uri, cfg.connect_timeout).map_err(|e| format!("url: {e}"))?;
+        let target = Target {
+            name: name.into(),
+            display: connect::display_url(&uri),
+            probe_address: connect::probe_address(&uri),
+            uri,
+            client,
+            static_headers,
+            limits: Limits {
+                max_in_flight: cfg.max_in_flight.max(1),
+                request_timeout: cfg.request_timeout,
+                max_request_timeout: cfg.max_request_timeout.max(cfg.request_timeout),
+                max_message_bytes: cfg.max_message_bytes,
+                connect_timeout: cfg.connect_timeout,
+            },
+            ready: AtomicBool::new(false),
+        };
+        Ok(Arc::new(HttpUpstream {
+            target: Arc::new(target),
+            sessions: Arc::new(Semaphore::new(cfg.max_sessions)),
+            max_sessions: cfg.max_sessions,
+            probe: Mutex::new(None),
+        }))
+    }
+
+    /// Checks readiness once; until the upstream is reachable, again every few
+    /// seconds in the background.
+    pub async fn start(self: &Arc<Self>) {
+        let target = self.target.clone();
+        let first = target.limits.connect_timeout.min(FIRST_PROBE_TIMEOUT);
+        if target.probe(first).await {
+            tracing::info!(upstream = %target.name, url = %target.display, "upstream reachable");
+            return;
+        }
+        tracing::warn!(upstream = %target.name, url = %target.display,
+            "upstream not reachable yet; checking again every {PROBE_EVERY:?}");
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                if target.ready.load(Ordering::SeqCst) || target.probe(target.limits.connect_timeout).await {
+                    tracing::info!(upstream = %target.name, url = %target.display, "upstream reachable");
+                    break;
+                }
+            }
+        });
+        *self.probe.lock() = Some(task.abort_handle());
+    }
+
+    /// Whether the upstream has been reached (a TCP connect or any HTTP answer).
+    pub fn is_ready(&self) -> bool {
+        self.target.ready.load(Ordering::SeqCst)
+    }
+
+    /// A session for a new client session. Nothing is sent: the client's
+    /// `initialize` creates the upstream session.
+    pub async fn open(self: &Arc<Self>, session_tag: &str) -> Result<HttpSession, GatewayError> {
+        let permit = self.sessions.clone().try_acquire_owned().map_err(|_| {
+            GatewayError::Overloaded(format!(
+                "upstream {} has reached max_sessions ({})",
+                self.target.name, self.max_sessions
+            ))
+        })?;
+        Ok(HttpSession::new(self.target.clone(), session_tag.to_owned(), permit))
+    }
+
+    /// Stops the readiness checks (sessions are closed by the session store).
+    pub async fn shutdown(&self) {
+        if let Some(probe) = self.probe.lock().take() {
+            probe.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
