@@ -62,3 +62,36 @@ fn no_scenario_that_passes_against_server_everything_directly_fails_through_the_
         failures(&via_stdio)
     );
 }
+
+#[test]
+fn no_scenario_that_passes_against_server_everything_over_http_fails_through_the_gateways_http_upstream() {
+    let port = free_port();
+    let _server = everything_http(port);
+    let direct = run_server_suite(&format!("http://localhost:{port}/mcp"), &[]);
+    let direct_passed = passed(&direct);
+    assert!(direct_passed.len() >= 5, "server-everything passes some scenarios directly: {direct_passed:?}");
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n    http:\n      url: http://127.0.0.1:{port}/mcp\n"
+    );
+    let gw = Gateway::start(&yaml);
+    let via_http = run_server_suite(&gw.mcp_url, &[]);
+    let lost: Vec<&String> = direct_passed.iter().filter(|s| !via_http.get(*s).is_some_and(|r| r.passed)).collect();
+    assert!(
+        lost.is_empty(),
+        "passed directly but failed through the gateway (http): {lost:?}\n{}",
+        failures(&via_http)
+    );
+}
+
+#[test]
+fn every_scenario_passes_through_two_gateways_chained_over_http() {
+    let inner = Gateway::start(&demo_config("", "      warm: 2\n"));
+    let inner_url = inner.mcp_url.replace("localhost", "127.0.0.1");
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  inner:\n    http:\n      url: {inner_url}\n"
+    );
+    let outer = Gateway::start(&yaml);
+    let results = run_server_suite(&outer.mcp_url, &[]);
+    assert!(results.len() >= 32, "all scenarios ran: {:?}", results.keys());
+    assert_eq!(failures(&results), "", "scenarios failed through two gateways");
+}
