@@ -118,10 +118,10 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::DemoServer => {
-            run_async(async { crate::demo::serve_stdio().await.map_err(|e| format!("demo server: {e}")) })
+            run_async(1, async { crate::demo::serve_stdio().await.map_err(|e| format!("demo server: {e}")) })
         }
         Command::Gateway(args) => {
-            crate::telemetry::init_logging(cli.log_json);
+            let _log_guard = crate::telemetry::init_logging(cli.log_json);
             let config = match args.resolve() {
                 Ok(c) => c,
                 Err(e) => {
@@ -129,13 +129,17 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run_async(crate::gateway::run(config))
+            run_async(config.server.worker_threads, crate::gateway::run(config))
         }
     }
 }
 
-fn run_async<F: std::future::Future<Output = Result<(), String>>>(fut: F) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+fn run_async<F: std::future::Future<Output = Result<(), String>>>(worker_threads: usize, fut: F) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shadowcat: cannot start the async runtime: {e}");

@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// Time in-flight requests get to finish on shutdown.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// Threads serving requests; 0 means one per CPU core. On a small machine shared
+    /// with its upstreams, 1 costs less CPU per request (see the README's Performance).
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             sse_retry: Duration::from_secs(1),
             sse_keepalive: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(10),
+            worker_threads: 0,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Watching a reply stream for its end, for stages that report on whole calls
 //! (metrics, access log).
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -38,11 +39,15 @@ impl Outcome {
     }
 
     /// A short label for metrics and logs.
-    pub fn label(&self) -> String {
+    ///
+    /// JSON-RPC error codes outside the reserved range (-32768 to -32000) are labelled
+    /// `rpc_error_other`: an upstream cannot blow up label cardinality either.
+    pub fn label(&self) -> Cow<'static, str> {
         match self {
             Outcome::Accepted => "accepted".into(),
             Outcome::Ok => "ok".into(),
-            Outcome::RpcError(code) => format!("rpc_error_{code}"),
+            Outcome::RpcError(code) if (-32768..=-32000).contains(code) => format!("rpc_error_{code}").into(),
+            Outcome::RpcError(_) => "rpc_error_other".into(),
             Outcome::Failed(label) => (*label).into(),
             Outcome::Incomplete => "incomplete".into(),
             Outcome::Dropped => "dropped".into(),

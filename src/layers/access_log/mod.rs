@@ -74,21 +74,34 @@ pub struct Entry {
     started: Instant,
 }
 
-impl CallObserver for AccessLogger {
-    type Call = Entry;
+impl AccessLogger {
+    fn enabled(&self) -> bool {
+        match self.level {
+            Level::Info => tracing::enabled!(target: "shadowcat::access", tracing::Level::INFO),
+            Level::Debug => tracing::enabled!(target: "shadowcat::access", tracing::Level::DEBUG),
+        }
+    }
+}
 
-    fn begin(&self, req: &McpRequest) -> Entry {
-        Entry {
+impl CallObserver for AccessLogger {
+    type Call = Option<Entry>;
+
+    fn begin(&self, req: &McpRequest) -> Option<Entry> {
+        if !self.enabled() {
+            return None;
+        }
+        Some(Entry {
             session: req.session.as_ref().map(|s| s.id().to_owned()),
             method: req.method_label().to_owned(),
             tool: req.msg().and_then(|m| m.tool_name()),
             id: req.msg().and_then(|m| m.id_key()).map(str::to_owned),
             route: req.route.to_string(),
             started: req.received_at,
-        }
+        })
     }
 
-    fn end(&self, e: Entry, end: CallEnd<'_>) {
+    fn end(&self, e: Option<Entry>, end: CallEnd<'_>) {
+        let Some(e) = e else { return };
         let duration_ms = e.started.elapsed().as_secs_f64() * 1000.0;
         let session = end.new_session.or(e.session.as_deref()).unwrap_or("-");
         let tool = e.tool.as_deref().unwrap_or("-");

@@ -10,6 +10,7 @@
 //!   - metrics
 //! ```
 
+mod handles;
 mod known_tools;
 
 use std::sync::Arc;
@@ -76,12 +77,13 @@ pub type MetricsLayer = ObserveLayer<Recorder>;
 #[derive(Clone, Default)]
 pub struct Recorder {
     known_tools: KnownTools,
+    handles: Arc<handles::Handles>,
 }
 
 impl Recorder {
     /// A recorder that takes tool-name labels from `known_tools`.
     pub fn new(known_tools: KnownTools) -> Self {
-        Recorder { known_tools }
+        Recorder { known_tools, handles: Arc::default() }
     }
 }
 
@@ -89,7 +91,7 @@ impl Recorder {
 pub struct CallLabels {
     method: &'static str,
     tool: Option<String>,
-    route: String,
+    route: Arc<str>,
     started: Instant,
 }
 
@@ -100,33 +102,25 @@ impl CallObserver for Recorder {
         CallLabels {
             method: method_label(req.method_label()),
             tool: req.msg().and_then(|m| m.tool_name()),
-            route: req.route.to_string(),
+            route: req.route.clone(),
             started: req.received_at,
         }
     }
 
-    fn end(&self, labels: CallLabels, end: CallEnd<'_>) {
+    fn end(&self, call: CallLabels, end: CallEnd<'_>) {
         let upstream = end.upstream.unwrap_or("none");
-        if labels.method == "tools/list" {
+        if call.method == "tools/list" {
             if let Some(m) = end.response {
                 self.known_tools.learn(upstream, m);
             }
         }
-        let tool = match &labels.tool {
-            Some(name) if self.known_tools.contains(upstream, name) => name.clone(),
-            Some(_) => "other".to_owned(),
-            None => String::new(),
+        let tool = match &call.tool {
+            Some(name) if self.known_tools.contains(upstream, name) => name.as_str(),
+            Some(_) => "other",
+            None => "",
         };
-        let common = [
-            ("method", labels.method.to_owned()),
-            ("tool", tool),
-            ("route", labels.route),
-            ("upstream", upstream.to_owned()),
-        ];
-        let mut with_status = common.to_vec();
-        with_status.push(("status", end.outcome.label()));
-        metrics::counter!(REQUESTS_TOTAL, &with_status).increment(1);
-        metrics::histogram!(REQUEST_DURATION, &common).record(labels.started.elapsed().as_secs_f64());
+        let labels = handles::Labels { method: call.method, tool, route: &call.route, upstream };
+        self.handles.record(&labels, &end.outcome.label(), call.started.elapsed().as_secs_f64());
     }
 }
 

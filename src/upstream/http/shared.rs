@@ -269,8 +269,9 @@ impl SessionShared {
 
     /// Keeps the `Mcp-Session-Id` the upstream assigned at initialize.
     pub fn adopt_session_id(&self, resp: &Response<Incoming>) {
-        if let Some(id) = resp.headers().get(SESSION_HEADER) {
-            let mut id = id.clone();
+        // Copied, not cloned: a clone would share (and so keep alive) hyper's whole
+        // read buffer for as long as the session lives.
+        if let Some(Ok(mut id)) = resp.headers().get(SESSION_HEADER).map(|v| HeaderValue::from_bytes(v.as_bytes())) {
             id.set_sensitive(true);
             *self.upstream_id.lock() = Some(id);
             tracing::debug!(upstream = %self.target.name, session = %self.tag, "upstream session established");
@@ -281,7 +282,11 @@ impl SessionShared {
     /// gateway sends on its own (resumption, cancellation, DELETE).
     pub fn remember_version(&self, client: &HeaderMap) {
         if let Some(v) = client.get(VERSION_HEADER) {
-            *self.version.lock() = Some(v.clone());
+            let mut current = self.version.lock();
+            if current.as_ref().map(HeaderValue::as_bytes) != Some(v.as_bytes()) {
+                // Copied for the same reason as the session id.
+                *current = HeaderValue::from_bytes(v.as_bytes()).ok();
+            }
         }
     }
 
