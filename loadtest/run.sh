@@ -12,6 +12,7 @@
 #   PIN=1 (load generator on CPU 0, bench upstream on CPU 1, gateway free: without
 #   it, whether client and upstream share a CPU decides the direct latency, 13 or
 #   87 us at one session on the 2-core VM this was written on)
+#   WORKERS=0 (the gateway's server.worker_threads; 0 = one per core)
 #   BUILD=1 (0: use the release binaries already built)  OUT=FILE  KEEP_LOGS=0
 #   QUIET_WAIT=300 QUIET_CORES=0.15 (before each round, wait up to QUIET_WAIT s for
 #   the machine's background load to drop under QUIET_CORES cores; rounds that ran
@@ -33,12 +34,13 @@ KEEP_LOGS="${KEEP_LOGS:-0}"
 QUIET_WAIT="${QUIET_WAIT:-300}"
 QUIET_CORES="${QUIET_CORES:-0.15}"
 PIN="${PIN:-1}"
+WORKERS="${WORKERS:-0}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
 mkdir -p "$TARGET_DIR/loadtest"
 OUT="${OUT:-$TARGET_DIR/loadtest/results-$(date +%Y%m%d-%H%M%S).jsonl}"
 
-for v in ROUNDS DURATION WARMUP PAYLOAD IDLE_SESSIONS QUIET_WAIT; do
+for v in ROUNDS DURATION WARMUP PAYLOAD IDLE_SESSIONS QUIET_WAIT WORKERS; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "run.sh: $v must be a whole number (got ${!v})" >&2; exit 2; }
 done
 case "$PIPELINE" in
@@ -152,6 +154,7 @@ gateway_config() {
 server:
   listen: 127.0.0.1:0
   shutdown_grace: 2s
+  worker_threads: $WORKERS
 admin:
   listen: null
 pipeline: $PIPELINE_YAML
@@ -225,7 +228,7 @@ done
 echo
 pinning="client on CPU 0, upstream on CPU 1, gateway unpinned"
 ((${#CLIENT_PIN[@]})) || pinning="nothing pinned"
-echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, $pinning, $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, $pinning, $(date -u +%Y-%m-%dT%H:%MZ))"
 "$BIN/mcp-bench" --report "$OUT"
 echo
 echo "raw results: $OUT"

@@ -53,7 +53,7 @@ async fn admin_endpoints_and_bounded_metric_labels() {
 
     // access_log: one event per request with session, method, tool, status, duration.
     let session = c.session.clone().expect("session");
-    assert!(gw.wait_log("shadowcat::access", Duration::from_secs(5)));
+    assert!(gw.wait_log("tool=echo", Duration::from_secs(5)), "{}", gw.log());
     let log = gw.log();
     let echo_line = log
         .lines()
@@ -126,7 +126,7 @@ async fn embedded_default_and_command_line_upstream() {
     c.initialize("2025-06-18").await;
     let r = c.request("tools/call", json!({"name": "add", "arguments": {"a": 2, "b": 3}})).await;
     assert_eq!(r["result"]["structuredContent"]["sum"], 5);
-    assert!(gw.log().contains("cli"), "the command-line upstream is named cli");
+    assert!(gw.wait_log("upstream=cli", Duration::from_secs(5)), "the command-line upstream is named cli");
 }
 
 #[test]

@@ -5,22 +5,18 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+pub mod writer;
+
 use crate::layers::metrics::REQUEST_DURATION;
 
 /// Logs go to stderr (stdout may carry protocol messages), filtered by `RUST_LOG`
-/// (default `info`), as text or, with `json`, one JSON object per line.
-///
-/// Lines are written by a background thread through a buffer that is flushed whenever
-/// the queue drains, so request threads never block on stderr and a busy gateway
-/// writes many lines per system call. Keep the returned guard until exit: dropping it
-/// flushes what is queued. (If the queue of 4096 lines is full, lines are dropped
-/// rather than slowing requests down.)
-pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+/// (default `info`), as text or, with `json`, one JSON object per line. Lines are
+/// buffered and written in batches (see [`writer`]); keep the returned guard until
+/// exit, since dropping it writes what is still buffered.
+pub fn init_logging(json: bool) -> writer::FlushGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let (writer, guard) = writer::BufferedStderr::new();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
     let result = if json { builder.json().try_init() } else { builder.try_init() };
     if let Err(e) = result {
@@ -28,9 +24,6 @@ pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     }
     guard
 }
-
-/// Lines queued for the log writer thread (each queue slot costs memory up front).
-const LOG_QUEUE_LINES: usize = 4096;
 
 /// Latency buckets in seconds: 100 us to 60 s.
 const BUCKETS: &[f64] = &[
