@@ -356,7 +356,7 @@ async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receive
 }
 
 async fn read_loop(shared: Arc<Shared>, stdout: tokio::process::ChildStdout, max: usize) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    let mut reader = BufReader::with_capacity(8 * 1024, stdout);
     loop {
         match lines::read_line(&mut reader, max).await {
             Ok(Line::Data(bytes)) => {
