@@ -40,47 +40,35 @@ fn everything_http(port: u16) -> Everything {
     Everything(child)
 }
 
-#[test]
-fn no_scenario_that_passes_against_server_everything_directly_fails_through_the_gateway() {
+/// Runs the suite against server-everything over HTTP directly, then through a gateway
+/// configured with `upstream_yaml` (the `upstreams.everything` body), and asserts that
+/// no scenario that passed directly fails through the gateway.
+fn assert_no_regression_through_gateway(upstream_yaml: impl FnOnce(u16) -> String) {
     let port = free_port();
-    let _direct_server = everything_http(port);
-    let direct = run_server_suite(&format!("http://localhost:{port}/mcp"), &[]);
-    let direct_passed = passed(&direct);
+    let _server = everything_http(port);
+    let direct_passed = passed(&run_server_suite(&format!("http://localhost:{port}/mcp"), &[]));
     assert!(direct_passed.len() >= 5, "server-everything passes some scenarios directly: {direct_passed:?}");
-
-    let d = deps();
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n    stdio:\n      command: {}\n      args: ['{}', stdio]\n      warm: 2\n",
-        d.node, d.everything_js
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n{}",
+        upstream_yaml(port)
     );
     let gw = Gateway::start(&yaml);
-    let via_stdio = run_server_suite(&gw.mcp_url, &[]);
-    let lost: Vec<&String> = direct_passed.iter().filter(|s| !via_stdio.get(*s).is_some_and(|r| r.passed)).collect();
-    assert!(
-        lost.is_empty(),
-        "passed directly but failed through the gateway (stdio): {lost:?}\n{}",
-        failures(&via_stdio)
-    );
+    let via = run_server_suite(&gw.mcp_url, &[]);
+    let lost: Vec<&String> = direct_passed.iter().filter(|s| !via.get(*s).is_some_and(|r| r.passed)).collect();
+    assert!(lost.is_empty(), "passed directly but failed through the gateway: {lost:?}\n{}", failures(&via));
+}
+
+#[test]
+fn no_scenario_that_passes_against_server_everything_directly_fails_through_the_gateway() {
+    let d = deps();
+    assert_no_regression_through_gateway(|_| {
+        format!("    stdio:\n      command: {}\n      args: ['{}', stdio]\n      warm: 2\n", d.node, d.everything_js)
+    });
 }
 
 #[test]
 fn no_scenario_that_passes_against_server_everything_over_http_fails_through_the_gateways_http_upstream() {
-    let port = free_port();
-    let _server = everything_http(port);
-    let direct = run_server_suite(&format!("http://localhost:{port}/mcp"), &[]);
-    let direct_passed = passed(&direct);
-    assert!(direct_passed.len() >= 5, "server-everything passes some scenarios directly: {direct_passed:?}");
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n    http:\n      url: http://127.0.0.1:{port}/mcp\n"
-    );
-    let gw = Gateway::start(&yaml);
-    let via_http = run_server_suite(&gw.mcp_url, &[]);
-    let lost: Vec<&String> = direct_passed.iter().filter(|s| !via_http.get(*s).is_some_and(|r| r.passed)).collect();
-    assert!(
-        lost.is_empty(),
-        "passed directly but failed through the gateway (http): {lost:?}\n{}",
-        failures(&via_http)
-    );
+    assert_no_regression_through_gateway(|port| format!("    http:\n      url: http://127.0.0.1:{port}/mcp\n"));
 }
 
 #[test]
