@@ -300,3 +300,39 @@ async fn a_session_belongs_to_its_route() {
     let (_, r) = McpClient::new(&format!("{}/c/mcp", gw.base)).call("ping", json!({})).await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_or_silent_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(&demo_config("  header_read_timeout: 300ms\n", ""));
+    let addr = gw.base.trim_start_matches("http://").replace("localhost", "127.0.0.1");
+    let closed_within = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 256];
+        let started = std::time::Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        (matches!(read, Ok(Ok(0)) | Ok(Err(_))), started.elapsed())
+    };
+    // Connects and says nothing.
+    let silent = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let (closed, after) = closed_within(silent).await;
+    assert!(closed && after < Duration::from_secs(3), "silent connection closed ({after:?})");
+    // Sends half a request head and stalls.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\n").await.expect("write");
+    let mut buf = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    // hyper may answer 408 before closing; either way nothing more is served.
+    match read {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        Ok(Ok(n)) => assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(_) => panic!("a stalled request head was not timed out"),
+    }
+    // A well-behaved client is unaffected.
+    let mut c = McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    assert_eq!(c.request("ping", json!({})).await["result"], json!({}));
+}

@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// Time in-flight requests get to finish on shutdown.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// A client connection must send each request head within this time (and its
+    /// first bytes within this time of connecting), or it is closed.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
     /// Threads serving requests; 0 means one per CPU core. On a small machine shared
     /// with its upstreams, 1 costs less CPU per request (see the README's Performance).
     pub worker_threads: usize,
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             sse_retry: Duration::from_secs(1),
             sse_keepalive: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
             worker_threads: 0,
         }
     }

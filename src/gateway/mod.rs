@@ -67,6 +67,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let front = Arc::new(Front::new(service, store.clone(), paths.clone(), policy, settings, shutdown_rx.clone()));
     let grace = config.server.shutdown_grace;
+    let header_timeout = config.server.header_read_timeout;
 
     for upstream in upstreams.values() {
         upstream.start().await;
@@ -80,7 +81,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         let admin =
             Arc::new(Admin { metrics, upstreams: upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect() });
         let handler = move |req| admin.clone().handle(req);
-        tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace))
+        tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, header_timeout))
     });
     eprintln!("{announce}");
     tracing::info!(%bound, routes = ?paths, "gateway started");
@@ -89,7 +90,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         let front = front.clone();
         async move { front.handle(req).await }
     };
-    let server = tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace));
+    let server = tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace, header_timeout));
 
     wait_for_signal().await;
     tracing::info!(?grace, "shutting down: no new connections; in-flight requests may finish");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -16,13 +16,25 @@ use super::ResponseBody;
 
 /// Serves HTTP/1.1 and h2 on `listener` until `shutdown` turns true, then stops
 /// accepting and gives open connections `grace` to finish.
-pub async fn serve<F, Fut>(listener: TcpListener, handler: F, mut shutdown: watch::Receiver<bool>, grace: Duration)
-where
+///
+/// A connection must send its first bytes within `header_timeout`, and each HTTP/1.1
+/// request head within `header_timeout` of its first byte, or it is closed (slowloris
+/// protection; hyper's own header timeout does not cover the wait before the first
+/// byte, when it still detects the HTTP version).
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    handler: F,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    header_timeout: Duration,
+) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -40,10 +52,17 @@ where
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    // peek, not readable(): readiness can be reported before any byte is there.
+                    let mut first = [0u8; 1];
+                    if tokio::time::timeout(header_timeout, stream.peek(&mut first)).await.is_err() {
+                        tracing::debug!(%peer, "connection sent nothing within the header timeout; closed");
+                        return;
+                    }
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
