@@ -36,9 +36,9 @@ impl OriginPolicy {
     }
 
     fn host_allowed(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        let name = strip_port(&host);
-        (self.loopback && LOOPBACK_NAMES.contains(&name)) || self.hosts.iter().any(|h| h == "*" || h == name)
+        let name = strip_port(host);
+        (self.loopback && LOOPBACK_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            || self.hosts.iter().any(|h| h == "*" || h.eq_ignore_ascii_case(name))
     }
 
     /// Checks `Host` and `Origin` (DNS rebinding protection): 403 when not allowed.
@@ -90,8 +90,10 @@ pub fn check_method(method: &Method) -> Result<(), GatewayError> {
 fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
     let (kind, _) = wanted.split_once('/').unwrap_or((wanted, ""));
     headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
-        let media = item.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        media == wanted || media == "*/*" || media == format!("{kind}/*")
+        let media = item.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case(wanted)
+            || media == "*/*"
+            || media.strip_suffix("/*").is_some_and(|k| k.eq_ignore_ascii_case(kind))
     })
 }
 
@@ -112,8 +114,8 @@ pub fn check_accept(method: &Method, headers: &HeaderMap) -> Result<(), GatewayE
 /// 415 unless a POST body is `application/json`.
 pub fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if media == "application/json" {
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/json") {
         Ok(())
     } else {
         Err(GatewayError::UnsupportedMediaType(format!("Content-Type must be application/json, not {ct:?}")))

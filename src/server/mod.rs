@@ -163,6 +163,20 @@ impl Front {
             ))));
         }
         let forward = headers::forwardable(&parts.headers);
+        if !is_batch {
+            let m = messages.into_iter().next().ok_or_else(|| fail(GatewayError::Internal("empty body".into())))?;
+            let is_request = m.is_request();
+            let req = McpRequest {
+                kind: RequestKind::Message(m),
+                session: session.clone(),
+                route,
+                headers: forward,
+                version,
+                received_at: received,
+            };
+            let reply = self.service.clone().oneshot(req).await.map_err(fail)?;
+            return Ok(self.render_post(reply, first_id, is_request, session, version).await);
+        }
         let make = |m: Message| McpRequest {
             kind: RequestKind::Message(m),
             session: session.clone(),
@@ -171,13 +185,6 @@ impl Front {
             version,
             received_at: received,
         };
-        if !is_batch {
-            let m = messages.into_iter().next().ok_or_else(|| fail(GatewayError::Internal("empty body".into())))?;
-            let id = m.id_key().map(str::to_owned);
-            let is_request = m.is_request();
-            let reply = self.service.clone().oneshot(make(m)).await.map_err(fail)?;
-            return Ok(self.render_post(reply, id, is_request, session, version).await);
-        }
         let session_for_batch = session.clone();
         self.post_batch(messages, make, session_for_batch, version).await
     }
