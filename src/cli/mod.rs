@@ -129,7 +129,10 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run_async(config.server.worker_threads, crate::gateway::run(config))
+            // With thread_per_core the front threads do the serving: the main runtime
+            // only runs signals, admin, expiry and health checks.
+            let main_threads = if config.server.thread_per_core { 1 } else { config.server.worker_threads };
+            run_async(main_threads, crate::gateway::run(config))
         }
     }
 }

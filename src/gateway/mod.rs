@@ -15,6 +15,8 @@ use crate::server::{Front, FrontSettings, OriginPolicy};
 use crate::session::SessionStore;
 use crate::upstream::Upstream;
 
+mod per_core;
+
 /// Runs the gateway until SIGTERM or SIGINT; then stops accepting, lets in-flight
 /// requests finish within `server.shutdown_grace`, closes GET streams, stops every
 /// child process and returns.
@@ -51,7 +53,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let service = build_pipeline(&specs, &BuildContext::default(), McpService::new(router))?;
 
     let listen = config.listen_addr()?;
-    let listener = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = if config.server.thread_per_core { per_core::bind(listen) } else { TcpListener::bind(listen).await }
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let admin_listener = match &config.admin.listen {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?),
@@ -83,14 +86,24 @@ pub async fn run(config: Config) -> Result<(), String> {
         let handler = move |req| admin.clone().handle(req);
         tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, header_timeout))
     });
-    eprintln!("{announce}");
-    tracing::info!(%bound, routes = ?paths, "gateway started");
 
     let handler = move |req| {
         let front = front.clone();
         async move { front.handle(req).await }
     };
-    let server = tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace, header_timeout));
+    let (release_tx, release_rx) = watch::channel(false);
+    let server = if config.server.thread_per_core {
+        let threads = match config.server.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        per_core::spawn(listener, threads, handler, shutdown_rx, release_rx, grace, header_timeout)?
+    } else {
+        tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace, header_timeout))
+    };
+
+    eprintln!("{announce}");
+    tracing::info!(%bound, routes = ?paths, "gateway started");
 
     wait_for_signal().await;
     tracing::info!(?grace, "shutting down: no new connections; in-flight requests may finish");
@@ -104,6 +117,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     for upstream in upstreams.values() {
         upstream.shutdown().await;
     }
+    // Session tasks may live on the per-core runtimes: they stop only now.
+    let _ = release_tx.send(true);
     tracing::info!("stopped");
     Ok(())
 }
