@@ -54,12 +54,20 @@ pub async fn serve<F, Fut>(
                 });
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
+                let mut stop = shutdown.clone();
                 tokio::spawn(async move {
                     // peek, not readable(): readiness can be reported before any byte is there.
+                    // A connection that has sent nothing yet (a client's spare pooled
+                    // connection, say) must not hold up a shutdown: it is just closed.
                     let mut first = [0u8; 1];
-                    if tokio::time::timeout(header_timeout, stream.peek(&mut first)).await.is_err() {
-                        tracing::debug!(%peer, "connection sent nothing within the header timeout; closed");
-                        return;
+                    tokio::select! {
+                        peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
+                            if peeked.is_err() {
+                                tracing::debug!(%peer, "connection sent nothing within the header timeout; closed");
+                                return;
+                            }
+                        }
+                        _ = stop.wait_for(|down| *down) => return,
                     }
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     if let Err(e) = watcher.watch(conn).await {
