@@ -48,3 +48,17 @@ async fn serves_sessions_streams_and_shuts_down_cleanly(per_core: bool) {
     assert!(status.success(), "{status:?}");
     assert!(kids.iter().all(|k| !common::processes().iter().any(|(p, _, _)| p == k)), "children stopped");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_connection_does_not_hold_up_shutdown() {
+    for per_core in [false, true] {
+        let mut gw = Gateway::start(&demo_config(&format!("  thread_per_core: {per_core}\n"), ""));
+        let addr = gw.base.trim_start_matches("http://").replace("localhost", "127.0.0.1");
+        // Like a client's spare pooled connection: connected, nothing sent.
+        let _silent = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(gw.stop().success());
+        let log = gw.log();
+        assert!(!log.contains("still open after the shutdown grace period"), "per_core={per_core}: {log}");
+    }
+}
