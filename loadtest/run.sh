@@ -13,6 +13,7 @@
 #   it, whether client and upstream share a CPU decides the direct latency, 13 or
 #   87 us at one session on the 2-core VM this was written on)
 #   WORKERS=0 (the gateway's server.worker_threads; 0 = one per core)
+#   TPC=0 (1: the gateway's server.thread_per_core: true)
 #   BUILD=1 (0: use the release binaries already built)  OUT=FILE  KEEP_LOGS=0
 #   QUIET_WAIT=300 QUIET_CORES=0.15 (before each round, wait up to QUIET_WAIT s for
 #   the machine's background load to drop under QUIET_CORES cores; rounds that ran
@@ -35,6 +36,8 @@ QUIET_WAIT="${QUIET_WAIT:-300}"
 QUIET_CORES="${QUIET_CORES:-0.15}"
 PIN="${PIN:-1}"
 WORKERS="${WORKERS:-0}"
+TPC="${TPC:-0}"
+if [[ "$TPC" == 1 ]]; then TPC_YAML=true; else TPC_YAML=false; fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
 mkdir -p "$TARGET_DIR/loadtest"
@@ -155,6 +158,7 @@ server:
   listen: 127.0.0.1:0
   shutdown_grace: 2s
   worker_threads: $WORKERS
+  thread_per_core: $TPC_YAML
 admin:
   listen: null
 pipeline: $PIPELINE_YAML
@@ -228,7 +232,7 @@ done
 echo
 pinning="client on CPU 0, upstream on CPU 1, gateway unpinned"
 ((${#CLIENT_PIN[@]})) || pinning="nothing pinned"
-echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, $pinning, $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, thread_per_core: $TPC_YAML, $pinning, $(date -u +%Y-%m-%dT%H:%MZ))"
 "$BIN/mcp-bench" --report "$OUT"
 echo
 echo "raw results: $OUT"
