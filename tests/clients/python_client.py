@@ -133,11 +133,24 @@ class WireLog:
         return [data for direction, data in self.entries[index:] if direction == "in"]
 
 
-class _RecordingReadStream:
+class _RecordingStream:
+    """Wraps one of the transport's streams; the subclasses record what passes."""
+
     def __init__(self, inner: Any, wire: WireLog) -> None:
         self._inner = inner
         self._wire = wire
 
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+
+class _RecordingReadStream(_RecordingStream):
     @property
     def last_context(self) -> Any:  # the dispatcher restores the sender's contextvars from this
         return getattr(self._inner, "last_context", None)
@@ -156,33 +169,11 @@ class _RecordingReadStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
-    async def __aenter__(self) -> _RecordingReadStream:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.aclose()
-
-
-class _RecordingWriteStream:
-    def __init__(self, inner: Any, wire: WireLog) -> None:
-        self._inner = inner
-        self._wire = wire
-
+class _RecordingWriteStream(_RecordingStream):
     async def send(self, item: Any) -> None:
         self._wire.record("out", item)
         await self._inner.send(item)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> _RecordingWriteStream:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.aclose()
 
 
 @asynccontextmanager
