@@ -9,6 +9,11 @@ mkdir -p "$DEPS"
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
 CONFORMANCE_VERSION=0.1.16
+# The 2026-07-28 scenarios live in the 0.2 pre-releases; installed under an alias
+# beside 0.1.16 (which the 2025 suites keep using).
+CONFORMANCE_NEXT_VERSION=0.2.0-alpha.12
+# TypeScript SDK v2: a modern (2026-07-28) upstream fixture and a real modern client.
+TS_SDK_VERSION=2.4.0
 EVERYTHING_VERSION=2026.8.31
 NODE22_VERSION=22.23.3
 PY_MCP_VERSION=2.3.0
@@ -42,6 +47,9 @@ have_version() { sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$NPM_DIR/node_mod
 want=()
 [ "$(have_version @modelcontextprotocol/conformance)" = "$CONFORMANCE_VERSION" ] || want+=("@modelcontextprotocol/conformance@$CONFORMANCE_VERSION")
 [ "$(have_version @modelcontextprotocol/server-everything)" = "$EVERYTHING_VERSION" ] || want+=("@modelcontextprotocol/server-everything@$EVERYTHING_VERSION")
+[ "$(have_version conformance-next)" = "$CONFORMANCE_NEXT_VERSION" ] || want+=("conformance-next@npm:@modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION")
+[ "$(have_version @modelcontextprotocol/server)" = "$TS_SDK_VERSION" ] || want+=("@modelcontextprotocol/server@$TS_SDK_VERSION")
+[ "$(have_version @modelcontextprotocol/client)" = "$TS_SDK_VERSION" ] || want+=("@modelcontextprotocol/client@$TS_SDK_VERSION")
 if [ "${#want[@]}" -gt 0 ]; then
   log "installing ${want[*]}"
   (cd "$NPM_DIR" && npm install --save-exact --no-audit --no-fund --loglevel=error "${want[@]}" >&2)
@@ -59,6 +67,8 @@ fi
 cat > "$DEPS/env" <<ENV
 SHADOWCAT_NODE=$NODE
 SHADOWCAT_CONFORMANCE_JS=$NPM_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js
+SHADOWCAT_CONFORMANCE_NEXT_JS=$NPM_DIR/node_modules/conformance-next/dist/index.js
+SHADOWCAT_NODE_MODULES=$NPM_DIR/node_modules
 SHADOWCAT_EVERYTHING_JS=$NPM_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 SHADOWCAT_PYTHON=$VENV/bin/python
 ENV

@@ -55,6 +55,25 @@ pub enum GatewayError {
     /// `MCP-Protocol-Version` names a revision the gateway does not speak.
     #[error("unsupported protocol version {0:?} (supported: {supported})", supported = crate::protocol::ProtocolVersion::supported_list())]
     UnsupportedVersion(String),
+    /// 2026-07-28: a routing header is missing, malformed or disagrees with the body.
+    #[error("header mismatch: {0}")]
+    HeaderMismatch(String),
+    /// The request's params are invalid (for the gateway: a stateless request's
+    /// `_meta` envelope lacks a required key).
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    /// The method does not exist in the request's protocol revision (or is not
+    /// served on this route).
+    #[error("method not found: {0}")]
+    MethodNotFound(String),
+    /// Serving the request needs client capabilities it did not declare.
+    #[error("missing required client capability: {detail}")]
+    MissingCapability {
+        /// What is needed, as a `ClientCapabilities` object (`{"sampling":{}}`).
+        required: serde_json::Value,
+        /// What asked for it.
+        detail: String,
+    },
     /// A request other than `initialize` came without `Mcp-Session-Id`.
     #[error("missing Mcp-Session-Id header: only initialize may be sent without a session")]
     MissingSession,
@@ -100,8 +119,13 @@ impl GatewayError {
             GatewayError::Parse(_)
             | GatewayError::InvalidRequest(_)
             | GatewayError::UnsupportedVersion(_)
+            | GatewayError::HeaderMismatch(_)
+            | GatewayError::InvalidParams(_)
+            | GatewayError::MissingCapability { .. }
             | GatewayError::MissingSession => StatusCode::BAD_REQUEST,
-            GatewayError::UnknownSession | GatewayError::NoRoute(_) => StatusCode::NOT_FOUND,
+            GatewayError::UnknownSession | GatewayError::NoRoute(_) | GatewayError::MethodNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
@@ -114,9 +138,12 @@ impl GatewayError {
     pub fn jsonrpc_code(&self) -> i32 {
         match self {
             GatewayError::Parse(_) => codes::PARSE_ERROR,
-            GatewayError::InvalidRequest(_) | GatewayError::UnsupportedVersion(_) | GatewayError::MissingSession => {
-                codes::INVALID_REQUEST
-            }
+            GatewayError::InvalidRequest(_) | GatewayError::MissingSession => codes::INVALID_REQUEST,
+            GatewayError::UnsupportedVersion(_) => codes::UNSUPPORTED_PROTOCOL_VERSION,
+            GatewayError::HeaderMismatch(_) => codes::HEADER_MISMATCH,
+            GatewayError::InvalidParams(_) => codes::INVALID_PARAMS,
+            GatewayError::MethodNotFound(_) => codes::METHOD_NOT_FOUND,
+            GatewayError::MissingCapability { .. } => codes::MISSING_REQUIRED_CAPABILITY,
             GatewayError::UnknownSession => codes::SESSION_NOT_FOUND,
             GatewayError::UpstreamUnavailable { .. } => codes::UPSTREAM_ERROR,
             GatewayError::UpstreamTimeout { .. } => codes::REQUEST_TIMEOUT,
@@ -163,6 +190,10 @@ impl GatewayError {
             GatewayError::Parse(_) => "parse_error",
             GatewayError::InvalidRequest(_) => "invalid_request",
             GatewayError::UnsupportedVersion(_) => "unsupported_version",
+            GatewayError::HeaderMismatch(_) => "header_mismatch",
+            GatewayError::InvalidParams(_) => "invalid_params",
+            GatewayError::MethodNotFound(_) => "method_not_found",
+            GatewayError::MissingCapability { .. } => "missing_capability",
             GatewayError::MissingSession => "missing_session",
             GatewayError::UnknownSession => "unknown_session",
             GatewayError::Conflict(_) => "conflict",
@@ -177,9 +208,11 @@ impl GatewayError {
     /// (the id's JSON text; `None` answers with `"id": null`).
     pub fn to_message(&self, id: Option<&str>) -> Message {
         let data = match self {
-            GatewayError::UnsupportedVersion(_) => Some(json!({
-                "supported": crate::protocol::ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>()
+            GatewayError::UnsupportedVersion(requested) => Some(json!({
+                "supported": crate::protocol::ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                "requested": requested,
             })),
+            GatewayError::MissingCapability { required, .. } => Some(json!({ "requiredCapabilities": required })),
             _ => None,
         };
         Message::error_response(id, self.jsonrpc_code(), &self.to_string(), data)
@@ -200,6 +233,8 @@ mod tests {
         assert_eq!(v["error"]["code"], codes::SESSION_NOT_FOUND);
         let v = GatewayError::UnsupportedVersion("1999-01-01".into()).to_message(None).to_value().expect("json");
         assert_eq!(v["error"]["data"]["supported"][0], "2025-03-26");
+        assert_eq!(v["error"]["data"]["requested"], "1999-01-01");
+        assert_eq!(v["error"]["code"], codes::UNSUPPORTED_PROTOCOL_VERSION);
         assert!(v["id"].is_null());
     }
 }

@@ -5,6 +5,7 @@
 //! traffic into [`pipeline::McpRequest`]s; the [`router`] hands them to upstream
 //! sessions ([`upstream`]).
 
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -15,24 +15,8 @@ type Headers<'a> = Vec<(&'a str, &'a str)>;
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
 const PING: &str = r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#;
 
-/// The rows of the README's table of checks: (row label, HTTP status, JSON-RPC code).
 fn readme_table() -> Vec<(String, u16, i64)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let section = readme.split("## The HTTP front: checks in order").nth(1).expect("checks section");
-    let mut rows = Vec::new();
-    for line in section.lines().skip_while(|l| !l.starts_with("| #")).skip(2) {
-        if !line.starts_with('|') {
-            break;
-        }
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let code: String = cells[5].chars().take_while(|c| *c == '-' || c.is_ascii_digit()).collect();
-        rows.push((
-            format!("{} {}", cells[1], cells[3]),
-            cells[4].parse().expect("status"),
-            code.parse().expect("code"),
-        ));
-    }
-    rows
+    common::readme_checks("## The HTTP front: checks in order")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,7 +89,10 @@ async fn checks_answer_as_the_readme_table_says_in_its_order() {
             Some(PING),
         )
         .await;
-    assert_eq!(reply.json()["error"]["data"]["supported"], json!(["2025-03-26", "2025-06-18", "2025-11-25"]));
+    assert_eq!(
+        reply.json()["error"]["data"]["supported"],
+        json!(["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"])
+    );
     // The request's id is echoed when it is known.
     let reply = http.send(Method::POST, &gw.mcp_url, &with(&[("mcp-session-id", "nope")]), Some(PING)).await;
     assert_eq!(reply.json()["id"], 7);

@@ -10,7 +10,8 @@ use std::path::Path;
 
 pub use secret::SecretValue;
 pub use types::{
-    AdminConfig, Config, HttpConfig, RouteConfig, ServerConfig, StageEntry, StageSpec, StdioConfig, UpstreamConfig,
+    AdminConfig, BridgeConfig, CacheScope, Config, EraSetting, HttpConfig, PoolConfig, RouteConfig, ServerConfig,
+    StageEntry, StageSpec, StdioConfig, UpstreamConfig,
 };
 
 /// The embedded default configuration: the gateway in front of its own demo server.

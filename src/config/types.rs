@@ -26,6 +26,88 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Upstream MCP servers by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Serving 2026-07-28 (stateless) clients from 2025-era upstreams.
+    #[serde(default)]
+    pub bridge: BridgeConfig,
+}
+
+/// The era bridge: stateless clients served from pooled sessions of legacy upstreams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// Key sealing `requestState` (any length; SHA-256 makes the AEAD key). Replicas
+    /// behind one load balancer should share it. Unset: a random key per process.
+    pub state_key: Option<SecretValue>,
+    /// How long an `input_required` answer stays valid (and its upstream call parked).
+    #[serde(with = "duration")]
+    pub state_ttl: Duration,
+    /// Most `input_required` rounds of one call.
+    pub max_rounds: u32,
+    /// Most calls parked waiting for a retry, per upstream.
+    pub max_parked: usize,
+    /// After an upstream's first server-to-client request, time to wait for more before
+    /// answering `input_required` (a server may ask several things at once).
+    #[serde(with = "duration")]
+    pub input_settle: Duration,
+    /// `ttlMs` stamped on cacheable results of legacy upstreams.
+    pub cache_ttl_ms: u64,
+    /// `cacheScope` stamped on cacheable results of legacy upstreams (`private` or `public`).
+    pub cache_scope: CacheScope,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            state_key: None,
+            state_ttl: Duration::from_secs(300),
+            max_rounds: 8,
+            max_parked: 256,
+            input_settle: Duration::from_millis(30),
+            cache_ttl_ms: 0,
+            cache_scope: CacheScope::Private,
+        }
+    }
+}
+
+/// Who may reuse a cached result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    /// Only the same authorization context.
+    #[default]
+    Private,
+    /// Anyone.
+    Public,
+}
+
+impl CacheScope {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheScope::Private => "private",
+            CacheScope::Public => "public",
+        }
+    }
+}
+
+/// The pool of initialized upstream sessions that serves stateless clients of a
+/// legacy upstream, per declared client capability set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Sessions kept open per capability set once it has been used.
+    pub min: usize,
+    /// Most sessions per capability set.
+    pub max: usize,
+    /// Sessions beyond `min` idle this long are closed.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig { min: 1, max: 4, idle_timeout: Duration::from_secs(300) }
+    }
 }
 
 fn default_pipeline() -> Vec<StageEntry> {
@@ -191,6 +273,13 @@ pub struct StdioConfig {
     /// Time a process gets between SIGTERM and SIGKILL when its session ends.
     #[serde(default = "default_kill_grace", with = "duration")]
     pub kill_grace: Duration,
+    /// Which protocol era the server speaks: `auto` (probe once with
+    /// `server/discover`), `modern` (2026-07-28, stateless) or `legacy` (2025 revisions).
+    #[serde(default)]
+    pub era: EraSetting,
+    /// The pool serving stateless clients when the server is legacy.
+    #[serde(default)]
+    pub pool: PoolConfig,
 }
 
 /// An HTTP upstream.
@@ -220,6 +309,27 @@ pub struct HttpConfig {
     /// Largest message (JSON body or SSE event) accepted from the upstream, in bytes.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Which protocol era the server speaks: `auto` (probe once with
+    /// `server/discover`), `modern` (2026-07-28, stateless) or `legacy` (2025 revisions).
+    #[serde(default)]
+    pub era: EraSetting,
+    /// The pool serving stateless clients when the server is legacy.
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+/// An upstream's protocol era, as configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EraSetting {
+    /// Probe once with `server/discover` (in a throwaway process for stdio) and cache
+    /// the answer.
+    #[default]
+    Auto,
+    /// 2026-07-28 and later: stateless.
+    Modern,
+    /// 2025-03-26 to 2025-11-25: the initialize handshake and sessions.
+    Legacy,
 }
 
 fn default_max_sessions() -> usize {

@@ -5,17 +5,20 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::client_requests::{self, Elicited};
 use super::media::{RED_PIXEL_PNG, SILENT_WAV};
 use super::rpc::RequestCtx;
 use super::server::{self, Params};
 use super::session::LogLevel;
-use super::tools::{arg_str, elicit_form, sample_text, text_result, ToolOutcome};
+use super::tools::{arg_str, text_result, ToolOutcome};
 
-fn no_arguments() -> Value {
+/// The input schema of a tool without arguments.
+pub(crate) fn no_arguments() -> Value {
     json!({ "type": "object", "properties": {} })
 }
 
-fn tool(name: &str, description: &str, input_schema: Value) -> Value {
+/// A `tools/list` entry.
+pub(crate) fn tool(name: &str, description: &str, input_schema: Value) -> Value {
     json!({ "name": name, "description": description, "inputSchema": input_schema })
 }
 
@@ -203,7 +206,9 @@ pub(crate) async fn call(ctx: &RequestCtx, name: &str, args: &Params) -> Option<
             Ok(text_result("Reconnection test completed successfully"))
         }
         "test_sampling" => match arg_str(args, "prompt") {
-            Ok(prompt) => sample_text(ctx, prompt).await.map(|text| text_result(format!("LLM response: {text}"))),
+            Ok(prompt) => client_requests::sample(ctx, prompt, 100, None)
+                .await
+                .map(|text| text_result(format!("LLM response: {text}"))),
             Err(error) => Err(error),
         },
         "test_elicitation" => match arg_str(args, "message") {
@@ -216,25 +221,25 @@ pub(crate) async fn call(ctx: &RequestCtx, name: &str, args: &Params) -> Option<
                     },
                     "required": ["username", "email"],
                 });
-                elicit_form(ctx, message, schema)
-                    .await
-                    .map(|(action, content)| text_result(format!("User response: action={action}, content={content}")))
+                client_requests::elicit(ctx, message, schema, None).await.map(|Elicited { action, content }| {
+                    text_result(format!("User response: action={action}, content={content}"))
+                })
             }
             Err(error) => Err(error),
         },
         "test_elicitation_sep1034_defaults" => {
             let message = "Please review and update the form fields with defaults";
-            elicit_form(ctx, message, sep1034_schema()).await.map(completed)
+            client_requests::elicit(ctx, message, sep1034_schema(), None).await.map(completed)
         }
         "test_elicitation_sep1330_enums" => {
             let message = "Please select options from the enum fields";
-            elicit_form(ctx, message, sep1330_schema()).await.map(completed)
+            client_requests::elicit(ctx, message, sep1330_schema(), None).await.map(completed)
         }
         "json_schema_2020_12_tool" => Ok(text_result(format!("Received: {}", Value::Object(args.clone())))),
         _ => return None,
     })
 }
 
-fn completed((action, content): (String, Value)) -> Value {
+fn completed(Elicited { action, content }: Elicited) -> Value {
     text_result(format!("Elicitation completed: action={action}, content={content}"))
 }

@@ -6,9 +6,14 @@
 //! `touch_resource`), resources (`demo://readme`, `demo://logo`, `demo://items/{id}`) and
 //! prompts (`greeting`, `code_review`), plus every fixture that
 //! `@modelcontextprotocol/conformance` 0.1.16 calls (`test_*` tools, `test://` resources,
-//! `test_*` prompts). Requests run concurrently, each in its own task, and can be
-//! cancelled with `notifications/cancelled`. Server-to-client requests (sampling,
-//! elicitation, roots) use string ids `demo-N`. Diagnostics go to stderr only.
+//! `test_*` prompts) and those its 2026-07-28 scenarios call (`test_input_required_result_*`,
+//! `test_missing_capability`, `test_streaming_elicitation`, `test_logging_tool`, the list-change
+//! triggers). It stays a legacy server: where a 2026 server would answer `input_required`, it
+//! makes real server-to-client requests, hinting in `params._meta["dev.shadowcat/inputKey"]`
+//! the `inputRequests` key a bridging gateway should use. Requests run concurrently, each in
+//! its own task, and can be cancelled with `notifications/cancelled`. Server-to-client
+//! requests (sampling, elicitation, roots) use string ids `demo-N`. Diagnostics go to stderr
+//! only.
 //!
 //! A session, one JSON message per line (`>` from the client, `<` from the server):
 //!
@@ -22,9 +27,12 @@
 //! < {"id":2,"jsonrpc":"2.0","result":{"content":[{"type":"text","text":"hello"}]}}
 //! ```
 
+mod client_requests;
 mod completion;
 mod conformance;
+mod diagnostics;
 mod framing;
+mod input_required;
 mod media;
 mod message;
 mod prompts;

@@ -1,12 +1,17 @@
-//! Prompts: `greeting`, `code_review`, and the conformance fixtures.
+//! Prompts: `greeting`, `code_review`, the conformance fixtures, and the prompt that
+//! `test_trigger_prompt_change` adds and removes.
 
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
+use super::diagnostics::{self, DYNAMIC_PROMPT};
+use super::input_required;
 use super::media::RED_PIXEL_PNG;
 use super::message::RpcError;
+use super::rpc::RequestCtx;
 use super::server::{required_str, Params};
+use super::session::Session;
 
 /// One prompt argument: name, description, required.
 struct PromptArg(&'static str, &'static str, bool);
@@ -43,6 +48,11 @@ const PROMPTS: &[Prompt] = &[
         &[PromptArg("resourceUri", "URI of the resource to embed", true)],
     ),
     Prompt("test_prompt_with_image", "A prompt with an image", &[]),
+    Prompt(
+        input_required::PROMPT,
+        "Asks the user for context (elicitation, key user_context) and builds a prompt from it",
+        &[],
+    ),
 ];
 
 /// The prompt called `name`.
@@ -50,9 +60,9 @@ pub(crate) fn find(name: &str) -> Option<&'static Prompt> {
     PROMPTS.iter().find(|prompt| prompt.0 == name)
 }
 
-/// `prompts/list`.
-pub(crate) fn definitions() -> Vec<Value> {
-    PROMPTS
+/// `prompts/list`: the fixed prompts, and the dynamic one if this session lists it.
+pub(crate) fn definitions(session: &Session) -> Vec<Value> {
+    let mut prompts: Vec<Value> = PROMPTS
         .iter()
         .map(|Prompt(name, description, args)| {
             let mut prompt = json!({ "name": name, "description": description });
@@ -67,7 +77,11 @@ pub(crate) fn definitions() -> Vec<Value> {
             }
             prompt
         })
-        .collect()
+        .collect();
+    if session.has_dynamic_prompt() {
+        prompts.push(diagnostics::dynamic_prompt_definition());
+    }
+    prompts
 }
 
 fn user_text(text: impl Into<String>) -> Value {
@@ -75,8 +89,17 @@ fn user_text(text: impl Into<String>) -> Value {
 }
 
 /// `prompts/get`: unknown prompts and missing or non-string arguments are -32602.
-pub(crate) fn get(params: &Params) -> Result<Value, RpcError> {
+pub(crate) async fn get(ctx: &RequestCtx, params: &Params) -> Result<Value, RpcError> {
     let name = required_str(params, "name")?;
+    match name {
+        input_required::PROMPT => input_required::prompt(ctx).await,
+        DYNAMIC_PROMPT if ctx.peer.session.has_dynamic_prompt() => Ok(diagnostics::dynamic_prompt()),
+        _ => get_fixed(name, params),
+    }
+}
+
+/// `prompts/get` of a prompt whose messages depend only on its arguments.
+fn get_fixed(name: &str, params: &Params) -> Result<Value, RpcError> {
     let prompt = find(name).ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
     let mut args: HashMap<&str, &str> = HashMap::new();
     match params.get("arguments") {

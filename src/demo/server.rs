@@ -52,7 +52,7 @@ pub(crate) async fn handle_request(ctx: &RequestCtx, method: &str, params: Optio
             session.set_log_level(level);
             Ok(json!({}))
         }
-        "tools/list" => Ok(json!({ "tools": tools::definitions() })),
+        "tools/list" => Ok(json!({ "tools": tools::definitions(session) })),
         "tools/call" => tools::call(ctx, &params).await,
         "resources/list" => Ok(json!({ "resources": resources::list() })),
         "resources/templates/list" => Ok(json!({ "resourceTemplates": resources::templates() })),
@@ -65,8 +65,8 @@ pub(crate) async fn handle_request(ctx: &RequestCtx, method: &str, params: Optio
             session.unsubscribe(required_str(&params, "uri")?);
             Ok(json!({}))
         }
-        "prompts/list" => Ok(json!({ "prompts": prompts::definitions() })),
-        "prompts/get" => prompts::get(&params),
+        "prompts/list" => Ok(json!({ "prompts": prompts::definitions(session) })),
+        "prompts/get" => prompts::get(ctx, &params).await,
         "completion/complete" => completion::complete(&params),
         _ => Err(RpcError::new(METHOD_NOT_FOUND, format!("method not found: {method}"))),
     }
@@ -91,7 +91,8 @@ fn initialize(peer: &Peer, params: &Params) -> Result<Value, RpcError> {
         },
         "serverInfo": { "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION") },
         "instructions": "Shadowcat's demo MCP server: echo/add/slow tools, the MCP conformance \
-                         fixtures (test_*), demo:// and test:// resources, and prompts.",
+                         fixtures (test_*, including those the 2026-07-28 scenarios call), demo:// \
+                         and test:// resources, and prompts.",
     }))
 }
 

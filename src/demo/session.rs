@@ -1,5 +1,5 @@
 //! Per-connection state: what the client said at `initialize`, the log level it asked for,
-//! and the resources it subscribed to.
+//! the resources it subscribed to, and whether the dynamic tool and prompt are listed.
 
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -56,11 +56,21 @@ struct State {
     client_capabilities: Option<Value>,
     min_log_level: LogLevel,
     subscriptions: HashSet<String>,
+    /// Toggled by `test_trigger_tool_change`.
+    dynamic_tool: bool,
+    /// Toggled by `test_trigger_prompt_change`.
+    dynamic_prompt: bool,
 }
 
 impl Default for State {
     fn default() -> Self {
-        Self { client_capabilities: None, min_log_level: LogLevel::Debug, subscriptions: HashSet::new() }
+        Self {
+            client_capabilities: None,
+            min_log_level: LogLevel::Debug,
+            subscriptions: HashSet::new(),
+            dynamic_tool: false,
+            dynamic_prompt: false,
+        }
     }
 }
 
@@ -103,5 +113,27 @@ impl Session {
 
     pub(crate) fn is_subscribed(&self, uri: &str) -> bool {
         lock(&self.state).subscriptions.contains(uri)
+    }
+
+    /// Adds the dynamic tool if it is not listed, else removes it; returns whether it now is.
+    pub(crate) fn toggle_dynamic_tool(&self) -> bool {
+        let mut state = lock(&self.state);
+        state.dynamic_tool = !state.dynamic_tool;
+        state.dynamic_tool
+    }
+
+    pub(crate) fn has_dynamic_tool(&self) -> bool {
+        lock(&self.state).dynamic_tool
+    }
+
+    /// Adds the dynamic prompt if it is not listed, else removes it; returns whether it now is.
+    pub(crate) fn toggle_dynamic_prompt(&self) -> bool {
+        let mut state = lock(&self.state);
+        state.dynamic_prompt = !state.dynamic_prompt;
+        state.dynamic_prompt
+    }
+
+    pub(crate) fn has_dynamic_prompt(&self) -> bool {
+        lock(&self.state).dynamic_prompt
     }
 }

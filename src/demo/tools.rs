@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Number, Value};
 
-use super::conformance;
+use super::client_requests::{self, Elicited};
 use super::message::RpcError;
-use super::resources;
 use super::rpc::RequestCtx;
 use super::server::{self, required_str, Params};
-use super::session::LogLevel;
+use super::session::{LogLevel, Session};
+use super::{conformance, diagnostics, input_required, resources};
 
 /// What a tool body returns: a `CallToolResult`, or a message for an `isError` result.
 pub(crate) type ToolOutcome = Result<Value, String>;
@@ -62,8 +62,8 @@ fn object_schema(properties: Value, required: &[&str]) -> Value {
     json!({ "type": "object", "properties": properties, "required": required })
 }
 
-/// Every tool, for `tools/list`.
-pub(crate) fn definitions() -> Vec<Value> {
+/// Every tool of this session, for `tools/list`.
+pub(crate) fn definitions(session: &Session) -> Vec<Value> {
     let mut tools = vec![
         json!({
             "name": "echo",
@@ -114,6 +114,8 @@ pub(crate) fn definitions() -> Vec<Value> {
         }),
     ];
     tools.extend(conformance::definitions());
+    tools.extend(input_required::definitions());
+    tools.extend(diagnostics::definitions(session));
     tools
 }
 
@@ -134,12 +136,23 @@ pub(crate) async fn call(ctx: &RequestCtx, params: &Params) -> Result<Value, Rpc
         "roots" => roots(ctx).await,
         "log" => log_levels(ctx).await,
         "touch_resource" => touch_resource(ctx, &args).await,
-        _ => match conformance::call(ctx, name, &args).await {
+        _ => match call_fixture(ctx, name, &args).await {
             Some(outcome) => outcome,
             None => return Err(RpcError::invalid_params(format!("Unknown tool: {name}"))),
         },
     };
     Ok(outcome.unwrap_or_else(tool_error))
+}
+
+/// Runs conformance fixture `name`; `None` if there is no such fixture (in this session).
+async fn call_fixture(ctx: &RequestCtx, name: &str, args: &Params) -> Option<ToolOutcome> {
+    if let Some(outcome) = conformance::call(ctx, name, args).await {
+        return Some(outcome);
+    }
+    if let Some(outcome) = input_required::call(ctx, name).await {
+        return Some(outcome);
+    }
+    diagnostics::call(ctx, name).await
 }
 
 fn add(args: &Params) -> ToolOutcome {
@@ -172,37 +185,9 @@ async fn slow(ctx: &RequestCtx, args: &Params) -> ToolOutcome {
     Ok(text_result(format!("done after {steps} steps")))
 }
 
-/// Sends `sampling/createMessage` with one user text message; returns the model's text.
-pub(crate) async fn sample_text(ctx: &RequestCtx, prompt: &str) -> Result<String, String> {
-    let params = json!({
-        "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
-        "maxTokens": 100,
-    });
-    let result = server::ask_client(ctx, "sampling", "sampling/createMessage", params).await?;
-    // `content` is one block, or (since 2025-11-25) an array of blocks.
-    let content = result.get("content").cloned().unwrap_or(Value::Null);
-    let first_text = match &content {
-        Value::Array(blocks) => blocks.iter().find(|b| b.get("type") == Some(&json!("text"))),
-        block => Some(block),
-    }
-    .filter(|b| b.get("type") == Some(&json!("text")))
-    .and_then(|b| b.get("text"))
-    .and_then(Value::as_str);
-    Ok(first_text.map_or_else(|| content.to_string(), str::to_string))
-}
-
 async fn sample(ctx: &RequestCtx, args: &Params) -> ToolOutcome {
     let prompt = arg_str(args, "prompt")?;
-    sample_text(ctx, prompt).await.map(text_result)
-}
-
-/// Sends `elicitation/create`; returns `(action, content)` of the user's answer.
-pub(crate) async fn elicit_form(ctx: &RequestCtx, message: &str, schema: Value) -> Result<(String, Value), String> {
-    let params = json!({ "message": message, "requestedSchema": schema });
-    let result = server::ask_client(ctx, "elicitation", "elicitation/create", params).await?;
-    let action = result.get("action").and_then(Value::as_str).ok_or("the elicitation result has no action")?;
-    let content = result.get("content").cloned().unwrap_or_else(|| json!({}));
-    Ok((action.to_string(), content))
+    client_requests::sample(ctx, prompt, 100, None).await.map(text_result)
 }
 
 async fn elicit(ctx: &RequestCtx, args: &Params) -> ToolOutcome {
@@ -214,7 +199,7 @@ async fn elicit(ctx: &RequestCtx, args: &Params) -> ToolOutcome {
         }),
         &["name"],
     );
-    let (action, content) = elicit_form(ctx, message, schema).await?;
+    let Elicited { action, content } = client_requests::elicit(ctx, message, schema, None).await?;
     Ok(text_result(format!("action={action}, content={content}")))
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::bridge::Bridge;
 use crate::config::Config;
 use crate::pipeline::{build_pipeline, BuildContext, McpService};
 use crate::router::{Router, StreamLimits};
@@ -48,7 +49,28 @@ pub async fn run(config: Config) -> Result<(), String> {
         buffer_events: config.server.sse_buffer_events,
         retained_streams: config.server.sse_retained_streams,
     };
-    let router = Router::new(routes, store.clone(), limits);
+    let bridge_settings = crate::bridge::BridgeSettings::new(&config.bridge)?;
+    let mut bridges = HashMap::new();
+    for (name, cfg) in &config.upstreams {
+        let (era, pool) = match cfg {
+            crate::config::UpstreamConfig::Stdio(s) => (s.era, s.pool.clone()),
+            crate::config::UpstreamConfig::Http(h) => (h.era, h.pool.clone()),
+        };
+        if let Some(upstream) = upstreams.get(name) {
+            let bridge = Bridge::new(name, upstream.clone(), era, pool, bridge_settings.clone());
+            bridges.insert(Arc::<str>::from(name.as_str()), bridge);
+        }
+    }
+    let router = Router::new(routes, store.clone(), limits).with_bridges(bridges.clone());
+    let reaper_bridges: Vec<Arc<Bridge>> = bridges.values().cloned().collect();
+    let reaper = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            for bridge in &reaper_bridges {
+                bridge.close_idle(false).await;
+            }
+        }
+    });
     let specs = config.stage_specs()?;
     let service = build_pipeline(&specs, &BuildContext::default(), McpService::new(router))?;
 
@@ -114,6 +136,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         let _ = task.await;
     }
     store.close_all().await;
+    reaper.abort();
+    for bridge in bridges.values() {
+        bridge.close_idle(true).await;
+    }
     for upstream in upstreams.values() {
         upstream.shutdown().await;
     }

@@ -83,6 +83,14 @@ impl McpRequest {
         }
     }
 
+    /// Whether the front has checked this request's routing headers (`Mcp-Method`,
+    /// `Mcp-Name`, `MCP-Protocol-Version`) against its body: true for stateless
+    /// (2026-07-28) requests only. A stage may route, authorize or rate-limit from
+    /// those headers only when this is true; otherwise it must read the message.
+    pub fn headers_validated(&self) -> bool {
+        self.version.is_stateless() && self.session.is_none()
+    }
+
     /// A label for logs and metrics: the JSON-RPC method, or `GET`/`DELETE`.
     pub fn method_label(&self) -> &str {
         match &self.kind {

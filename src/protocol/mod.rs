@@ -1,6 +1,7 @@
 //! The MCP wire: JSON-RPC messages, protocol revisions and error codes.
 
 mod message;
+pub mod modern;
 
 pub use message::{parse_body, Message, MessageError, MessageKind};
 
@@ -24,6 +25,16 @@ pub mod codes {
     pub const UPSTREAM_ERROR: i32 = -32003;
     /// The request was cancelled or timed out.
     pub const REQUEST_TIMEOUT: i32 = -32004;
+    /// 2025 revisions: the resource does not exist (2026-07-28 uses -32602 instead).
+    pub const LEGACY_RESOURCE_NOT_FOUND: i32 = -32002;
+    /// 2025-11-25: URL-mode elicitation required (retired in 2026-07-28).
+    pub const URL_ELICITATION_REQUIRED: i32 = -32042;
+    /// 2026-07-28: an HTTP header is missing or disagrees with the body.
+    pub const HEADER_MISMATCH: i32 = -32020;
+    /// 2026-07-28: serving the request needs a capability the client did not declare.
+    pub const MISSING_REQUIRED_CAPABILITY: i32 = -32021;
+    /// 2026-07-28: the requested protocol version is not served.
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 }
 
 /// A revision of the MCP specification.
@@ -35,15 +46,25 @@ pub enum ProtocolVersion {
     V2025_06_18,
     /// 2025-11-25: SSE priming events and polling.
     V2025_11_25,
+    /// 2026-07-28: stateless; no handshake, no session, the version and client
+    /// capabilities in every request's `_meta`.
+    V2026_07_28,
 }
 
 impl ProtocolVersion {
     /// Every revision the gateway speaks, oldest first.
-    pub const ALL: [ProtocolVersion; 3] =
-        [ProtocolVersion::V2025_03_26, ProtocolVersion::V2025_06_18, ProtocolVersion::V2025_11_25];
+    pub const ALL: [ProtocolVersion; 4] = [
+        ProtocolVersion::V2025_03_26,
+        ProtocolVersion::V2025_06_18,
+        ProtocolVersion::V2025_11_25,
+        ProtocolVersion::V2026_07_28,
+    ];
 
     /// The newest revision.
-    pub const LATEST: ProtocolVersion = ProtocolVersion::V2025_11_25;
+    pub const LATEST: ProtocolVersion = ProtocolVersion::V2026_07_28;
+
+    /// The newest revision with the `initialize` handshake.
+    pub const LATEST_HANDSHAKE: ProtocolVersion = ProtocolVersion::V2025_11_25;
 
     /// Parses the revision string (`"2025-06-18"`).
     pub fn parse(text: &str) -> Option<Self> {
@@ -56,7 +77,14 @@ impl ProtocolVersion {
             ProtocolVersion::V2025_03_26 => "2025-03-26",
             ProtocolVersion::V2025_06_18 => "2025-06-18",
             ProtocolVersion::V2025_11_25 => "2025-11-25",
+            ProtocolVersion::V2026_07_28 => "2026-07-28",
         }
+    }
+
+    /// Stateless ("modern", 2026-07-28 on): every request stands alone, and its HTTP
+    /// routing headers must agree with its body (so stages may trust them).
+    pub fn is_stateless(self) -> bool {
+        self >= ProtocolVersion::V2026_07_28
     }
 
     /// JSON-RPC batches are allowed only in 2025-03-26.
@@ -64,9 +92,10 @@ impl ProtocolVersion {
         self == ProtocolVersion::V2025_03_26
     }
 
-    /// SSE priming events and `retry` are sent only to 2025-11-25 and later.
+    /// SSE priming events and `retry` are sent only to 2025-11-25 (2026-07-28 dropped
+    /// resumability).
     pub fn sse_priming(self) -> bool {
-        self >= ProtocolVersion::V2025_11_25
+        self == ProtocolVersion::V2025_11_25
     }
 
     /// The list of supported revisions, for error messages.
@@ -94,5 +123,8 @@ mod tests {
         assert!(ProtocolVersion::V2025_11_25.sse_priming());
         assert!(!ProtocolVersion::V2025_06_18.sse_priming());
         assert!(ProtocolVersion::V2025_03_26.allows_batches());
+        assert!(!ProtocolVersion::V2026_07_28.sse_priming());
+        assert!(ProtocolVersion::V2026_07_28.is_stateless());
+        assert!(!ProtocolVersion::V2025_11_25.is_stateless());
     }
 }

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use serde::Deserialize;
 use tower::Service;
 
+use crate::bridge::Bridge;
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, McpRequest, Outcome, RequestKind};
 use crate::protocol::{Message, ProtocolVersion};
@@ -32,6 +33,7 @@ pub type RouteTable = HashMap<Arc<str>, (Arc<str>, Upstream)>;
 #[derive(Clone)]
 pub struct Router {
     routes: Arc<RouteTable>,
+    bridges: Arc<HashMap<Arc<str>, Arc<Bridge>>>,
     store: Arc<SessionStore>,
     limits: StreamLimits,
 }
@@ -43,7 +45,13 @@ impl Router {
         store: Arc<SessionStore>,
         limits: StreamLimits,
     ) -> Self {
-        Router { routes: Arc::new(routes), store, limits }
+        Router { routes: Arc::new(routes), bridges: Arc::new(HashMap::new()), store, limits }
+    }
+
+    /// Serves stateless requests through these bridges (by upstream name).
+    pub fn with_bridges(mut self, bridges: HashMap<Arc<str>, Arc<Bridge>>) -> Self {
+        self.bridges = Arc::new(bridges);
+        self
     }
 
     async fn initialize(self, req: McpRequest, m: Message) -> Result<McpReply, GatewayError> {
@@ -83,13 +91,35 @@ impl Router {
     }
 }
 
+impl Router {
+    /// A stateless (2026-07-28) request: no session; the route's upstream serves it.
+    async fn stateless(self, req: McpRequest) -> Result<McpReply, GatewayError> {
+        let (name, _) = self
+            .routes
+            .get(&req.route)
+            .cloned()
+            .ok_or_else(|| GatewayError::Internal(format!("no upstream for route {}", req.route)))?;
+        let RequestKind::Message(m) = req.kind else {
+            return Err(GatewayError::Internal("a stateless request without a message".into()));
+        };
+        let bridge = self
+            .bridges
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| GatewayError::Internal(format!("no bridge for upstream {name}")))?;
+        let mut reply = bridge.serve(m, &req.headers).await?;
+        reply.upstream = Some(name);
+        Ok(reply)
+    }
+}
+
 fn requested_version(m: &Message) -> Option<ProtocolVersion> {
     #[derive(Deserialize)]
     struct Params {
         #[serde(rename = "protocolVersion")]
         protocol_version: String,
     }
-    ProtocolVersion::parse(&m.params::<Params>()?.protocol_version)
+    ProtocolVersion::parse(&m.params::<Params>()?.protocol_version).filter(|v| !v.is_stateless())
 }
 
 fn negotiated_version(m: &Message) -> Option<ProtocolVersion> {
@@ -119,6 +149,9 @@ impl Service<McpRequest> for Router {
         let this = self.clone();
         Box::pin(async move {
             let Some(session) = req.session.clone() else {
+                if req.version.is_stateless() {
+                    return this.stateless(req).await;
+                }
                 return match &req.kind {
                     RequestKind::Message(m) if m.method() == Some("initialize") && m.is_request() => {
                         let m = m.clone();

@@ -5,6 +5,7 @@ pub mod admin;
 mod checks;
 mod headers;
 mod listen;
+mod modern;
 mod response;
 pub mod sse;
 
@@ -84,6 +85,15 @@ impl Front {
         if let Err(e) = checked {
             return error_response(&e, None);
         }
+        if *req.method() != Method::POST && modern::header_is_stateless(req.headers()) {
+            let e = GatewayError::MethodNotAllowed(format!(
+                "{} is not part of protocol version 2026-07-28: every request is a POST",
+                req.method()
+            ));
+            let mut resp = error_response(&e, None);
+            resp.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            return resp;
+        }
         let result = match *req.method() {
             Method::POST => self.post(req, route, received).await,
             Method::GET => self.get(req, route, received).await,
@@ -148,6 +158,9 @@ impl Front {
             MessageError::Invalid(d) => no_id(GatewayError::InvalidRequest(d)),
         })?;
         let first_id = (!is_batch).then(|| messages[0].id_key().map(str::to_owned)).flatten();
+        if modern::is_stateless(&parts.headers, &messages) {
+            return self.post_stateless(parts, messages, is_batch, first_id, route, received).await;
+        }
         let fail = |e: GatewayError| (e, first_id.clone());
         let declared = checks::declared_version(&parts.headers).map_err(fail)?;
         let is_init = messages.iter().any(|m| m.method() == Some("initialize"));
@@ -187,6 +200,67 @@ impl Front {
         };
         let session_for_batch = session.clone();
         self.post_batch(messages, make, session_for_batch, version).await
+    }
+
+    /// A stateless (2026-07-28) POST: one request, checked as the revision requires,
+    /// served without a session.
+    async fn post_stateless(
+        &self,
+        parts: http::request::Parts,
+        messages: Vec<Message>,
+        is_batch: bool,
+        id: Option<String>,
+        route: Arc<str>,
+        received: Instant,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let fail = |e: GatewayError| (e, id.clone());
+        let m = match messages.into_iter().next() {
+            Some(m) if !is_batch => m,
+            _ => return Err(no_id(GatewayError::InvalidRequest("JSON-RPC batches do not exist in 2026-07-28".into()))),
+        };
+        match m.kind() {
+            MessageKind::Request => {}
+            MessageKind::Notification => {
+                // No client notification is defined for HTTP in 2026-07-28 (closing a
+                // response stream is how a request is cancelled): accepted, not relayed.
+                tracing::debug!(method = m.method().unwrap_or(""), "stateless notification accepted and dropped");
+                return Ok(accepted(None));
+            }
+            MessageKind::Response => {
+                return Err(fail(GatewayError::InvalidRequest(
+                    "a 2026-07-28 client never sends responses (input is given by retrying with inputResponses)".into(),
+                )))
+            }
+        }
+        modern::check_request(&parts.headers, &m).map_err(fail)?;
+        let req = McpRequest {
+            kind: RequestKind::Message(m),
+            session: None,
+            route,
+            headers: headers::forwardable(&parts.headers),
+            version: ProtocolVersion::V2026_07_28,
+            received_at: received,
+        };
+        let reply = self.service.clone().oneshot(req).await.map_err(fail)?;
+        Ok(match reply.body {
+            ReplyBody::Accepted => accepted(None),
+            ReplyBody::Message(m) => stateless_json(m),
+            ReplyBody::Stream(mut s) => {
+                let Some(first) = s.next().await else {
+                    return Ok(self.sse_reply(
+                        Box::pin(futures_util::stream::empty()),
+                        None,
+                        ProtocolVersion::V2026_07_28,
+                        None,
+                    ));
+                };
+                if first.kind() == MessageKind::Response && first.id_key() == id.as_deref() {
+                    return Ok(stateless_json(first));
+                }
+                let rest: MessageStream = Box::pin(futures_util::stream::once(async { first }).chain(s));
+                self.sse_reply(rest, None, ProtocolVersion::V2026_07_28, None)
+            }
+        })
     }
 
     async fn post_batch(
@@ -348,6 +422,14 @@ impl Front {
         self.service.clone().oneshot(req).await.map_err(no_id)?;
         Ok(response::empty_ok())
     }
+}
+
+/// A JSON answer to a stateless request, with the status its error code calls for.
+fn stateless_json(m: Message) -> Response<ResponseBody> {
+    let status = modern::error_status(&m);
+    let mut resp = json_response(m, None);
+    *resp.status_mut() = status;
+    resp
 }
 
 /// An error and the id of the request it answers.

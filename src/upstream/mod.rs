@@ -1,5 +1,6 @@
 //! Upstream MCP servers: the connectors the router hands sessions to.
 
+pub mod era;
 pub mod http;
 pub mod stdio;
 

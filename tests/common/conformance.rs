@@ -17,10 +17,38 @@ pub struct Scenario {
 /// Runs the server suite (`--suite all`) against `url`; results by scenario name.
 pub fn run_server_suite(url: &str, extra: &[&str]) -> BTreeMap<String, Scenario> {
     let deps = super::deps();
+    let mut args = vec!["--suite", "all"];
+    args.extend_from_slice(extra);
+    run_suite(&deps.conformance_js, url, &args)
+}
+
+/// Runs the 0.2 suite with `--requirements <revision>` against `url`.
+pub fn run_requirements(url: &str, revision: &str) -> BTreeMap<String, Scenario> {
+    let deps = super::deps();
+    run_suite(&deps.conformance_next_js, url, &["--requirements", revision])
+}
+
+/// The server scenarios a revision requires (the `server:` list of the 0.2 suite's
+/// frozen requirements file).
+pub fn required_scenarios(revision: &str) -> Vec<String> {
+    let deps = super::deps();
+    let js = std::path::Path::new(&deps.conformance_next_js);
+    let file = js.parent().and_then(|d| d.parent()).unwrap().join("requirements").join(format!("{revision}.yaml"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    text.lines()
+        .skip_while(|l| l.trim_end() != "server:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  - ") || l.trim().is_empty() || l.trim_start().starts_with('#'))
+        .filter_map(|l| l.strip_prefix("  - ").map(|s| s.trim().to_owned()))
+        .collect()
+}
+
+fn run_suite(js: &str, url: &str, extra: &[&str]) -> BTreeMap<String, Scenario> {
+    let deps = super::deps();
     let out = super::scratch_dir("conformance");
     let output = Command::new(&deps.node)
-        .arg(&deps.conformance_js)
-        .args(["server", "--url", url, "--suite", "all", "-o"])
+        .arg(js)
+        .args(["server", "--url", url, "-o"])
         .arg(&out)
         .args(extra)
         .output()

@@ -26,6 +26,10 @@ pub struct Deps {
     pub conformance_js: String,
     pub everything_js: String,
     pub python: String,
+    /// The conformance suite 0.2 (2026-07-28 scenarios).
+    pub conformance_next_js: String,
+    /// The npm packages (TypeScript SDK v2) for the JS fixtures.
+    pub node_modules: String,
 }
 
 /// The installed test dependencies; fails with a clear message when they are missing.
@@ -50,6 +54,8 @@ pub fn deps() -> Deps {
         conformance_js: get("SHADOWCAT_CONFORMANCE_JS"),
         everything_js: get("SHADOWCAT_EVERYTHING_JS"),
         python: get("SHADOWCAT_PYTHON"),
+        conformance_next_js: get("SHADOWCAT_CONFORMANCE_NEXT_JS"),
+        node_modules: get("SHADOWCAT_NODE_MODULES"),
     }
 }
 
@@ -239,4 +245,62 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `tests/fixtures/modern-server.mjs` (TypeScript SDK v2, dual-era).
+pub struct ModernServer {
+    child: Child,
+    /// Its MCP endpoint.
+    pub url: String,
+}
+
+impl ModernServer {
+    pub fn start() -> ModernServer {
+        let d = deps();
+        let mut child = Command::new(&d.node)
+            .arg(fixture("modern-server.mjs"))
+            .args(["--port", "0"])
+            .env("SHADOWCAT_NODE_MODULES", &d.node_modules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start modern-server.mjs");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the ready line");
+        let url = line
+            .trim()
+            .strip_prefix("modern-server listening: ")
+            .unwrap_or_else(|| panic!("modern-server did not start: {line:?}"))
+            .to_owned();
+        ModernServer { child, url }
+    }
+}
+
+impl Drop for ModernServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rows of a table of checks in the README, under the heading `heading`: each
+/// row's label (its first and third cells), HTTP status and JSON-RPC code.
+pub fn readme_checks(heading: &str) -> Vec<(String, u16, i64)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let section = readme.split(heading).nth(1).unwrap_or_else(|| panic!("README has no {heading:?}"));
+    let mut rows = Vec::new();
+    for line in section.lines().skip_while(|l| !l.starts_with("| #")).skip(2) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let code: String = cells[5].chars().take_while(|c| *c == '-' || c.is_ascii_digit()).collect();
+        rows.push((
+            format!("{} {}", cells[1], cells[3]),
+            cells[4].parse().expect("status"),
+            code.parse().expect("code"),
+        ));
+    }
+    rows
 }

@@ -1,6 +1,8 @@
 //! Tests that drive [`super::serve`] over in-memory pipes the way a real client would.
 
 mod catalog;
+mod diagnostics;
+mod input_required;
 mod protocol;
 mod server_requests;
 mod tools;
@@ -114,6 +116,21 @@ impl Client {
 
     async fn call_tool(&mut self, name: &str, arguments: Value) -> Value {
         self.request_ok("tools/call", json!({ "name": name, "arguments": arguments })).await
+    }
+
+    /// Answers server-to-client `request` with `result`.
+    async fn reply(&mut self, request: &Value, result: Value) {
+        self.send(json!({ "jsonrpc": "2.0", "id": request["id"], "result": result })).await;
+    }
+
+    /// Receives the next message, which must be a server-to-client request for `method`
+    /// hinting `input_key` as its `inputRequests` key.
+    async fn recv_server_request(&mut self, method: &str, input_key: &str) -> Value {
+        let request = self.recv().await;
+        assert_eq!(request["method"], method, "{request}");
+        assert!(request["id"].as_str().is_some_and(|id| id.starts_with("demo-")), "{request}");
+        assert_eq!(request["params"]["_meta"]["dev.shadowcat/inputKey"], input_key, "{request}");
+        request
     }
 
     /// Asserts that nothing arrives for `ms` milliseconds.

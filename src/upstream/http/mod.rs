@@ -31,9 +31,13 @@ use tokio::task::AbortHandle;
 pub use connect::install_crypto_provider;
 pub use session::HttpSession;
 
-use crate::config::HttpConfig;
+use super::era::{self, Era, Verdict};
+use crate::config::{EraSetting, HttpConfig};
 use crate::error::GatewayError;
+use crate::pipeline::McpReply;
+use crate::protocol::Message;
 use connect::HttpClient;
+use shared::{is_sse, read_body, SessionShared, ACCEPT_POST, CONTROL_TIMEOUT, ERROR_BODY_LIMIT};
 
 /// How often readiness is checked until the upstream has answered once.
 const PROBE_EVERY: Duration = Duration::from_secs(3);
@@ -115,6 +119,10 @@ pub struct HttpUpstream {
     sessions: Arc<Semaphore>,
     max_sessions: usize,
     probe: Mutex<Option<AbortHandle>>,
+    /// The era, once known (pinned by config, or probed).
+    era: Mutex<Option<Era>>,
+    /// One era probe at a time.
+    era_probe: tokio::sync::Mutex<()>,
 }
 
 impl HttpUpstream {
@@ -161,6 +169,12 @@ impl HttpUpstream {
             sessions: Arc::new(Semaphore::new(cfg.max_sessions)),
             max_sessions: cfg.max_sessions,
             probe: Mutex::new(None),
+            era: Mutex::new(match cfg.era {
+                EraSetting::Auto => None,
+                EraSetting::Modern => Some(Era::Modern { versions: vec!["2026-07-28".into()] }),
+                EraSetting::Legacy => Some(Era::Legacy),
+            }),
+            era_probe: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -202,6 +216,61 @@ impl HttpUpstream {
             ))
         })?;
         Ok(HttpSession::new(self.target.clone(), session_tag.to_owned(), permit))
+    }
+
+    /// The upstream's era: pinned by config, else probed once with `server/discover`
+    /// and cached. A probe without a verdict (unreachable, 5xx, 401) is an error and is
+    /// tried again on the next call.
+    pub async fn era(&self) -> Result<Era, GatewayError> {
+        if let Some(era) = self.era.lock().clone() {
+            return Ok(era);
+        }
+        let _one = self.era_probe.lock().await;
+        if let Some(era) = self.era.lock().clone() {
+            return Ok(era);
+        }
+        match self.probe_era().await? {
+            Verdict::Known(era) => {
+                tracing::info!(upstream = %self.target.name, url = %self.target.display, ?era, "upstream era probed");
+                *self.era.lock() = Some(era.clone());
+                Ok(era)
+            }
+            Verdict::Unknown(why) => {
+                tracing::warn!(upstream = %self.target.name, url = %self.target.display, %why,
+                    "cannot tell the upstream's protocol era yet");
+                Err(self.target.unavailable(format!("its protocol era is unknown: {why}")))
+            }
+        }
+    }
+
+    async fn probe_era(&self) -> Result<Verdict, GatewayError> {
+        let shared = SessionShared::new(self.target.clone(), "era-probe".into());
+        let probe = era::probe_message();
+        let mut headers = HeaderMap::new();
+        headers.insert("mcp-protocol-version", HeaderValue::from_static("2026-07-28"));
+        headers.insert("mcp-method", HeaderValue::from_static("server/discover"));
+        let req = shared.request(http::Method::POST, &headers, ACCEPT_POST, Some(probe.bytes().clone()), None)?;
+        let bound = self.target.limits.request_timeout.min(CONTROL_TIMEOUT);
+        let exchange = async {
+            let resp = self.target.exchange(req, "era-probe").await?;
+            let status = resp.status().as_u16();
+            let sse = is_sse(&resp);
+            let body = read_body(resp, ERROR_BODY_LIMIT).await.unwrap_or_default();
+            Ok::<_, GatewayError>((status, sse, body))
+        };
+        let (status, sse, body) = tokio::time::timeout(bound, exchange)
+            .await
+            .map_err(|_| self.target.unavailable(format!("the era probe got no answer within {bound:?}")))??;
+        let answer = if sse { sse::find_response(&body, era::PROBE_ID) } else { Some(body) };
+        let answer = answer.filter(|b| serde_json::from_slice::<serde_json::Value>(b).is_ok());
+        Ok(era::classify_http(status, answer.as_deref()))
+    }
+
+    /// Sends one stateless (2026-07-28) request as it came: no session, the client's
+    /// routing headers forwarded, the reply relayed as JSON or SSE. The client closing
+    /// its response stream closes the upstream one.
+    pub async fn send_stateless(&self, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
+        HttpSession::stateless(self.target.clone()).send(m, headers).await
     }
 
     /// Stops the readiness checks (sessions are closed by the session store).

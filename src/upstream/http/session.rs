@@ -24,12 +24,17 @@ use crate::protocol::{parse_body, Message, MessageKind};
 /// A client session on an HTTP upstream.
 pub struct HttpSession {
     shared: Arc<SessionShared>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl HttpSession {
     pub(super) fn new(target: Arc<Target>, tag: String, permit: OwnedSemaphorePermit) -> Self {
-        HttpSession { shared: Arc::new(SessionShared::new(target, tag)), _permit: permit }
+        HttpSession { shared: Arc::new(SessionShared::new(target, tag)), _permit: Some(permit) }
+    }
+
+    /// A handle for one stateless request: no upstream session, no session bound.
+    pub(super) fn stateless(target: Arc<Target>) -> Self {
+        HttpSession { shared: Arc::new(SessionShared::new(target, "stateless".into())), _permit: None }
     }
 
     /// Whether the session can still serve (the upstream knows it and it has not

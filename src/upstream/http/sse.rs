@@ -222,6 +222,24 @@ impl SseParser {
     }
 }
 
+/// In a whole SSE body, the data of the first event that is a JSON-RPC response with
+/// id `id` (its JSON text).
+pub fn find_response(body: &[u8], id: &str) -> Option<Bytes> {
+    let mut parser = SseParser::new(body.len().max(1));
+    parser.feed(body);
+    parser.feed(b"\n\n");
+    while let Some(item) = parser.next_item() {
+        if let SseItem::Event(e) = item {
+            if let Ok(m) = crate::protocol::Message::parse(e.data.clone()) {
+                if m.kind() == crate::protocol::MessageKind::Response && m.id_key() == Some(id) {
+                    return Some(e.data);
+                }
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,527 @@
+//! One stateless request served by a pooled legacy session, and the multi-round-trip
+//! (MRTR) emulation for the methods that may ask the client for input.
+//!
+//! A call is driven by a task of its own that relays the upstream's answer to the
+//! client's stream. When the upstream asks the client something (elicitation,
+//! sampling, roots) the task waits `bridge.input_settle` for further questions, then
+//! *parks* the call (the upstream call stays open, its session's input slot held) and
+//! answers the client `input_required` with one `inputRequests` entry per question and
+//! a sealed `requestState`. The retry opens the state, takes the parked call (once),
+//! feeds each answer back as the JSON-RPC response to its question, and drives the
+//! call on: to the result, or to another round. A call nobody resumes is cancelled
+//! upstream after `bridge.state_ttl`, which frees its session.
+//!
+//! Keys of `inputRequests`: a legacy server cannot name them, so the gateway takes
+//! `params._meta["dev.shadowcat/inputKey"]` of the server's request when present (and
+//! unique), else mints `elicitation`, `sampling` or `roots` (with `_2`, `_3`, … when
+//! asked twice in a round).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, OwnedMutexGuard};
+
+use super::pool::Pooled;
+use super::seal::{request_digest, State};
+use super::{now_ms, result_message, Bridge};
+use crate::error::GatewayError;
+use crate::pipeline::{McpReply, MessageStream, ReplyBody};
+use crate::protocol::modern::{Envelope, META_SERVER_INFO};
+use crate::protocol::{codes, Message, MessageKind};
+
+/// `_meta` key a legacy server may put on its request to name its `inputRequests` key.
+pub const INPUT_KEY_HINT: &str = "dev.shadowcat/inputKey";
+/// Messages buffered towards the client.
+const OUT_BUFFER: usize = 64;
+/// The log levels, lowest first.
+const LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// A question the upstream asked and the client has not answered.
+struct Question {
+    key: String,
+    /// The upstream request's id (JSON text).
+    upstream_id: String,
+    /// `{method, params}` as the client sees it.
+    request: Value,
+}
+
+/// A call in progress on a pooled session.
+struct Call {
+    pooled: Arc<Pooled>,
+    method: String,
+    /// The upstream request's id (JSON text).
+    upstream_id: String,
+    /// Progress token sent upstream, and the one the current client request used.
+    upstream_token: Option<String>,
+    client_token: Option<String>,
+    log_level: Option<usize>,
+    capabilities: Map<String, Value>,
+    digest: String,
+    round: u32,
+    replies: MessageStream,
+    inbox: Option<mpsc::Receiver<Message>>,
+    questions: Vec<Question>,
+    /// Answers the client gave before being asked (a first request with
+    /// `inputResponses`).
+    presupplied: Map<String, Value>,
+    stamp: super::Stamp,
+    _slot: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.pooled.busy.fetch_sub(1, Ordering::Relaxed);
+        if self.inbox.is_some() {
+            *self.pooled.inbox.lock() = None;
+        }
+    }
+}
+
+impl Call {
+    /// Cancels the upstream call and answers its open questions, so the upstream
+    /// handler ends.
+    async fn cancel(self, reason: &str) {
+        for q in &self.questions {
+            self.pooled.answer(&q.upstream_id, Err((codes::INTERNAL_ERROR, reason.to_owned()))).await;
+        }
+        self.pooled.cancel(&self.upstream_id, reason).await;
+    }
+}
+
+/// Calls parked waiting for the client's retry.
+#[derive(Default)]
+pub(super) struct ParkedCalls {
+    calls: Mutex<HashMap<u64, Call>>,
+    next: AtomicU64,
+}
+
+/// What ended a drive.
+enum Step {
+    /// The final response went to the client.
+    Done,
+    /// The client closed its stream: the call is cancelled.
+    ClientGone,
+    /// Questions are waiting: park.
+    Park,
+    /// The call cannot go on (the client gets the message).
+    Refused(Message),
+}
+
+/// Starts serving a stateless request on the pool. `input` for the methods that may
+/// answer `input_required`.
+pub(super) async fn start(
+    bridge: Arc<Bridge>,
+    m: Message,
+    envelope: Envelope,
+    input: bool,
+) -> Result<McpReply, GatewayError> {
+    let method = m.method().unwrap_or_default().to_owned();
+    let client_id = m.id_key().unwrap_or("null").to_owned();
+    let params: Map<String, Value> = m.params().unwrap_or_default();
+    let digest = request_digest(&method, Some(&params));
+    let log_level = envelope.log_level.as_deref().and_then(level_index);
+    if input {
+        match params.get("requestState") {
+            Some(Value::String(state)) => {
+                let state = state.clone();
+                return resume(bridge, &m, &params, &state, envelope, digest, client_id).await;
+            }
+            Some(_) => return Err(GatewayError::InvalidParams("requestState must be a string".into())),
+            None => {}
+        }
+        if params.get("inputResponses").is_some_and(|r| !r.is_object()) {
+            return Err(GatewayError::InvalidParams("inputResponses must be an object".into()));
+        }
+    }
+    let (pooled, slot) = bridge.session_for(&envelope.capabilities, input).await?;
+    let facts = bridge.facts().await?;
+    let upstream_id = pooled.next_id("req");
+    let client_token = m.progress_token();
+    let upstream_token = client_token.as_ref().map(|_| pooled.next_id("progress"));
+    let request = upstream_request(&method, &params, &upstream_id, upstream_token.as_deref());
+    let inbox = input.then(|| {
+        let (tx, rx) = mpsc::channel(OUT_BUFFER);
+        *pooled.inbox.lock() = Some(tx);
+        rx
+    });
+    pooled.busy.fetch_add(1, Ordering::Relaxed);
+    let mut call = Call {
+        pooled: pooled.clone(),
+        method,
+        upstream_id,
+        upstream_token,
+        client_token,
+        log_level,
+        capabilities: envelope.capabilities,
+        digest,
+        round: 0,
+        replies: Box::pin(futures_util::stream::empty()),
+        inbox,
+        questions: Vec::new(),
+        presupplied: params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default(),
+        stamp: bridge.stamp(&facts),
+        _slot: slot,
+    };
+    call.replies = into_stream(pooled.send(request).await?);
+    Ok(spawn_drive(bridge, call, client_id))
+}
+
+/// The retry of a parked call.
+async fn resume(
+    bridge: Arc<Bridge>,
+    m: &Message,
+    params: &Map<String, Value>,
+    state: &str,
+    envelope: Envelope,
+    digest: String,
+    client_id: String,
+) -> Result<McpReply, GatewayError> {
+    let opened = bridge
+        .settings
+        .sealer
+        .open(state, &digest, now_ms())
+        .map_err(|refusal| GatewayError::InvalidParams(refusal.to_string()))?;
+    let Some(mut call) = bridge.parked.calls.lock().remove(&opened.call) else {
+        return Err(GatewayError::InvalidParams(
+            "requestState was already used, or its call has ended (expired or cancelled); send the request again \
+             without requestState"
+                .into(),
+        ));
+    };
+    call.client_token = m.progress_token();
+    call.log_level = envelope.log_level.as_deref().and_then(level_index);
+    call.capabilities = envelope.capabilities;
+    let answers = params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut open = Vec::new();
+    for q in std::mem::take(&mut call.questions) {
+        match answers.get(&q.key) {
+            Some(answer @ Value::Object(_)) => call.pooled.answer(&q.upstream_id, Ok(answer.clone())).await,
+            // Missing or malformed: asked again in the next round.
+            _ => open.push(q),
+        }
+    }
+    call.questions = open;
+    Ok(spawn_drive(bridge, call, client_id))
+}
+
+fn spawn_drive(bridge: Arc<Bridge>, call: Call, client_id: String) -> McpReply {
+    let (out, rx) = mpsc::channel(OUT_BUFFER);
+    tokio::spawn(drive(bridge, call, client_id, out));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    McpReply::new(ReplyBody::Stream(Box::pin(stream)))
+}
+
+async fn drive(bridge: Arc<Bridge>, mut call: Call, client_id: String, out: mpsc::Sender<Message>) {
+    match run(&mut call, &client_id, &out, &bridge).await {
+        Step::Done => {}
+        Step::ClientGone => call.cancel("the client closed its response stream").await,
+        Step::Refused(m) => {
+            let _ = out.send(m).await;
+            call.cancel("the gateway refused the call").await;
+        }
+        Step::Park => park(&bridge, call, &client_id, &out).await,
+    }
+}
+
+async fn recv(inbox: &mut Option<mpsc::Receiver<Message>>) -> Option<Message> {
+    match inbox {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(call: &mut Call, client_id: &str, out: &mpsc::Sender<Message>, bridge: &Bridge) -> Step {
+    let settle = bridge.settings.config.input_settle;
+    loop {
+        let waiting = !call.questions.is_empty();
+        let quiet = async {
+            if waiting {
+                tokio::time::sleep(settle).await
+            } else {
+                std::future::pending::<()>().await
+            }
+        };
+        let next = tokio::select! {
+            biased;
+            _ = out.closed() => return Step::ClientGone,
+            m = call.replies.next() => match m {
+                Some(m) => m,
+                None => {
+                    let e = GatewayError::UpstreamUnavailable {
+                        upstream: call.pooled.tag.clone(),
+                        detail: "it ended the call without answering".into(),
+                    };
+                    let _ = out.send(e.to_message(Some(client_id))).await;
+                    return Step::Done;
+                }
+            },
+            Some(m) = recv(&mut call.inbox) => m,
+            _ = quiet => return Step::Park,
+        };
+        if let Some(step) = handle(call, next, client_id, out).await {
+            return step;
+        }
+    }
+}
+
+/// One message from the upstream during a call.
+async fn handle(call: &mut Call, m: Message, client_id: &str, out: &mpsc::Sender<Message>) -> Option<Step> {
+    match m.kind() {
+        MessageKind::Response if m.id_key() == Some(call.upstream_id.as_str()) => {
+            let _ = out.send(call.stamp.response(&call.method, &m, client_id)).await;
+            Some(Step::Done)
+        }
+        MessageKind::Response => None,
+        MessageKind::Notification => {
+            match m.method() {
+                Some("notifications/progress") => {
+                    if let (Some(up), Some(client)) = (&call.upstream_token, &call.client_token) {
+                        if m.param_key("progressToken").as_deref() == Some(up.as_str()) {
+                            let _ = out.send(retoken(&m, client)).await;
+                        }
+                    }
+                }
+                Some("notifications/message") if log_wanted(&m, call.log_level) => {
+                    let _ = out.send(m).await;
+                }
+                _ => {}
+            }
+            None
+        }
+        MessageKind::Request => ask(call, m, client_id).await,
+    }
+}
+
+/// The upstream asks the client something.
+async fn ask(call: &mut Call, m: Message, client_id: &str) -> Option<Step> {
+    let id = m.id_key().unwrap_or("null").to_owned();
+    let method = m.method().unwrap_or_default().to_owned();
+    let mut params: Map<String, Value> = m.params().unwrap_or_default();
+    if method == "ping" {
+        call.pooled.answer(&id, Ok(json!({}))).await;
+        return None;
+    }
+    let Some(required) = required_capability(&method, &params) else {
+        call.pooled
+            .answer(&id, Err((codes::METHOD_NOT_FOUND, format!("{method} cannot be relayed to the client"))))
+            .await;
+        return None;
+    };
+    if call.inbox.is_none() || !declared(&call.capabilities, &required) {
+        let detail = format!("the upstream asked {method}, which the client did not declare");
+        call.pooled.answer(&id, Err((codes::INVALID_REQUEST, format!("the client did not declare {required}")))).await;
+        let e = GatewayError::MissingCapability { required, detail };
+        return Some(Step::Refused(e.to_message(Some(client_id))));
+    }
+    let hint = params
+        .get_mut("_meta")
+        .and_then(Value::as_object_mut)
+        .and_then(|meta| meta.remove(INPUT_KEY_HINT))
+        .and_then(|h| h.as_str().map(str::to_owned));
+    if params.get("_meta").and_then(Value::as_object).is_some_and(Map::is_empty) {
+        params.remove("_meta");
+    }
+    let key = unique_key(call, hint.as_deref().unwrap_or(short_name(&method)));
+    if let Some(answer) = call.presupplied.remove(&key).filter(Value::is_object) {
+        call.pooled.answer(&id, Ok(answer)).await;
+        return None;
+    }
+    call.questions.push(Question { key, upstream_id: id, request: json!({"method": method, "params": params}) });
+    None
+}
+
+/// Parks a call whose questions wait for the client, answering `input_required`.
+async fn park(bridge: &Arc<Bridge>, mut call: Call, client_id: &str, out: &mpsc::Sender<Message>) {
+    let config = &bridge.settings.config;
+    call.round += 1;
+    let refuse = if call.round > config.max_rounds {
+        Some(GatewayError::InvalidRequest(format!(
+            "the call needed more than {} rounds of input (bridge.max_rounds)",
+            config.max_rounds
+        )))
+    } else if bridge.parked.calls.lock().len() >= config.max_parked {
+        Some(GatewayError::Overloaded(format!(
+            "{} calls are already waiting for client input (bridge.max_parked)",
+            config.max_parked
+        )))
+    } else {
+        None
+    };
+    if let Some(e) = refuse {
+        let _ = out.send(e.to_message(Some(client_id))).await;
+        call.cancel(&e.to_string()).await;
+        return;
+    }
+    let n = bridge.parked.next.fetch_add(1, Ordering::Relaxed);
+    let state = bridge.settings.sealer.seal(&State {
+        replica: bridge.settings.sealer.replica().to_owned(),
+        call: n,
+        round: call.round,
+        digest: call.digest.clone(),
+        expires_ms: now_ms() + config.state_ttl.as_millis() as u64,
+    });
+    let mut requests = Map::new();
+    for q in &call.questions {
+        requests.insert(q.key.clone(), q.request.clone());
+    }
+    let mut result = Map::new();
+    result.insert("resultType".into(), json!("input_required"));
+    result.insert("inputRequests".into(), Value::Object(requests));
+    result.insert("requestState".into(), json!(state));
+    result.insert("_meta".into(), json!({ META_SERVER_INFO: call.stamp.server_info.clone() }));
+    tracing::debug!(session = %call.pooled.tag, call = n, round = call.round, questions = call.questions.len(),
+        "call parked for client input");
+    bridge.parked.calls.lock().insert(n, call);
+    let _ = out.send(result_message(Some(client_id), result)).await;
+    let ttl = config.state_ttl;
+    let weak = Arc::downgrade(bridge);
+    tokio::spawn(async move {
+        tokio::time::sleep(ttl).await;
+        let Some(bridge) = weak.upgrade() else { return };
+        let expired = bridge.parked.calls.lock().remove(&n);
+        if let Some(call) = expired {
+            tracing::info!(session = %call.pooled.tag, call = n, "the client never retried a parked call; cancelled");
+            call.cancel("the client did not retry within bridge.state_ttl").await;
+        }
+    });
+}
+
+/// The request sent upstream: a session-unique id and progress token, without the
+/// 2026-07-28 members (`inputResponses`, `requestState`, the reserved `_meta` keys).
+fn upstream_request(method: &str, params: &Map<String, Value>, id: &str, token: Option<&str>) -> Message {
+    let mut params = params.clone();
+    params.remove("inputResponses");
+    params.remove("requestState");
+    let mut meta = match params.remove("_meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    meta.remove("progressToken");
+    if let Some(token) = token.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
+        meta.insert("progressToken".into(), token);
+    }
+    if !meta.is_empty() {
+        params.insert("_meta".into(), Value::Object(meta));
+    }
+    let id = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
+    Message::from_value(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+}
+
+/// A progress notification with the client's token.
+fn retoken(m: &Message, client_token: &str) -> Message {
+    let mut params: Map<String, Value> = m.params().unwrap_or_default();
+    params.insert("progressToken".into(), serde_json::from_str(client_token).unwrap_or(Value::Null));
+    Message::notification("notifications/progress", Value::Object(params))
+}
+
+fn level_index(level: &str) -> Option<usize> {
+    LEVELS.iter().position(|l| *l == level)
+}
+
+/// Whether a log message goes to a request that asked for `wanted` and above.
+fn log_wanted(m: &Message, wanted: Option<usize>) -> bool {
+    let Some(wanted) = wanted else { return false };
+    let level =
+        m.params::<Map<String, Value>>().and_then(|p| p.get("level").and_then(Value::as_str).and_then(level_index));
+    level.is_some_and(|l| l >= wanted)
+}
+
+/// The client capability a server-to-client request needs, as a `ClientCapabilities`
+/// object; `None` for requests a client cannot be asked.
+fn required_capability(method: &str, params: &Map<String, Value>) -> Option<Value> {
+    match method {
+        "elicitation/create" => Some(match params.get("mode").and_then(Value::as_str) {
+            Some("url") => json!({"elicitation": {"url": {}}}),
+            _ => json!({"elicitation": {"form": {}}}),
+        }),
+        "sampling/createMessage" if params.contains_key("tools") || params.contains_key("toolChoice") => {
+            Some(json!({"sampling": {"tools": {}}}))
+        }
+        "sampling/createMessage" => Some(json!({"sampling": {}})),
+        "roots/list" => Some(json!({"roots": {}})),
+        _ => None,
+    }
+}
+
+/// Whether `caps` covers `required`. An `elicitation` without modes means form.
+fn declared(caps: &Map<String, Value>, required: &Value) -> bool {
+    let Some(required) = required.as_object() else { return false };
+    required.iter().all(|(name, sub)| {
+        let Some(have) = caps.get(name).and_then(Value::as_object) else { return false };
+        sub.as_object().is_none_or(|sub| {
+            sub.keys().all(|mode| {
+                have.contains_key(mode) || (name == "elicitation" && mode == "form" && !have.contains_key("url"))
+            })
+        })
+    })
+}
+
+fn short_name(method: &str) -> &str {
+    match method {
+        "elicitation/create" => "elicitation",
+        "sampling/createMessage" => "sampling",
+        "roots/list" => "roots",
+        other => other,
+    }
+}
+
+fn unique_key(call: &Call, base: &str) -> String {
+    let taken = |k: &str| call.questions.iter().any(|q| q.key == k);
+    if !taken(base) {
+        return base.to_owned();
+    }
+    (2..).map(|n| format!("{base}_{n}")).find(|k| !taken(k)).unwrap_or_else(|| base.to_owned())
+}
+
+/// A reply as a stream of messages.
+fn into_stream(reply: McpReply) -> MessageStream {
+    match reply.body {
+        ReplyBody::Stream(s) => s,
+        ReplyBody::Message(m) => Box::pin(futures_util::stream::once(async { m })),
+        ReplyBody::Accepted => Box::pin(futures_util::stream::empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_checked_by_mode() {
+        let form_only = json!({"elicitation": {}, "sampling": {}}).as_object().cloned().unwrap_or_default();
+        assert!(declared(&form_only, &json!({"elicitation": {"form": {}}})));
+        assert!(!declared(&form_only, &json!({"elicitation": {"url": {}}})));
+        assert!(declared(&form_only, &json!({"sampling": {}})));
+        assert!(!declared(&form_only, &json!({"sampling": {"tools": {}}})));
+        assert!(!declared(&form_only, &json!({"roots": {}})));
+        let url_only = json!({"elicitation": {"url": {}}}).as_object().cloned().unwrap_or_default();
+        assert!(!declared(&url_only, &json!({"elicitation": {"form": {}}})));
+        assert!(declared(&url_only, &json!({"elicitation": {"url": {}}})));
+    }
+
+    #[test]
+    fn upstream_requests_lose_the_modern_members() {
+        let params = json!({
+            "name": "t", "inputResponses": {"a": {}}, "requestState": "s",
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "progressToken": "p1", "custom": 1}
+        });
+        let m =
+            upstream_request("tools/call", params.as_object().expect("obj"), "\"sc-req-1\"", Some("\"sc-progress-2\""));
+        let v = m.to_value().expect("json");
+        assert_eq!(v["id"], "sc-req-1");
+        assert_eq!(v["params"], json!({"name": "t", "_meta": {"progressToken": "sc-progress-2", "custom": 1}}));
+    }
+
+    #[test]
+    fn log_levels_filter() {
+        let warn = Message::notification("notifications/message", json!({"level": "warning", "data": "x"}));
+        assert!(!log_wanted(&warn, None));
+        assert!(log_wanted(&warn, level_index("info")));
+        assert!(!log_wanted(&warn, level_index("error")));
+    }
+}

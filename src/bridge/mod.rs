@@ -1,0 +1,440 @@
+//! Serving stateless (2026-07-28) clients from every upstream.
+//!
+//! One [`Bridge`] per upstream decides, from the upstream's era (pinned in config or
+//! probed once with `server/discover`), how a stateless request is served:
+//!
+//! - **modern upstream**: passed through as it came (HTTP), only `server/discover`'s
+//!   `supportedVersions` widened to what the gateway serves on the route;
+//! - **legacy upstream**: dispatched to a [`pool`] of sessions the gateway initialized
+//!   itself, keyed by the client's declared capability set. The request id and progress
+//!   token are rewritten per upstream session; results get `resultType`, cache hints
+//!   and `serverInfo` ([`stamp`]); `server/discover` is answered from the upstream's
+//!   initialize result; `subscriptions/listen` is fed from the pool's `list_changed`
+//!   notifications; and a server-to-client request during `tools/call`, `prompts/get`
+//!   or `resources/read` becomes an `input_required` answer whose sealed
+//!   `requestState` ([`seal`]) names the parked upstream call the retry resumes
+//!   ([`call`]).
+
+mod call;
+pub mod pool;
+pub mod seal;
+pub mod stamp;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use http::HeaderMap;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast;
+
+use crate::config::{BridgeConfig, EraSetting, PoolConfig};
+use crate::error::GatewayError;
+use crate::pipeline::{McpReply, MessageStream, ReplyBody};
+use crate::protocol::modern::{self, Envelope, META_SUBSCRIPTION_ID};
+use crate::protocol::{Message, MessageKind, ProtocolVersion};
+use crate::upstream::era::{self, Era};
+use crate::upstream::Upstream;
+use pool::{Facts, Pooled};
+use seal::Sealer;
+use stamp::Stamp;
+
+/// Time a stdio upstream gets to answer the era probe before it counts as legacy.
+const STDIO_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Settings shared by every bridge.
+pub struct BridgeSettings {
+    /// The `bridge:` config.
+    pub config: BridgeConfig,
+    /// Seals `requestState`.
+    pub sealer: Sealer,
+}
+
+impl BridgeSettings {
+    /// Builds the settings; with no `state_key`, a random key for this process (logged).
+    pub fn new(config: &BridgeConfig) -> Result<Arc<Self>, String> {
+        let replica = format!("{:016x}", rand::random::<u64>());
+        let secret = match &config.state_key {
+            Some(key) => key.resolve().map_err(|e| format!("bridge.state_key: {e}"))?.into_bytes(),
+            None => {
+                tracing::info!(replica = %replica,
+                    "bridge.state_key is not set: requestState is sealed with a random key of this process \
+                     (retries must come back to this process, and do not survive a restart)");
+                rand::random::<[u8; 32]>().to_vec()
+            }
+        };
+        Ok(Arc::new(BridgeSettings { config: config.clone(), sealer: Sealer::new(&secret, replica) }))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// How one upstream serves stateless clients.
+pub struct Bridge {
+    name: Arc<str>,
+    upstream: Upstream,
+    era_setting: EraSetting,
+    era: Mutex<Option<Era>>,
+    era_probe: tokio::sync::Mutex<()>,
+    settings: Arc<BridgeSettings>,
+    pool_config: PoolConfig,
+    pools: Mutex<HashMap<String, Vec<Arc<Pooled>>>>,
+    creating: tokio::sync::Mutex<()>,
+    facts: Mutex<Option<Facts>>,
+    events: broadcast::Sender<Message>,
+    parked: call::ParkedCalls,
+    next_session: AtomicU64,
+}
+
+impl Bridge {
+    /// The bridge of upstream `name`.
+    pub fn new(
+        name: &str,
+        upstream: Upstream,
+        era_setting: EraSetting,
+        pool_config: PoolConfig,
+        settings: Arc<BridgeSettings>,
+    ) -> Arc<Self> {
+        let (events, _) = broadcast::channel(256);
+        let era = match era_setting {
+            EraSetting::Auto => None,
+            EraSetting::Modern => Some(Era::Modern { versions: vec![ProtocolVersion::LATEST.as_str().into()] }),
+            EraSetting::Legacy => Some(Era::Legacy),
+        };
+        Arc::new(Bridge {
+            name: name.into(),
+            upstream,
+            era_setting,
+            era: Mutex::new(era),
+            era_probe: tokio::sync::Mutex::new(()),
+            settings,
+            pool_config,
+            pools: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+            facts: Mutex::new(None),
+            events,
+            parked: call::ParkedCalls::default(),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// The upstream's era: pinned, cached, or probed now.
+    pub async fn era(&self) -> Result<Era, GatewayError> {
+        if let Some(era) = self.era.lock().clone() {
+            return Ok(era);
+        }
+        let era = match &self.upstream {
+            Upstream::Http(u) => u.era().await?,
+            Upstream::Stdio(_) => {
+                let _one = self.era_probe.lock().await;
+                if let Some(era) = self.era.lock().clone() {
+                    return Ok(era);
+                }
+                let era = self.probe_stdio().await?;
+                tracing::info!(upstream = %self.name, ?era, "upstream era probed (throwaway process)");
+                era
+            }
+        };
+        *self.era.lock() = Some(era.clone());
+        Ok(era)
+    }
+
+    /// Probes a stdio upstream in a throwaway process: some legacy servers exit on an
+    /// unknown first request, so the probe never touches a process that serves.
+    async fn probe_stdio(&self) -> Result<Era, GatewayError> {
+        let session = self.upstream.open("era-probe").await?;
+        let probe = era::probe_message();
+        let verdict = tokio::time::timeout(STDIO_PROBE_TIMEOUT, async {
+            let reply = session.send(probe, &HeaderMap::new()).await.ok()?;
+            first_response(reply, era::PROBE_ID).await
+        })
+        .await;
+        session.close().await;
+        Ok(match verdict {
+            Ok(Some(answer)) => match era::classify_message(answer.bytes()) {
+                era::Verdict::Known(era) => era,
+                era::Verdict::Unknown(_) => Era::Legacy,
+            },
+            // No answer in time, or the process exited: legacy.
+            _ => Era::Legacy,
+        })
+    }
+
+    /// Whether this bridge was told the era rather than probing it.
+    pub fn era_pinned(&self) -> bool {
+        self.era_setting != EraSetting::Auto
+    }
+
+    /// Serves one checked stateless request.
+    pub async fn serve(self: &Arc<Self>, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
+        match (self.era().await?, &self.upstream) {
+            (Era::Modern { .. }, Upstream::Http(u)) => {
+                let is_discover = m.method() == Some("server/discover");
+                let reply = u.send_stateless(m, headers).await?;
+                Ok(if is_discover { widen_discover(reply).await } else { reply })
+            }
+            (Era::Modern { .. }, Upstream::Stdio(_)) => Err(GatewayError::MethodNotFound(
+                "this stdio upstream speaks 2026-07-28 only, and stateless stdio upstreams are not supported yet"
+                    .into(),
+            )),
+            (Era::Legacy, _) => self.serve_legacy(m).await,
+        }
+    }
+
+    async fn serve_legacy(self: &Arc<Self>, m: Message) -> Result<McpReply, GatewayError> {
+        let envelope = Envelope::of(&m).map_err(|e| GatewayError::InvalidParams(e.to_string()))?;
+        let method = m.method().unwrap_or_default().to_owned();
+        match method.as_str() {
+            "server/discover" => self.discover(&m).await,
+            "subscriptions/listen" => self.listen(&m).await,
+            _ if modern::INPUT_METHODS.contains(&method.as_str()) => call::start(self.clone(), m, envelope, true).await,
+            _ if modern::CLIENT_METHODS.contains(&method.as_str()) => {
+                call::start(self.clone(), m, envelope, false).await
+            }
+            _ => Err(GatewayError::MethodNotFound(format!("{method} is not served by this upstream"))),
+        }
+    }
+
+    /// The stamp for results of this upstream.
+    fn stamp(&self, facts: &Facts) -> Stamp {
+        Stamp {
+            server_info: facts.server_info.clone(),
+            ttl_ms: self.settings.config.cache_ttl_ms,
+            scope: self.settings.config.cache_scope,
+        }
+    }
+
+    /// What the upstream said at initialize (initializing a session if none has been).
+    async fn facts(self: &Arc<Self>) -> Result<Facts, GatewayError> {
+        if let Some(f) = self.facts.lock().clone() {
+            return Ok(f);
+        }
+        self.session_for(&Map::new(), false).await?;
+        self.facts.lock().clone().ok_or_else(|| GatewayError::Internal("no facts after initialize".into()))
+    }
+
+    /// The capabilities the gateway advertises for this upstream: the upstream's, less
+    /// what the bridge does not carry (`resources.subscribe`: subscriptions are only
+    /// for list changes).
+    fn advertised(facts: &Facts) -> Map<String, Value> {
+        let mut caps = facts.capabilities.clone();
+        if let Some(Value::Object(resources)) = caps.get_mut("resources") {
+            resources.remove("subscribe");
+        }
+        caps
+    }
+
+    async fn discover(self: &Arc<Self>, m: &Message) -> Result<McpReply, GatewayError> {
+        let facts = self.facts().await?;
+        let mut result = Map::new();
+        result.insert("supportedVersions".into(), json!(ProtocolVersion::ALL.map(ProtocolVersion::as_str)));
+        result.insert("capabilities".into(), Value::Object(Self::advertised(&facts)));
+        if let Some(instructions) = &facts.instructions {
+            result.insert("instructions".into(), json!(instructions));
+        }
+        self.stamp(&facts).result("server/discover", &mut result);
+        Ok(McpReply::new(ReplyBody::Message(result_message(m.id_key(), result))))
+    }
+
+    async fn listen(self: &Arc<Self>, m: &Message) -> Result<McpReply, GatewayError> {
+        let filter: Option<Map<String, Value>> =
+            m.params::<Map<String, Value>>().and_then(|p| p.get("notifications").and_then(Value::as_object).cloned());
+        let Some(filter) = filter else {
+            return Err(GatewayError::InvalidParams(
+                "subscriptions/listen needs params.notifications (an object)".into(),
+            ));
+        };
+        let facts = self.facts().await?;
+        let caps = Self::advertised(&facts);
+        let supports =
+            |cap: &str| caps.get(cap).and_then(|c| c.get("listChanged")).and_then(Value::as_bool) == Some(true);
+        let mut honored = Map::new();
+        for (field, cap) in
+            [("toolsListChanged", "tools"), ("promptsListChanged", "prompts"), ("resourcesListChanged", "resources")]
+        {
+            if filter.get(field).and_then(Value::as_bool) == Some(true) && supports(cap) {
+                honored.insert(field.into(), json!(true));
+            }
+        }
+        let id_text = m.id_key().unwrap_or("null").to_owned();
+        let id = serde_json::from_str::<Value>(&id_text).unwrap_or(Value::Null);
+        let ack = Message::notification(
+            "notifications/subscriptions/acknowledged",
+            json!({"notifications": honored, "_meta": {META_SUBSCRIPTION_ID: id}}),
+        );
+        let wanted: Vec<&'static str> = [
+            ("toolsListChanged", "notifications/tools/list_changed"),
+            ("promptsListChanged", "notifications/prompts/list_changed"),
+            ("resourcesListChanged", "notifications/resources/list_changed"),
+        ]
+        .into_iter()
+        .filter(|(field, _)| honored.contains_key(*field))
+        .map(|(_, method)| method)
+        .collect();
+        let rx = self.events.subscribe();
+        let updates = futures_util::stream::unfold((rx, wanted, id), |(mut rx, wanted, id)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(m) if m.method().is_some_and(|method| wanted.contains(&method)) => {
+                        let tagged = Message::notification(
+                            m.method().unwrap_or_default(),
+                            json!({"_meta": {META_SUBSCRIPTION_ID: id.clone()}}),
+                        );
+                        return Some((tagged, (rx, wanted, id)));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        let stream: MessageStream = Box::pin(futures_util::stream::once(async move { ack }).chain(updates));
+        Ok(McpReply::new(ReplyBody::Stream(stream)))
+    }
+
+    /// A pooled session for the capability set `caps`; with `for_input`, one whose
+    /// input slot is free (waiting for one when the pool is full), returned with the slot.
+    async fn session_for(
+        self: &Arc<Self>,
+        caps: &Map<String, Value>,
+        for_input: bool,
+    ) -> Result<(Arc<Pooled>, Option<tokio::sync::OwnedMutexGuard<()>>), GatewayError> {
+        let key = pool_key(caps);
+        let max = self.pool_config.max.max(1);
+        loop {
+            let sessions: Vec<Arc<Pooled>> = {
+                let mut pools = self.pools.lock();
+                let list = pools.entry(key.clone()).or_default();
+                list.retain(|p| p.session.is_alive());
+                list.clone()
+            };
+            if for_input {
+                for p in &sessions {
+                    if let Ok(slot) = p.input.clone().try_lock_owned() {
+                        return Ok((p.clone(), Some(slot)));
+                    }
+                }
+            } else if let Some(p) = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)) {
+                if sessions.len() >= max || p.busy.load(Ordering::Relaxed) == 0 {
+                    return Ok((p.clone(), None));
+                }
+            }
+            if sessions.len() < max {
+                let _one = self.creating.lock().await;
+                let count =
+                    self.pools.lock().get(&key).map_or(0, |l| l.iter().filter(|p| p.session.is_alive()).count());
+                if count < max {
+                    let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+                    let tag = format!("{}-pool-{n}", self.name);
+                    let (p, facts) =
+                        pool::open(&self.upstream, tag, normalized_caps(caps), self.events.clone()).await?;
+                    tracing::info!(upstream = %self.name, session = %p.tag, capabilities = %key, "pooled upstream session opened");
+                    self.facts.lock().get_or_insert(facts);
+                    self.pools.lock().entry(key.clone()).or_default().push(p.clone());
+                    let slot = if for_input { p.input.clone().try_lock_owned().ok() } else { None };
+                    return Ok((p, slot));
+                }
+                continue;
+            }
+            // Full: wait for the least busy session's input slot.
+            let Some(p) = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)).cloned() else { continue };
+            let slot = p.input.clone().lock_owned().await;
+            if p.session.is_alive() {
+                return Ok((p, Some(slot)));
+            }
+        }
+    }
+
+    /// Closes idle sessions beyond `pool.min` and every session at shutdown.
+    pub async fn close_idle(&self, everything: bool) {
+        let idle = self.pool_config.idle_timeout;
+        let mut closing = Vec::new();
+        {
+            let mut pools = self.pools.lock();
+            for list in pools.values_mut() {
+                let mut keep = Vec::new();
+                for p in list.drain(..) {
+                    let idle_now = p.busy.load(Ordering::Relaxed) == 0 && p.last_used.lock().elapsed() >= idle;
+                    if everything || !p.session.is_alive() || (idle_now && keep.len() >= self.pool_config.min) {
+                        closing.push(p);
+                    } else {
+                        keep.push(p);
+                    }
+                }
+                *list = keep;
+            }
+        }
+        for p in closing {
+            tracing::debug!(session = %p.tag, "closing pooled upstream session");
+            p.session.close().await;
+        }
+    }
+}
+
+/// The client capabilities a pooled session declares: the ones that let a server ask
+/// the client something (`sampling`, `elicitation`, `roots`), as declared.
+fn normalized_caps(caps: &Map<String, Value>) -> Map<String, Value> {
+    caps.iter()
+        .filter(|(k, _)| matches!(k.as_str(), "sampling" | "elicitation" | "roots"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The pool key of a capability set.
+fn pool_key(caps: &Map<String, Value>) -> String {
+    serde_json::to_string(&Value::Object(normalized_caps(caps))).unwrap_or_default()
+}
+
+/// A result message answering `id` (JSON text).
+fn result_message(id: Option<&str>, result: Map<String, Value>) -> Message {
+    let id = id.and_then(|i| serde_json::from_str::<Value>(i).ok()).unwrap_or(Value::Null);
+    Message::from_value(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+/// Waits for the response with id `id` (JSON text) in a reply.
+pub(crate) async fn first_response(reply: McpReply, id: &str) -> Option<Message> {
+    match reply.body {
+        ReplyBody::Message(m) => (m.kind() == MessageKind::Response).then_some(m),
+        ReplyBody::Accepted => None,
+        ReplyBody::Stream(mut s) => {
+            while let Some(m) = s.next().await {
+                if m.kind() == MessageKind::Response && m.id_key() == Some(id) {
+                    return Some(m);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// A modern upstream's `server/discover` answer, its `supportedVersions` widened to
+/// every version the gateway serves (a session-era client on this route is served
+/// too: by the upstream itself, or by the gateway).
+async fn widen_discover(reply: McpReply) -> McpReply {
+    let widen = |m: Message| -> Message {
+        let Some(mut v) = m.to_value() else { return m };
+        let Some(list) = v.pointer_mut("/result/supportedVersions").and_then(Value::as_array_mut) else { return m };
+        for version in ProtocolVersion::ALL {
+            if !list.iter().any(|x| x == version.as_str()) {
+                list.push(json!(version.as_str()));
+            }
+        }
+        Message::from_value(&v)
+    };
+    match reply.body {
+        ReplyBody::Message(m) => McpReply::new(ReplyBody::Message(widen(m))),
+        ReplyBody::Stream(s) => McpReply::new(ReplyBody::Stream(Box::pin(s.map(move |m| {
+            if m.kind() == MessageKind::Response {
+                widen(m)
+            } else {
+                m
+            }
+        })))),
+        ReplyBody::Accepted => reply,
+    }
+}

@@ -1,0 +1,211 @@
+//! The pool of initialized sessions of a legacy upstream that serves stateless
+//! clients, one set per declared client capability set.
+//!
+//! Each pooled session is initialized by the gateway (declaring the capability set it
+//! is keyed by) and has its server-to-client stream open, read by a task of its own:
+//! server-to-client requests go to the one call on that session that may ask for
+//! input (see [`Pooled::input`]), or are answered by the gateway when there is none
+//! (`ping` with `{}`, `roots/list` with no roots, anything else with an error);
+//! `list_changed` and `resources/updated` notifications go to the bridge's listeners.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use http::HeaderMap;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use super::first_response;
+use crate::error::GatewayError;
+use crate::pipeline::{McpReply, MessageStream, ReplyBody};
+use crate::protocol::{codes, Message, MessageKind, ProtocolVersion};
+use crate::upstream::{Upstream, UpstreamSession};
+
+/// What the upstream said about itself at initialize.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// `serverInfo`.
+    pub server_info: Value,
+    /// `capabilities`.
+    pub capabilities: Map<String, Value>,
+    /// `instructions`.
+    pub instructions: Option<String>,
+}
+
+/// One initialized upstream session in the pool.
+pub struct Pooled {
+    /// For logs.
+    pub tag: String,
+    /// The session.
+    pub session: UpstreamSession,
+    /// Held by the one call that may receive the session's server-to-client requests
+    /// (a stdio server does not say which call a request belongs to).
+    pub input: Arc<tokio::sync::Mutex<()>>,
+    /// Where server-to-client requests and log messages of the input call go.
+    pub inbox: Mutex<Option<mpsc::Sender<Message>>>,
+    /// Requests in flight.
+    pub busy: AtomicUsize,
+    /// Last time a request was sent.
+    pub last_used: Mutex<Instant>,
+    seq: AtomicU64,
+}
+
+impl Pooled {
+    /// A request id unique on this session (JSON text).
+    pub fn next_id(&self, kind: &str) -> String {
+        format!("\"sc-{kind}-{}\"", self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Sends a message to the upstream session.
+    pub async fn send(&self, m: Message) -> Result<McpReply, GatewayError> {
+        *self.last_used.lock() = Instant::now();
+        self.session.send(m, &HeaderMap::new()).await
+    }
+
+    /// Answers a server-to-client request (`id` is its JSON text).
+    pub async fn answer(&self, id: &str, result: Result<Value, (i32, String)>) {
+        let id_value = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
+        let m = match result {
+            Ok(result) => Message::from_value(&json!({"jsonrpc": "2.0", "id": id_value, "result": result})),
+            Err((code, message)) => Message::error_response(Some(id), code, &message, None),
+        };
+        if let Err(e) = self.send(m).await {
+            tracing::debug!(session = %self.tag, error = %e, "could not answer the upstream's request");
+        }
+    }
+
+    /// Tells the upstream a request is cancelled.
+    pub async fn cancel(&self, id: &str, reason: &str) {
+        let id_value = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
+        let note = Message::notification("notifications/cancelled", json!({"requestId": id_value, "reason": reason}));
+        if let Err(e) = self.send(note).await {
+            tracing::debug!(session = %self.tag, error = %e, "could not send notifications/cancelled upstream");
+        }
+    }
+}
+
+/// Opens and initializes a pooled session declaring `capabilities`.
+pub async fn open(
+    upstream: &Upstream,
+    tag: String,
+    capabilities: Map<String, Value>,
+    events: broadcast::Sender<Message>,
+) -> Result<(Arc<Pooled>, Facts), GatewayError> {
+    let session = upstream.open(&tag).await?;
+    let pooled = Arc::new(Pooled {
+        tag,
+        session,
+        input: Arc::new(tokio::sync::Mutex::new(())),
+        inbox: Mutex::new(None),
+        busy: AtomicUsize::new(0),
+        last_used: Mutex::new(Instant::now()),
+        seq: AtomicU64::new(1),
+    });
+    match initialize(&pooled, capabilities, events).await {
+        Ok(facts) => Ok((pooled, facts)),
+        Err(e) => {
+            pooled.session.close().await;
+            Err(e)
+        }
+    }
+}
+
+async fn initialize(
+    pooled: &Arc<Pooled>,
+    capabilities: Map<String, Value>,
+    events: broadcast::Sender<Message>,
+) -> Result<Facts, GatewayError> {
+    let id = pooled.next_id("init");
+    let init = Message::from_value(&json!({
+        "jsonrpc": "2.0",
+        "id": serde_json::from_str::<Value>(&id).unwrap_or(Value::Null),
+        "method": "initialize",
+        "params": {
+            "protocolVersion": ProtocolVersion::LATEST_HANDSHAKE.as_str(),
+            "capabilities": capabilities,
+            "clientInfo": { "name": "shadowcat-bridge", "version": env!("CARGO_PKG_VERSION") },
+        },
+    }));
+    let reply = pooled.send(init).await?;
+    let response = first_response(reply, &id).await.ok_or_else(|| GatewayError::UpstreamUnavailable {
+        upstream: pooled.tag.clone(),
+        detail: "it did not answer initialize".into(),
+    })?;
+    let value = response.to_value().unwrap_or_default();
+    let Some(result) = value.get("result").and_then(Value::as_object) else {
+        return Err(GatewayError::UpstreamUnavailable {
+            upstream: pooled.tag.clone(),
+            detail: format!("it refused initialize: {}", value.get("error").cloned().unwrap_or_default()),
+        });
+    };
+    let facts = Facts {
+        server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({"name": "unknown", "version": "0"})),
+        capabilities: result.get("capabilities").and_then(Value::as_object).cloned().unwrap_or_default(),
+        instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
+    };
+    pooled.send(Message::notification("notifications/initialized", json!({}))).await?;
+    if facts.capabilities.contains_key("logging") {
+        // Every message comes to the gateway, which forwards each to the stateless
+        // requests that asked for its level.
+        let id = pooled.next_id("log");
+        let set = Message::from_value(&json!({
+            "jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&id).unwrap_or(Value::Null),
+            "method": "logging/setLevel", "params": {"level": "debug"},
+        }));
+        if let Ok(reply) = pooled.send(set).await {
+            let _ = first_response(reply, &id).await;
+        }
+    }
+    match pooled.session.open_stream(&HeaderMap::new()).await {
+        Ok(McpReply { body: ReplyBody::Stream(stream), .. }) => {
+            tokio::spawn(read_unsolicited(pooled.clone(), stream, events));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(session = %pooled.tag, error = %e, "no server-to-client stream"),
+    }
+    Ok(facts)
+}
+
+/// Reads the session's server-to-client stream until it ends.
+async fn read_unsolicited(pooled: Arc<Pooled>, mut stream: MessageStream, events: broadcast::Sender<Message>) {
+    while let Some(m) = stream.next().await {
+        let method = m.method().unwrap_or_default().to_owned();
+        match m.kind() {
+            MessageKind::Request | MessageKind::Notification if to_input_call(&pooled, &m).await => {}
+            MessageKind::Request => {
+                let id = m.id_key().unwrap_or("null").to_owned();
+                let answer = match method.as_str() {
+                    "ping" => Ok(json!({})),
+                    "roots/list" => Ok(json!({"roots": []})),
+                    other => Err((
+                        codes::INVALID_REQUEST,
+                        format!("{other}: no client request is in progress on this session to ask"),
+                    )),
+                };
+                pooled.answer(&id, answer).await;
+            }
+            MessageKind::Notification
+                if method.ends_with("/list_changed") || method == "notifications/resources/updated" =>
+            {
+                let _ = events.send(m);
+            }
+            _ => {}
+        }
+    }
+    tracing::debug!(session = %pooled.tag, "pooled session's server-to-client stream ended");
+}
+
+async fn to_input_call(pooled: &Pooled, m: &Message) -> bool {
+    let is_for_call = m.is_request() || m.method() == Some("notifications/message");
+    if !is_for_call {
+        return false;
+    }
+    let inbox = pooled.inbox.lock().clone();
+    match inbox {
+        Some(tx) => tx.send(m.clone()).await.is_ok(),
+        None => false,
+    }
+}
