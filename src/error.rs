@@ -215,7 +215,7 @@ impl GatewayError {
             GatewayError::MissingCapability { required, .. } => Some(json!({ "requiredCapabilities": required })),
             _ => None,
         };
-        Message::error_response(id, self.jsonrpc_code(), &self.to_string(), data)
+        Message::error_response(id, self.jsonrpc_code(), &self.to_string(), data).with_status(self.status().as_u16())
     }
 }
 

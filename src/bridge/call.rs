@@ -68,16 +68,47 @@ struct Call {
     /// Answers the client gave before being asked (a first request with
     /// `inputResponses`).
     presupplied: Map<String, Value>,
+    /// The client's params, for sending the call again.
+    params: Map<String, Value>,
+    /// The upstream call ended asking for a URL elicitation (-32042): the retry sends
+    /// the call again instead of answering questions.
+    reissue: bool,
     stamp: super::Stamp,
-    _slot: Option<OwnedMutexGuard<()>>,
+    /// The session's input slot, held while the call runs (not while it is parked).
+    slot: Option<OwnedMutexGuard<()>>,
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
         self.pooled.busy.fetch_sub(1, Ordering::Relaxed);
-        if self.inbox.is_some() {
+        self.release_input();
+    }
+}
+
+impl Call {
+    /// Gives up the session's input slot (and with it the session's server-to-client
+    /// requests).
+    fn release_input(&mut self) {
+        if self.slot.take().is_some() {
             *self.pooled.inbox.lock() = None;
         }
+    }
+
+    /// Takes the session's input slot again (waiting, bounded, for the call holding
+    /// it) and becomes the receiver of the session's server-to-client requests.
+    async fn take_input(&mut self) -> Result<(), GatewayError> {
+        let slot =
+            tokio::time::timeout(super::SLOT_WAIT, self.pooled.input.clone().lock_owned()).await.map_err(|_| {
+                GatewayError::Overloaded(format!(
+                    "upstream session {} is busy with another call; retry later",
+                    self.pooled.tag
+                ))
+            })?;
+        let (tx, rx) = mpsc::channel(OUT_BUFFER);
+        *self.pooled.inbox.lock() = Some(tx);
+        self.inbox = Some(rx);
+        self.slot = Some(slot);
+        Ok(())
     }
 }
 
@@ -85,7 +116,7 @@ impl Call {
     /// Cancels the upstream call and answers its open questions, so the upstream
     /// handler ends.
     async fn cancel(self, reason: &str) {
-        for q in &self.questions {
+        for q in self.questions.iter().filter(|q| !q.upstream_id.is_empty()) {
             self.pooled.answer(&q.upstream_id, Err((codes::INTERNAL_ERROR, reason.to_owned()))).await;
         }
         self.pooled.cancel(&self.upstream_id, reason).await;
@@ -163,8 +194,10 @@ pub(super) async fn start(
         inbox,
         questions: Vec::new(),
         presupplied: params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default(),
+        params: params.clone(),
+        reissue: false,
         stamp: bridge.stamp(&facts),
-        _slot: slot,
+        slot,
     };
     call.replies = into_stream(pooled.send(request).await?);
     Ok(spawn_drive(bridge, call, client_id))
@@ -192,9 +225,22 @@ async fn resume(
                 .into(),
         ));
     };
+    if let Err(e) = call.take_input().await {
+        // Still parked: the same state works once the session is free.
+        bridge.parked.calls.lock().insert(opened.call, call);
+        return Err(e);
+    }
     call.client_token = m.progress_token();
     call.log_level = envelope.log_level.as_deref().and_then(level_index);
     call.capabilities = envelope.capabilities;
+    if std::mem::take(&mut call.reissue) {
+        // The URL step happened out of band (or not: the upstream will say so again).
+        call.questions.clear();
+        call.upstream_id = call.pooled.next_id("req");
+        let request = upstream_request(&call.method, &call.params, &call.upstream_id, call.upstream_token.as_deref());
+        call.replies = into_stream(call.pooled.send(request).await?);
+        return Ok(spawn_drive(bridge, call, client_id));
+    }
     let answers = params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();
     let mut open = Vec::new();
     for q in std::mem::take(&mut call.questions) {
@@ -272,6 +318,12 @@ async fn run(call: &mut Call, client_id: &str, out: &mpsc::Sender<Message>, brid
 async fn handle(call: &mut Call, m: Message, client_id: &str, out: &mpsc::Sender<Message>) -> Option<Step> {
     match m.kind() {
         MessageKind::Response if m.id_key() == Some(call.upstream_id.as_str()) => {
+            if call.inbox.is_some() {
+                if let Some(elicitations) = url_elicitations(&m) {
+                    return Some(url_round(call, elicitations, client_id));
+                }
+            }
+            flush_logs(call, out).await;
             let _ = out.send(call.stamp.response(&call.method, &m, client_id)).await;
             Some(Step::Done)
         }
@@ -293,6 +345,29 @@ async fn handle(call: &mut Call, m: Message, client_id: &str, out: &mpsc::Sender
             None
         }
         MessageKind::Request => ask(call, m, client_id).await,
+    }
+}
+
+/// Before the final response: the log messages the upstream sent before it, which come
+/// through the session's stream and may not have reached the inbox yet.
+async fn flush_logs(call: &mut Call, out: &mpsc::Sender<Message>) {
+    let Some(inbox) = call.inbox.as_mut() else { return };
+    let mut flushed = call.pooled.flush();
+    let mut late = Vec::new();
+    loop {
+        tokio::select! {
+            // Keep the inbox drained: the reader may be waiting to put a message in it.
+            Some(m) = inbox.recv() => late.push(m),
+            _ = &mut flushed => break,
+        }
+    }
+    while let Ok(m) = inbox.try_recv() {
+        late.push(m);
+    }
+    for m in late {
+        if m.method() == Some("notifications/message") && log_wanted(&m, call.log_level) {
+            let _ = out.send(m).await;
+        }
     }
 }
 
@@ -332,6 +407,44 @@ async fn ask(call: &mut Call, m: Message, client_id: &str) -> Option<Step> {
     }
     call.questions.push(Question { key, upstream_id: id, request: json!({"method": method, "params": params}) });
     None
+}
+
+/// The `data.elicitations` of a 2025-11-25 "URL elicitation required" error (-32042).
+fn url_elicitations(m: &Message) -> Option<Vec<Value>> {
+    if !m.is_error() {
+        return None;
+    }
+    let v = m.to_value()?;
+    let error = v.get("error")?;
+    if error.get("code").and_then(Value::as_i64) != Some(i64::from(codes::URL_ELICITATION_REQUIRED)) {
+        return None;
+    }
+    error.pointer("/data/elicitations").and_then(Value::as_array).cloned()
+}
+
+/// A -32042 becomes a round of URL-mode elicitations (without the 2025 `elicitationId`);
+/// the retry sends the call again.
+fn url_round(call: &mut Call, elicitations: Vec<Value>, client_id: &str) -> Step {
+    let required = json!({"elicitation": {"url": {}}});
+    if !declared(&call.capabilities, &required) {
+        let detail = "the upstream needs a URL elicitation, which the client did not declare".to_owned();
+        let e = GatewayError::MissingCapability { required, detail };
+        return Step::Refused(e.to_message(Some(client_id)));
+    }
+    for e in elicitations {
+        let mut params = Map::new();
+        params.insert("mode".into(), json!("url"));
+        for field in ["message", "url"] {
+            if let Some(v) = e.get(field) {
+                params.insert(field.into(), v.clone());
+            }
+        }
+        let key = unique_key(call, "elicitation");
+        let request = json!({"method": "elicitation/create", "params": params});
+        call.questions.push(Question { key, upstream_id: String::new(), request });
+    }
+    call.reissue = true;
+    Step::Park
 }
 
 /// Parks a call whose questions wait for the client, answering `input_required`.
@@ -375,6 +488,9 @@ async fn park(bridge: &Arc<Bridge>, mut call: Call, client_id: &str, out: &mpsc:
     result.insert("_meta".into(), json!({ META_SERVER_INFO: call.stamp.server_info.clone() }));
     tracing::debug!(session = %call.pooled.tag, call = n, round = call.round, questions = call.questions.len(),
         "call parked for client input");
+    // A parked upstream handler waits for its answers: the session may serve another
+    // input call meanwhile; the retry takes the slot back.
+    call.release_input();
     bridge.parked.calls.lock().insert(n, call);
     let _ = out.send(result_message(Some(client_id), result)).await;
     let ttl = config.state_ttl;

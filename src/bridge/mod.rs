@@ -16,6 +16,7 @@
 //!   ([`call`]).
 
 mod call;
+pub mod legacy_client;
 pub mod pool;
 pub mod seal;
 pub mod stamp;
@@ -41,6 +42,9 @@ use crate::upstream::Upstream;
 use pool::{Facts, Pooled};
 use seal::Sealer;
 use stamp::Stamp;
+
+/// Longest wait for a pooled session's input slot when the pool is full.
+pub(crate) const SLOT_WAIT: Duration = Duration::from_secs(30);
 
 /// Time a stdio upstream gets to answer the era probe before it counts as legacy.
 const STDIO_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -164,6 +168,25 @@ impl Bridge {
             // No answer in time, or the process exited: legacy.
             _ => Era::Legacy,
         })
+    }
+
+    /// For a session-era client's `initialize`: the upstream's own session when it
+    /// serves that era (or its era cannot be told now), else a session the gateway owns
+    /// on the modern-only upstream. stdio upstreams are never probed here.
+    pub async fn open_session(&self, tag: &str) -> Result<crate::upstream::UpstreamSession, GatewayError> {
+        if let Upstream::Http(http) = &self.upstream {
+            match self.era().await {
+                Ok(era) if !era.serves_legacy() => {
+                    let session = legacy_client::ModernSession::open(http.clone(), tag).await?;
+                    return Ok(crate::upstream::UpstreamSession::Modern(session));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(upstream = %self.name, error = %e, "era unknown; the session goes upstream as is")
+                }
+            }
+        }
+        self.upstream.open(tag).await
     }
 
     /// Whether this bridge was told the era rather than probing it.
@@ -341,9 +364,15 @@ impl Bridge {
                 }
                 continue;
             }
-            // Full: wait for the least busy session's input slot.
+            // Full: wait (bounded) for the least busy session's input slot.
             let Some(p) = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)).cloned() else { continue };
-            let slot = p.input.clone().lock_owned().await;
+            let Ok(slot) = tokio::time::timeout(SLOT_WAIT, p.input.clone().lock_owned()).await else {
+                return Err(GatewayError::Overloaded(format!(
+                    "all {max} pooled sessions of upstream {} are busy with calls (some may be waiting for client \
+                     input); raise pool.max",
+                    self.name
+                )));
+            };
             if p.session.is_alive() {
                 return Ok((p, Some(slot)));
             }

@@ -11,11 +11,11 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use http::HeaderMap;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::first_response;
@@ -50,6 +50,9 @@ pub struct Pooled {
     pub busy: AtomicUsize,
     /// Last time a request was sent.
     pub last_used: Mutex<Instant>,
+    /// Asks the reader of the server-to-client stream to pass on everything the process
+    /// has sent so far, then to answer (see [`Pooled::flush`]).
+    flush: mpsc::UnboundedSender<oneshot::Sender<()>>,
     seq: AtomicU64,
 }
 
@@ -77,6 +80,18 @@ impl Pooled {
         }
     }
 
+    /// A barrier: resolves once every server-to-client message the process sent before
+    /// now has been handed on (to the input call's inbox, or answered). A stdio process
+    /// writes its messages in order, but a call gets its response on its own stream and
+    /// log messages through the session's stream and the reader task, so without this
+    /// the response can overtake the log messages sent before it.
+    pub fn flush(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        // No reader (no server-to-client stream): the receiver resolves at once.
+        let _ = self.flush.send(tx);
+        rx
+    }
+
     /// Tells the upstream a request is cancelled.
     pub async fn cancel(&self, id: &str, reason: &str) {
         let id_value = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
@@ -95,6 +110,7 @@ pub async fn open(
     events: broadcast::Sender<Message>,
 ) -> Result<(Arc<Pooled>, Facts), GatewayError> {
     let session = upstream.open(&tag).await?;
+    let (flush, flushes) = mpsc::unbounded_channel();
     let pooled = Arc::new(Pooled {
         tag,
         session,
@@ -102,9 +118,10 @@ pub async fn open(
         inbox: Mutex::new(None),
         busy: AtomicUsize::new(0),
         last_used: Mutex::new(Instant::now()),
+        flush,
         seq: AtomicU64::new(1),
     });
-    match initialize(&pooled, capabilities, events).await {
+    match initialize(&pooled, capabilities, events, flushes).await {
         Ok(facts) => Ok((pooled, facts)),
         Err(e) => {
             pooled.session.close().await;
@@ -117,6 +134,7 @@ async fn initialize(
     pooled: &Arc<Pooled>,
     capabilities: Map<String, Value>,
     events: broadcast::Sender<Message>,
+    flushes: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 ) -> Result<Facts, GatewayError> {
     let id = pooled.next_id("init");
     let init = Message::from_value(&json!({
@@ -161,7 +179,7 @@ async fn initialize(
     }
     match pooled.session.open_stream(&HeaderMap::new()).await {
         Ok(McpReply { body: ReplyBody::Stream(stream), .. }) => {
-            tokio::spawn(read_unsolicited(pooled.clone(), stream, events));
+            tokio::spawn(read_unsolicited(pooled.clone(), stream, events, flushes));
         }
         Ok(_) => {}
         Err(e) => tracing::debug!(session = %pooled.tag, error = %e, "no server-to-client stream"),
@@ -169,33 +187,58 @@ async fn initialize(
     Ok(facts)
 }
 
-/// Reads the session's server-to-client stream until it ends.
-async fn read_unsolicited(pooled: Arc<Pooled>, mut stream: MessageStream, events: broadcast::Sender<Message>) {
-    while let Some(m) = stream.next().await {
-        let method = m.method().unwrap_or_default().to_owned();
-        match m.kind() {
-            MessageKind::Request | MessageKind::Notification if to_input_call(&pooled, &m).await => {}
-            MessageKind::Request => {
-                let id = m.id_key().unwrap_or("null").to_owned();
-                let answer = match method.as_str() {
-                    "ping" => Ok(json!({})),
-                    "roots/list" => Ok(json!({"roots": []})),
-                    other => Err((
-                        codes::INVALID_REQUEST,
-                        format!("{other}: no client request is in progress on this session to ask"),
-                    )),
-                };
-                pooled.answer(&id, answer).await;
+/// Reads the session's server-to-client stream until it ends; on a flush, hands on
+/// what the stream already holds, then answers it.
+async fn read_unsolicited(
+    pooled: Arc<Pooled>,
+    mut stream: MessageStream,
+    events: broadcast::Sender<Message>,
+    mut flushes: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+) {
+    loop {
+        let m = tokio::select! {
+            m = stream.next() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            Some(done) = flushes.recv() => {
+                // The process wrote these before whatever prompted the flush.
+                while let Some(Some(m)) = stream.next().now_or_never() {
+                    unsolicited(&pooled, m, &events).await;
+                }
+                let _ = done.send(());
+                continue;
             }
-            MessageKind::Notification
-                if method.ends_with("/list_changed") || method == "notifications/resources/updated" =>
-            {
-                let _ = events.send(m);
-            }
-            _ => {}
-        }
+        };
+        unsolicited(&pooled, m, &events).await;
     }
     tracing::debug!(session = %pooled.tag, "pooled session's server-to-client stream ended");
+}
+
+/// One message of the session's server-to-client stream.
+async fn unsolicited(pooled: &Pooled, m: Message, events: &broadcast::Sender<Message>) {
+    let method = m.method().unwrap_or_default().to_owned();
+    match m.kind() {
+        MessageKind::Request | MessageKind::Notification if to_input_call(pooled, &m).await => {}
+        MessageKind::Request => {
+            let id = m.id_key().unwrap_or("null").to_owned();
+            let answer = match method.as_str() {
+                "ping" => Ok(json!({})),
+                "roots/list" => Ok(json!({"roots": []})),
+                other => Err((
+                    codes::INVALID_REQUEST,
+                    format!("{other}: no client request is in progress on this session to ask"),
+                )),
+            };
+            pooled.answer(&id, answer).await;
+        }
+        MessageKind::Notification
+            if method.ends_with("/list_changed") || method == "notifications/resources/updated" =>
+        {
+            let _ = events.send(m);
+        }
+        _ => {}
+    }
 }
 
 async fn to_input_call(pooled: &Pooled, m: &Message) -> bool {

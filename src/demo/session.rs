@@ -60,6 +60,8 @@ struct State {
     dynamic_tool: bool,
     /// Toggled by `test_trigger_prompt_change`.
     dynamic_prompt: bool,
+    /// Set by the first `test_url_elicitation_required` call (the user "went to the URL").
+    url_visited: bool,
 }
 
 impl Default for State {
@@ -70,6 +72,7 @@ impl Default for State {
             subscriptions: HashSet::new(),
             dynamic_tool: false,
             dynamic_prompt: false,
+            url_visited: false,
         }
     }
 }
@@ -131,6 +134,11 @@ impl Session {
         let mut state = lock(&self.state);
         state.dynamic_prompt = !state.dynamic_prompt;
         state.dynamic_prompt
+    }
+
+    /// Whether the URL of `test_url_elicitation_required` was handed out before; marks it so.
+    pub(crate) fn visit_url(&self) -> bool {
+        std::mem::replace(&mut lock(&self.state).url_visited, true)
     }
 
     pub(crate) fn has_dynamic_prompt(&self) -> bool {

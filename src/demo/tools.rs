@@ -71,6 +71,11 @@ pub(crate) fn definitions(session: &Session) -> Vec<Value> {
             "inputSchema": object_schema(json!({ "message": { "type": "string", "description": "Text to echo back" } }), &["message"]),
         }),
         json!({
+            "name": "test_url_elicitation_required",
+            "description": "First call in a session: error -32042 (URL elicitation required); then `authorized`.",
+            "inputSchema": object_schema(json!({}), &[]),
+        }),
+        json!({
             "name": "add",
             "description": "Adds two numbers; returns the sum as text and as structuredContent.sum.",
             "inputSchema": object_schema(json!({
@@ -136,12 +141,28 @@ pub(crate) async fn call(ctx: &RequestCtx, params: &Params) -> Result<Value, Rpc
         "roots" => roots(ctx).await,
         "log" => log_levels(ctx).await,
         "touch_resource" => touch_resource(ctx, &args).await,
+        "test_url_elicitation_required" => return url_elicitation_required(ctx),
         _ => match call_fixture(ctx, name, &args).await {
             Some(outcome) => outcome,
             None => return Err(RpcError::invalid_params(format!("Unknown tool: {name}"))),
         },
     };
     Ok(outcome.unwrap_or_else(tool_error))
+}
+
+/// A 2025-11-25 URL-mode elicitation the server needs before it can answer: the first
+/// call in a session fails with -32042 naming the URL; later calls succeed (the user
+/// is taken to have visited it).
+fn url_elicitation_required(ctx: &RequestCtx) -> Result<Value, RpcError> {
+    if ctx.peer.session.visit_url() {
+        return Ok(text_result("authorized"));
+    }
+    Err(RpcError::new(-32042, "URL elicitation required").with_data(json!({ "elicitations": [{
+        "mode": "url",
+        "elicitationId": "demo-authorize-1",
+        "url": "https://auth.example/authorize?session=demo",
+        "message": "Authorize the demo server",
+    }]})))
 }
 
 /// Runs conformance fixture `name`; `None` if there is no such fixture (in this session).

@@ -53,6 +53,9 @@ pub struct Message {
     method: Option<Box<str>>,
     params: Option<Range<usize>>,
     is_error: bool,
+    /// For an error the gateway made itself: the HTTP status it calls for, used when
+    /// the message ends up as a whole HTTP answer.
+    status: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +137,7 @@ impl Message {
             method: env.method.map(|m| m.into_owned().into_boxed_str()),
             params: env.params.map(|p| span_of(&raw, p.get())),
             is_error: env.error.is_some(),
+            status: None,
             raw,
         })
     }
@@ -165,12 +169,32 @@ impl Message {
             let start = r#"{"jsonrpc":"2.0","id":"#.len();
             start..start + text.len()
         });
-        Message { raw, kind: MessageKind::Response, id: id_range, method: None, params: None, is_error: true }
+        Message {
+            raw,
+            kind: MessageKind::Response,
+            id: id_range,
+            method: None,
+            params: None,
+            is_error: true,
+            status: None,
+        }
     }
 
     /// A JSON-RPC notification built by the gateway.
     pub fn notification(method: &str, params: Value) -> Self {
         Message::from_value(&serde_json::json!({ "jsonrpc": "2.0", "method": method, "params": params }))
+    }
+
+    /// This error (made by the gateway) calls for HTTP status `status` when it is a
+    /// whole HTTP answer.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The HTTP status the gateway gave this error, if it made it.
+    pub fn status_hint(&self) -> Option<u16> {
+        self.status
     }
 
     /// The bytes of the message, exactly as received (or built).

@@ -61,7 +61,10 @@ impl Router {
             .cloned()
             .ok_or_else(|| GatewayError::Internal(format!("no upstream for route {}", req.route)))?;
         let id = mint_id();
-        let upstream_session = upstream.open(&id).await?;
+        let upstream_session = match self.bridges.get(&name) {
+            Some(bridge) => bridge.open_session(&id).await?,
+            None => upstream.open(&id).await?,
+        };
         let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams);
         let session = Arc::new(Session::new(id, req.route.clone(), name.clone(), upstream_session, streams));
         session.set_version(requested_version(&m).unwrap_or(req.version));

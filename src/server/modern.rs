@@ -97,9 +97,10 @@ pub fn check_request(headers: &HeaderMap, m: &Message) -> Result<Envelope, Gatew
     Ok(envelope)
 }
 
-/// The HTTP status of a JSON-RPC error answering a stateless request: 404 for an
-/// unknown method, 400 for the errors the transport requires to be 400, else 200
-/// (the error travels in the body, as a tool's unknown name does).
+/// The HTTP status of a JSON-RPC error answering a stateless request: the status of
+/// the gateway's own error when it made it; else 404 for an unknown method, 400 for
+/// the errors the transport requires to be 400, else 200 (the error travels in the
+/// body, as a tool's unknown name does).
 pub fn error_status(m: &Message) -> StatusCode {
     #[derive(Deserialize)]
     struct Error {
@@ -111,6 +112,9 @@ pub fn error_status(m: &Message) -> StatusCode {
     }
     if !m.is_error() {
         return StatusCode::OK;
+    }
+    if let Some(status) = m.status_hint().and_then(|s| StatusCode::from_u16(s).ok()) {
+        return status;
     }
     let Ok(body) = serde_json::from_slice::<Body>(m.bytes()) else { return StatusCode::OK };
     match i32::try_from(body.error.code).unwrap_or(0) {

@@ -72,6 +72,8 @@ pub enum UpstreamSession {
     Stdio(stdio::StdioSession),
     /// A session on a remote Streamable HTTP server.
     Http(http::HttpSession),
+    /// A session the gateway owns, for a 2025-era client of a modern-only upstream.
+    Modern(Arc<crate::bridge::legacy_client::ModernSession>),
 }
 
 impl UpstreamSession {
@@ -84,6 +86,7 @@ impl UpstreamSession {
                 s.send(m).await
             }
             UpstreamSession::Http(s) => s.send(m, headers).await,
+            UpstreamSession::Modern(s) => s.send(m).await,
         }
     }
 
@@ -95,6 +98,7 @@ impl UpstreamSession {
                 s.open_stream()
             }
             UpstreamSession::Http(s) => s.open_stream(headers).await,
+            UpstreamSession::Modern(s) => s.open_stream(),
         }
     }
 
@@ -103,6 +107,7 @@ impl UpstreamSession {
         match self {
             UpstreamSession::Stdio(s) => s.is_alive(),
             UpstreamSession::Http(s) => s.is_alive(),
+            UpstreamSession::Modern(s) => s.is_alive(),
         }
     }
 
@@ -111,6 +116,7 @@ impl UpstreamSession {
         match self {
             UpstreamSession::Stdio(s) => s.close().await,
             UpstreamSession::Http(s) => s.close().await,
+            UpstreamSession::Modern(s) => s.close().await,
         }
     }
 }

@@ -2,20 +2,37 @@
 """Drive a Shadowcat gateway with the official Python MCP SDK (``mcp`` 2.x) as a real client.
 
 Usage:
-    python_client.py URL SCENARIO [--mode legacy|auto] [--timeout SECONDS] [--trace]
+    python_client.py URL SCENARIO [--mode legacy|auto|default] [--expect-version V] [--answer NAME]
+                     [--timeout SECONDS] [--trace]
 
     URL       the gateway's Streamable HTTP endpoint, e.g. http://127.0.0.1:8080/mcp
     SCENARIO  ``demo``       - the gateway in front of Shadowcat's built-in demo server
               ``everything`` - the gateway in front of @modelcontextprotocol/server-everything
+              ``fixtures``   - the three operations every real-client run checks, against any
+                               upstream that has the conformance fixtures (the demo server, or
+                               tests/fixtures/modern-server.mjs): tools/list, a tools/call of
+                               ``test_input_required_result_elicitation`` whose elicitation the
+                               client answers, and resources/read of ``test://static-text``
 
 Run it with the test virtualenv: ``.test-deps/venv/bin/python tests/clients/python_client.py URL demo``.
 
-Protocol era: mcp 2.x defaults to ``Client(mode="auto")``, which first POSTs a stateless
-2026-07-28 ``server/discover`` probe and falls back to ``initialize`` only when the probe fails.
-The gateway speaks the session-based revisions (2025-03-26 .. 2025-11-25) only, so this script
-uses ``mode="legacy"`` by default: the SDK then sends ``initialize`` (protocolVersion 2025-11-25)
-straight away, keeps the ``Mcp-Session-Id`` the gateway returns, and stamps
-``MCP-Protocol-Version`` on every later request - no probe. ``--mode auto`` is for experiments.
+Protocol era (``--mode``):
+  ``legacy``  (the script's default, kept for the ``demo`` / ``everything`` runs) -
+              ``Client(mode="legacy")``: ``initialize`` (protocolVersion 2025-11-25), the
+              ``Mcp-Session-Id`` the gateway returns, ``MCP-Protocol-Version`` on every request.
+  ``auto``    ``Client(mode="auto")``: a stateless 2026-07-28 ``server/discover`` probe first,
+              ``initialize`` only when the probe fails.
+  ``default`` ``Client(...)`` without ``mode=``: whatever the SDK defaults to (``"auto"`` in
+              mcp 2.3.x). On a 2026-07-28 connection, an elicitation the server needs comes back
+              as an ``input_required`` result; the SDK runs the same ``elicitation_callback`` for it
+              and retries the call with ``inputResponses`` and the echoed ``requestState``.
+
+``--expect-version V`` makes the run fail unless the SDK negotiated V; ``2025`` accepts any of
+the 2025 revisions. ``--answer NAME`` is the name the elicitation callback gives (``fixtures``).
+The ``negotiation`` step and the final ``result`` line say how the era was established: the
+SDK's ``protocol_version``, whether it holds a ``DiscoverResult`` or an ``InitializeResult``, the
+JSON-RPC methods it sent, and per HTTP request the ``MCP-Protocol-Version`` header it sent and
+whether the gateway answered with an ``Mcp-Session-Id`` (only ``initialize`` gets one).
 
 Output: one JSON line per step on stdout, ``{"step": ..., "ok": true, ...}``. The first failure
 prints ``{"step": ..., "ok": false, "error": ..., "exception": ...}`` (traceback on stderr) and
@@ -26,6 +43,7 @@ the exit status is 1; exit status 0 means every step passed. The whole run is bo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -40,6 +58,7 @@ import anyio
 import mcp_types as types
 from mcp.client import Client, ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.message import SessionMessage
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -176,11 +195,39 @@ class _RecordingWriteStream(_RecordingStream):
         await self._inner.send(item)
 
 
+class HttpLog:
+    """The HTTP requests the SDK's transport made: method, the MCP headers sent, status and
+    the ``Mcp-Session-Id`` (if any) of the response."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[dict[str, Any]] = []
+
+    async def on_response(self, response: Any) -> None:
+        request = response.request
+        self.exchanges.append(
+            {
+                "method": request.method,
+                "mcp_method": request.headers.get("mcp-method"),
+                "protocol_version": request.headers.get("mcp-protocol-version"),
+                "session_sent": request.headers.get("mcp-session-id") is not None,
+                "status": response.status_code,
+                "session_received": response.headers.get("mcp-session-id") is not None,
+            }
+        )
+
+
 @asynccontextmanager
-async def recording_transport(url: str, wire: WireLog) -> AsyncIterator[tuple[Any, Any]]:
-    """The SDK's own Streamable HTTP transport, with both message streams recorded."""
-    async with streamable_http_client(url) as (read_stream, write_stream):
-        yield _RecordingReadStream(read_stream, wire), _RecordingWriteStream(write_stream, wire)
+async def recording_transport(url: str, wire: WireLog, http: HttpLog | None = None) -> AsyncIterator[tuple[Any, Any]]:
+    """The SDK's own Streamable HTTP transport, with both message streams recorded (and, with
+    ``http``, the headers of every HTTP exchange)."""
+    if http is None:
+        async with streamable_http_client(url) as (read_stream, write_stream):
+            yield _RecordingReadStream(read_stream, wire), _RecordingWriteStream(write_stream, wire)
+        return
+    async with create_mcp_http_client() as http_client:
+        http_client.event_hooks = {"request": [], "response": [http.on_response]}
+        async with streamable_http_client(url, http_client=http_client) as (read_stream, write_stream):
+            yield _RecordingReadStream(read_stream, wire), _RecordingWriteStream(write_stream, wire)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,13 +258,22 @@ class Callbacks:
         )
 
 
-def make_client(url: str, mode: str, wire: WireLog, callbacks: Callbacks) -> Client:
+def make_client(
+    url: str,
+    mode: str,
+    wire: WireLog,
+    callbacks: Callbacks,
+    http: HttpLog | None = None,
+    elicitation: Any = None,
+) -> Client:
+    # mode "default" passes no mode= at all, so the SDK's own default applies.
+    mode_arg: dict[str, Any] = {} if mode == "default" else {"mode": mode}
     return Client(
-        recording_transport(url, wire),
-        mode=mode,
+        recording_transport(url, wire, http),
+        **mode_arg,
         client_info=CLIENT_INFO,
         sampling_callback=callbacks.sampling,
-        elicitation_callback=callbacks.elicitation,
+        elicitation_callback=elicitation or callbacks.elicitation,
         cache=None,  # every list/read must reach the gateway
     )
 
@@ -454,13 +510,141 @@ async def scenario_everything(url: str, mode: str, rep: Reporter, wire: WireLog)
     rep.ok()
 
 
-SCENARIOS = {"demo": scenario_demo, "everything": scenario_everything}
+FIXTURE_TOOL = "test_input_required_result_elicitation"
+FIXTURE_RESOURCE = "test://static-text"
+FIXTURE_RESOURCE_TEXT = "This is the content of the static text resource."
+DEFAULT_ANSWER = "Ada Lovelace (python)"
+LEGACY_VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
+
+
+def negotiation_info(client: Client, wire: WireLog, http: HttpLog) -> dict[str, Any]:
+    """How the SDK established the era, from its own state and from the wire."""
+    session = client.session
+    discover = session.discover_result
+    info = client.server_info
+    return {
+        "protocol_version": client.protocol_version,
+        "era": "modern" if discover is not None else "legacy",
+        "discover_result": discover is not None,
+        "supported_versions": list(discover.supported_versions) if discover is not None else None,
+        "initialize_result": session.initialize_result is not None,
+        "server": f"{info.name} {info.version}" if info else None,
+        "methods_sent": [d.get("method") for direction, d in wire.entries if direction == "out" and "method" in d],
+        "http": http.exchanges,
+    }
+
+
+def check_version(expected: str | None, negotiated: str) -> None:
+    if expected is None:
+        return
+    if expected == "2025":
+        check(negotiated in LEGACY_VERSIONS, f"negotiated {negotiated!r}, expected a 2025 revision")
+    else:
+        check(negotiated == expected, f"negotiated {negotiated!r}, expected {expected!r}")
+
+
+async def scenario_fixtures(
+    url: str, mode: str, rep: Reporter, wire: WireLog, expect: str | None = None, answer: str = DEFAULT_ANSWER
+) -> None:
+    callbacks = Callbacks()
+    http = HttpLog()
+    asked: list[dict[str, Any]] = []
+
+    async def elicitation(
+        context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        schema = getattr(params, "requested_schema", None)
+        asked.append({"message": params.message, "requested_schema": schema})
+        return types.ElicitResult(action="accept", content={"name": answer})
+
+    # What ``mode`` a Client gets when none is passed (``--mode default``).
+    sdk_default = next(f.default for f in dataclasses.fields(Client) if f.name == "mode")
+    rep.begin("connect")
+    async with make_client(url, mode, wire, callbacks, http, elicitation) as client:
+        rep.ok(mode=mode, sdk_default_mode=sdk_default, **initialize_info(client))
+
+        rep.begin("negotiation")
+        negotiated = negotiation_info(client, wire, http)
+        check_version(expect, client.protocol_version)
+        if negotiated["era"] == "modern":
+            check(not negotiated["initialize_result"], "a modern connection also ran initialize")
+            check("initialize" not in negotiated["methods_sent"], "initialize sent on a modern connection")
+        rep.ok(**negotiated)
+
+        rep.begin("list_tools")
+        tools = await list_all(lambda c: client.list_tools(cursor=c), "tools")
+        names = sorted(t.name for t in tools)
+        check(FIXTURE_TOOL in names, f"{FIXTURE_TOOL} not in tools/list: {names}")
+        rep.ok(count=len(tools), tools=names)
+
+        rep.begin("call_elicitation_tool")
+        mark = len(wire.entries)
+        result = await client.call_tool(FIXTURE_TOOL, {})
+        text = only_text(result, FIXTURE_TOOL)
+        check(len(asked) == 1, f"elicitation callback ran {len(asked)} times")
+        check(answer in text, f"{FIXTURE_TOOL} result does not carry the answer: {text!r}")
+        # How the question travelled: an input_required result answered by a retry (2026-07-28),
+        # or an elicitation/create request from the server (2025 revisions).
+        inbound = wire.inbound_since(mark)
+        input_required = sum(1 for d in inbound if (d.get("result") or {}).get("resultType") == "input_required")
+        elicit_requests = sum(1 for d in inbound if d.get("method") == "elicitation/create")
+        calls = sum(1 for direction, d in wire.entries[mark:] if direction == "out" and d.get("method") == "tools/call")
+        via = "input_required" if input_required else "elicitation/create" if elicit_requests else None
+        rep.ok(
+            text=text,
+            elicitation=asked[0],
+            answered=answer,
+            input_required_results=input_required,
+            elicitation_requests=elicit_requests,
+            tools_call_requests=calls,
+        )
+
+        rep.begin("read_resource")
+        read = await client.read_resource(FIXTURE_RESOURCE)
+        check(read.contents, f"resources/read {FIXTURE_RESOURCE} returned no contents")
+        first = read.contents[0]
+        check(isinstance(first, types.TextResourceContents), f"{FIXTURE_RESOURCE} is not text: {type(first).__name__}")
+        check(first.text == FIXTURE_RESOURCE_TEXT, f"{FIXTURE_RESOURCE} text is {first.text!r}")
+        rep.ok(uri=str(first.uri), mime_type=first.mime_type, text=first.text)
+
+        rep.begin("close")
+    rep.ok()
+
+    # Every POST of the run: the MCP-Protocol-Version header the SDK stamped on it, and whether
+    # the gateway ever handed out a session (it does only for initialize).
+    posts = [x for x in http.exchanges if x["method"] == "POST"]
+    emit(
+        {
+            "step": "result",
+            "ok": True,
+            "client": "python",
+            "mode": mode,
+            "sdk_default_mode": sdk_default,
+            "protocol_version": negotiated["protocol_version"],
+            "era": negotiated["era"],
+            "initialize_sent": "initialize" in [d.get("method") for direction, d in wire.entries if direction == "out"],
+            "post_protocol_versions": sorted({str(x["protocol_version"]) for x in posts}),
+            "session_id_received": any(x["session_received"] for x in http.exchanges),
+            "tools": names,
+            "tool_text": text,
+            "elicitation_via": via,
+            "resource_text": first.text,
+        }
+    )
+
+
+SCENARIOS = {"demo": scenario_demo, "everything": scenario_everything, "fixtures": scenario_fixtures}
 
 
 async def run(args: argparse.Namespace, rep: Reporter) -> None:
     wire = WireLog(trace=args.trace)
     with anyio.fail_after(args.timeout):
-        await SCENARIOS[args.scenario](args.url, args.mode, rep, wire)
+        if args.scenario == "fixtures":
+            await scenario_fixtures(args.url, args.mode, rep, wire, args.expect_version, args.answer)
+        else:
+            check(args.expect_version is None, "--expect-version is only for the fixtures scenario")
+            check(args.answer == DEFAULT_ANSWER, "--answer is only for the fixtures scenario")
+            await SCENARIOS[args.scenario](args.url, args.mode, rep, wire)
 
 
 def main() -> int:
@@ -469,10 +653,16 @@ def main() -> int:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument(
         "--mode",
-        choices=["legacy", "auto"],
+        choices=["legacy", "auto", "default"],
         default="legacy",
-        help="SDK connect mode: legacy = initialize handshake (default); auto = server/discover probe first",
+        help="SDK connect mode: legacy = initialize handshake (default); auto = server/discover probe first;"
+        " default = no mode= argument (the SDK's default)",
     )
+    parser.add_argument(
+        "--expect-version",
+        help="fail unless this protocol version is negotiated ('2025' = any 2025 revision); fixtures only",
+    )
+    parser.add_argument("--answer", default=DEFAULT_ANSWER, help="the name the elicitation callback answers; fixtures only")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="bound for the whole run (s)")
     parser.add_argument("--trace", action="store_true", help="log every JSON-RPC message to stderr")
     args = parser.parse_args()

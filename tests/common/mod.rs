@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod conformance;
+pub mod modern;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -255,11 +256,18 @@ pub struct ModernServer {
 }
 
 impl ModernServer {
+    /// The dual-era server (2026-07-28 and the 2025 revisions).
     pub fn start() -> ModernServer {
+        Self::start_args(&[])
+    }
+
+    /// The server with extra arguments (`--modern-only`: 2026-07-28 only).
+    pub fn start_args(args: &[&str]) -> ModernServer {
         let d = deps();
         let mut child = Command::new(&d.node)
             .arg(fixture("modern-server.mjs"))
             .args(["--port", "0"])
+            .args(args)
             .env("SHADOWCAT_NODE_MODULES", &d.node_modules)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
