@@ -94,7 +94,7 @@ async fn lists_and_discover_are_stamped_and_answered_from_the_pool() {
     }
     assert_eq!(result["capabilities"]["tools"]["listChanged"], true, "{r}");
     assert!(result["capabilities"]["logging"].is_object(), "{r}");
-    assert!(result["capabilities"]["resources"].get("subscribe").is_none(), "resources.subscribe removed: {r}");
+    assert_eq!(result["capabilities"]["resources"]["subscribe"], true, "served as resourceSubscriptions: {r}");
     assert_eq!(result["ttlMs"], 0, "{r}");
     assert_eq!(result["cacheScope"], "private", "{r}");
     assert_eq!(result["resultType"], "complete", "{r}");
@@ -594,4 +594,47 @@ async fn closing_the_response_stream_cancels_the_call_upstream() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(text(&r), "next");
     assert!(closed_at.elapsed() < Duration::from_secs(6), "well before the slow tool's 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_subscriptions_of_listens_are_reference_counted_upstream() {
+    let rec = Recorder::new("bridge-subscriptions");
+    let gw = Gateway::start(&rec.config("", ""));
+    let c = ModernClient::new(&gw.mcp_url);
+    let none = json!({});
+    let listen = |uris: Value| json!({"notifications": {"resourceSubscriptions": uris}});
+    let (status, _, mut a) =
+        c.open(&json!("sub-a"), "subscriptions/listen", listen(json!(["demo://readme"])), &none).await;
+    assert_eq!(status, 200);
+    let ack = a.next_message(Duration::from_secs(5)).await.expect("ack");
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!(["demo://readme"]), "{ack}");
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-a", "{ack}");
+    let (_, _, mut b) = c.open(&json!(7), "subscriptions/listen", listen(json!(["demo://readme"])), &none).await;
+    b.next_message(Duration::from_secs(5)).await.expect("second ack");
+
+    // One upstream subscription for both listens.
+    let subscribes = |rec: &Recorder| rec.messages().iter().filter(|m| m["method"] == "resources/subscribe").count();
+    assert_eq!(subscribes(&rec), 1, "{:?}", rec.messages());
+
+    // An update reaches both, tagged with each listen's id; other resources do not.
+    let touch = |uri: &str| json!({"name": "touch_resource", "arguments": {"uri": uri}});
+    let (status, r) = c.call("tools/call", touch("demo://logo"), &none).await;
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = c.call("tools/call", touch("demo://readme"), &none).await;
+    assert_eq!(status, 200, "{r}");
+    for (reader, id) in [(&mut a, json!("sub-a")), (&mut b, json!(7))] {
+        let update = reader.next_message(Duration::from_secs(5)).await.expect("an update");
+        assert_eq!(update["method"], "notifications/resources/updated", "{update}");
+        assert_eq!(update["params"]["uri"], "demo://readme", "only the subscribed resource: {update}");
+        assert_eq!(update["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], id, "{update}");
+    }
+
+    // Closing one listen keeps the upstream subscription; closing the last ends it.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!rec.messages().iter().any(|m| m["method"] == "resources/unsubscribe"), "{:?}", rec.messages());
+    drop(b);
+    let unsubscribed = rec.wait_for(Duration::from_secs(5), |m| m["method"] == "resources/unsubscribe");
+    assert_eq!(unsubscribed.map(|m| m["params"]["uri"].clone()), Some(json!("demo://readme")));
 }

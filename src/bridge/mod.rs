@@ -94,6 +94,81 @@ pub struct Bridge {
     events: broadcast::Sender<Message>,
     parked: call::ParkedCalls,
     next_session: AtomicU64,
+    /// Upstream resource subscriptions by URI, with the number of listens wanting each.
+    subscriptions: Mutex<HashMap<String, usize>>,
+    /// The pooled session that holds them.
+    subscription_session: Mutex<Option<Arc<Pooled>>>,
+}
+
+/// The resource subscriptions of one listen; released when the listen ends.
+struct Subscriptions {
+    bridge: Arc<Bridge>,
+    uris: Vec<String>,
+}
+
+impl Subscriptions {
+    /// Whether a notification goes to this listen: a list change it asked for, or an
+    /// update of a subscribed resource (or a sub-resource of one).
+    fn wants(&self, m: &Message, lists: &[&str]) -> bool {
+        match m.method() {
+            Some("notifications/resources/updated") => {
+                let uri = m
+                    .params::<Map<String, Value>>()
+                    .and_then(|p| p.get("uri").and_then(Value::as_str).map(str::to_owned));
+                uri.is_some_and(|uri| {
+                    self.uris.iter().any(|s| uri == *s || uri.starts_with(&format!("{}/", s.trim_end_matches('/'))))
+                })
+            }
+            Some(method) => lists.contains(&method),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        for uri in &self.uris {
+            release_subscription(&self.bridge, uri);
+        }
+    }
+}
+
+/// One listen less wants `uri`; the last one unsubscribes upstream (in the background).
+fn release_subscription(bridge: &Arc<Bridge>, uri: &str) {
+    let last = {
+        let mut counts = bridge.subscriptions.lock();
+        match counts.get_mut(uri) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                counts.remove(uri);
+                true
+            }
+            None => false,
+        }
+    };
+    let session = bridge.subscription_session.lock().clone();
+    if let (true, Some(session)) = (last, session) {
+        let uri = uri.to_owned();
+        tokio::spawn(async move {
+            upstream_subscription(&session, "resources/unsubscribe", &uri).await;
+        });
+    }
+}
+
+/// Sends `resources/subscribe` or `resources/unsubscribe` for `uri`; true on success.
+async fn upstream_subscription(session: &Pooled, method: &str, uri: &str) -> bool {
+    let id = session.next_id("sub");
+    let id_value = serde_json::from_str::<Value>(&id).unwrap_or(Value::Null);
+    let m = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_value, "method": method, "params": {"uri": uri}}));
+    let Ok(reply) = session.send(m).await else { return false };
+    let ok = first_response(reply, &id).await.is_some_and(|r| !r.is_error());
+    if !ok {
+        tracing::warn!(session = %session.tag, method, uri, "the upstream refused a resource subscription");
+    }
+    ok
 }
 
 impl Bridge {
@@ -125,6 +200,8 @@ impl Bridge {
             events,
             parked: call::ParkedCalls::default(),
             next_session: AtomicU64::new(1),
+            subscriptions: Mutex::new(HashMap::new()),
+            subscription_session: Mutex::new(None),
         })
     }
 
@@ -242,15 +319,10 @@ impl Bridge {
         self.facts.lock().clone().ok_or_else(|| GatewayError::Internal("no facts after initialize".into()))
     }
 
-    /// The capabilities the gateway advertises for this upstream: the upstream's, less
-    /// what the bridge does not carry (`resources.subscribe`: subscriptions are only
-    /// for list changes).
+    /// The capabilities the gateway advertises for this upstream: the upstream's
+    /// (`resources.subscribe` is served as `resourceSubscriptions` of a listen).
     fn advertised(facts: &Facts) -> Map<String, Value> {
-        let mut caps = facts.capabilities.clone();
-        if let Some(Value::Object(resources)) = caps.get_mut("resources") {
-            resources.remove("subscribe");
-        }
-        caps
+        facts.capabilities.clone()
     }
 
     async fn discover(self: &Arc<Self>, m: &Message) -> Result<McpReply, GatewayError> {
@@ -287,6 +359,21 @@ impl Bridge {
         }
         let id_text = m.id_key().unwrap_or("null").to_owned();
         let id = serde_json::from_str::<Value>(&id_text).unwrap_or(Value::Null);
+        let asked: Vec<String> = filter
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|uris| uris.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let can_subscribe =
+            facts.capabilities.get("resources").and_then(|r| r.get("subscribe")).and_then(Value::as_bool) == Some(true);
+        let subscribed = if can_subscribe && !asked.is_empty() {
+            self.subscribe(&asked).await
+        } else {
+            Subscriptions { bridge: self.clone(), uris: Vec::new() }
+        };
+        if !subscribed.uris.is_empty() {
+            honored.insert("resourceSubscriptions".into(), json!(subscribed.uris));
+        }
         let ack = Message::notification(
             "notifications/subscriptions/acknowledged",
             json!({"notifications": honored, "_meta": {META_SUBSCRIPTION_ID: id}}),
@@ -301,15 +388,18 @@ impl Bridge {
         .map(|(_, method)| method)
         .collect();
         let rx = self.events.subscribe();
-        let updates = futures_util::stream::unfold((rx, wanted, id), |(mut rx, wanted, id)| async move {
+        let state = (rx, wanted, id, subscribed);
+        let updates = futures_util::stream::unfold(state, |(mut rx, wanted, id, subscribed)| async move {
             loop {
                 match rx.recv().await {
-                    Ok(m) if m.method().is_some_and(|method| wanted.contains(&method)) => {
-                        let tagged = Message::notification(
-                            m.method().unwrap_or_default(),
-                            json!({"_meta": {META_SUBSCRIPTION_ID: id.clone()}}),
-                        );
-                        return Some((tagged, (rx, wanted, id)));
+                    Ok(m) if subscribed.wants(&m, &wanted) => {
+                        let mut params: Map<String, Value> = m.params().unwrap_or_default();
+                        let meta = params.entry("_meta").or_insert_with(|| json!({}));
+                        if let Some(meta) = meta.as_object_mut() {
+                            meta.insert(META_SUBSCRIPTION_ID.into(), id.clone());
+                        }
+                        let tagged = Message::notification(m.method().unwrap_or_default(), Value::Object(params));
+                        return Some((tagged, (rx, wanted, id, subscribed)));
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -318,6 +408,29 @@ impl Bridge {
         });
         let stream: MessageStream = Box::pin(futures_util::stream::once(async move { ack }).chain(updates));
         Ok(McpReply::new(ReplyBody::Stream(stream)))
+    }
+
+    /// Subscribes upstream (once per resource, reference counted across listens) to
+    /// `uris`, on the pool's capability-less session; returns those subscribed.
+    async fn subscribe(self: &Arc<Self>, uris: &[String]) -> Subscriptions {
+        let mut done = Subscriptions { bridge: self.clone(), uris: Vec::new() };
+        let Ok((session, _)) = self.session_for(&Map::new(), false).await else { return done };
+        for uri in uris {
+            let first = {
+                let mut counts = self.subscriptions.lock();
+                let n = counts.entry(uri.clone()).or_insert(0);
+                *n += 1;
+                *n == 1
+            };
+            let ok = !first || upstream_subscription(&session, "resources/subscribe", uri).await;
+            if ok {
+                done.uris.push(uri.clone());
+            } else {
+                release_subscription(self, uri);
+            }
+        }
+        *self.subscription_session.lock() = Some(session);
+        done
     }
 
     /// A pooled session for the capability set `caps`; with `for_input`, one whose
