@@ -528,3 +528,70 @@ async fn https_upstreams_are_verified_and_speak_h2() {
     let reply = c.post_raw(&init.to_string()).await;
     assert_eq!((reply.status, reply.error_code()), (502, -32003), "{}", reply.text());
 }
+
+/// Sets the flag when dropped: a fake upstream's response body ended on the server side.
+struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_client_closing_its_stream_closes_the_modern_upstreams_stream() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    let fake = Fake::start(move |s: &Seen| match s.rpc_method() {
+        Some("server/discover") => Some(json_reply(
+            StatusCode::OK,
+            &s.result(json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
+                "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})),
+        )),
+        Some("tools/call") => {
+            // One progress event, then the stream stays open until the gateway drops it.
+            let guard = DropFlag(flag.clone());
+            let first = format!("event: message\ndata: {}\n\n", progress(&json!("p"), 1));
+            let body = futures_util::stream::unfold((Some(first), guard), |(next, guard)| async move {
+                match next {
+                    Some(text) => Some((
+                        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(text))),
+                        (None, guard),
+                    )),
+                    None => std::future::pending().await,
+                }
+            });
+            let mut r =
+                http::Response::new(http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(body)));
+            r.headers_mut().insert("content-type", "text/event-stream".parse().expect("header"));
+            Some(r)
+        }
+        _ => None,
+    })
+    .await;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {}\n",
+        fake.url()
+    );
+    let gw = Gateway::start(&yaml);
+    let client = common::modern::ModernClient::new(&gw.mcp_url);
+    let params = json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "p"}});
+    let (status, _, mut reader) = client.open(&json!(1), "tools/call", params, &json!({})).await;
+    assert_eq!(status, 200);
+    let first = reader.next_message(Duration::from_secs(5)).await.expect("the progress event");
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    assert!(!closed.load(Ordering::SeqCst), "the upstream stream is open while the client reads");
+    let call =
+        fake.seen().into_iter().find(|s| s.rpc_method() == Some("tools/call")).expect("tools/call went upstream");
+    assert_eq!(call.header("mcp-method").as_deref(), Some("tools/call"), "routing headers forwarded");
+    assert_eq!(call.header("mcp-name").as_deref(), Some("slow"));
+    assert!(call.header("mcp-session-id").is_none());
+    drop(reader);
+    assert!(
+        wait_until(Duration::from_secs(5), || closed.load(Ordering::SeqCst)),
+        "closing the client's stream closes the upstream stream (the cancellation of 2026-07-28)"
+    );
+}
