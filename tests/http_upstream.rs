@@ -595,3 +595,64 @@ async fn a_stateless_client_closing_its_stream_closes_the_modern_upstreams_strea
         "closing the client's stream closes the upstream stream (the cancellation of 2026-07-28)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_client_is_bridged_to_a_legacy_http_upstream() {
+    let everything = Everything::start();
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n    http:\n      url: {}\n",
+        everything.url()
+    );
+    let gw = Gateway::start(&yaml);
+    let client = common::modern::ModernClient::new(&gw.mcp_url);
+    let (status, list) = client.call("tools/list", json!({}), &json!({})).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["result"]["resultType"], "complete", "{list}");
+    assert_eq!(list["result"]["cacheScope"], "private", "{list}");
+    let names: Vec<&str> =
+        list["result"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"echo"), "{names:?}");
+    let (status, echo) =
+        client.call("tools/call", json!({"name": "echo", "arguments": {"message": "over http"}}), &json!({})).await;
+    assert_eq!(status, 200, "{echo}");
+    let text = echo["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("over http"), "{echo}");
+    assert!(gw.log().contains("era=Legacy"), "probed as legacy: {}", gw.log());
+    // 2025 clients keep their own sessions on the same route.
+    let mut legacy = McpClient::new(&gw.mcp_url);
+    legacy.initialize("2025-06-18").await;
+    let tools = legacy.request("tools/list", json!({})).await;
+    assert!(tools["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{tools}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_era_client_of_a_modern_only_upstream_gets_list_changes_on_its_get_stream() {
+    let server = common::ModernServer::start_args(&["--modern-only"]);
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {}\n",
+        server.url
+    );
+    let gw = Gateway::start(&yaml);
+    let mut client = McpClient::new(&gw.mcp_url);
+    let init = client.initialize("2025-11-25").await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
+    assert_eq!(init["result"]["serverInfo"]["name"], "shadowcat-modern-fixture", "from server/discover: {init}");
+    let pong = client.request("ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}), "answered by the gateway: {pong}");
+    let (status, mut get) = client.open_get(None).await;
+    assert_eq!(status, 200);
+    // Give the upstream listen time to be acknowledged before the change.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let changed = client.request("tools/call", json!({"name": "test_trigger_tool_change", "arguments": {}})).await;
+    assert!(changed.get("result").is_some(), "{changed}");
+    let mut seen = Vec::new();
+    let found = loop {
+        let Some(m) = get.next_message(Duration::from_secs(5)).await else { break false };
+        if m["method"] == "notifications/tools/list_changed" {
+            assert!(m["params"]["_meta"].get("io.modelcontextprotocol/subscriptionId").is_none(), "{m}");
+            break true;
+        }
+        seen.push(m);
+    };
+    assert!(found, "tools/list_changed on the GET stream; saw {seen:?}\n{}", gw.log());
+}
