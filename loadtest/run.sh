@@ -2,12 +2,17 @@
 # The Shadowcat benchmark: mcp-bench against mcp-bench-upstream directly (A) and
 # through the gateway (B), interleaved A B A B, for each session count, in two
 # scenarios (gateway -> HTTP upstream, gateway -> stdio upstream); plus the gateway's
-# idle RSS, RSS per idle session and peak RSS. Prints a summary table; the raw JSON
+# idle RSS, RSS per idle session and peak RSS. A third scenario, `pool` (not run by
+# default), drives the gateway with stateless (2026-07-28) clients served from its
+# pool of sessions of a stdio upstream, for each pool size in POOLS, beside 2025
+# sessions through the same gateway. Prints a summary table; the raw JSON
 # lines are kept in $OUT. Everything runs on 127.0.0.1, every step is bounded in time,
 # and every process started here is stopped on exit (trap). See loadtest/README.md.
 #
 # Settings (environment):
-#   SCENARIOS="http stdio"  SESSIONS="1 16"  ROUNDS=3  DURATION=10  WARMUP=2
+#   SCENARIOS="http stdio" (add or choose `pool`)  SESSIONS="1 16"  ROUNDS=3  DURATION=10  WARMUP=2
+#   POOLS="1 2 4" (pool scenario: pool.min = pool.max, one fresh gateway per size and
+#   round)  POOL_WORKERS=16 (its concurrent stateless clients, and 2025 sessions)
 #   PAYLOAD=32 (echo text bytes)  IDLE_SESSIONS=500  PIPELINE=default|none
 #   PIN=1 (load generator on CPU 0, bench upstream on CPU 1, gateway free: without
 #   it, whether client and upstream share a CPU decides the direct latency, 13 or
@@ -24,6 +29,8 @@ ROOT=$PWD
 
 SCENARIOS="${SCENARIOS:-http stdio}"
 SESSIONS="${SESSIONS:-1 16}"
+POOLS="${POOLS:-1 2 4}"
+POOL_WORKERS="${POOL_WORKERS:-16}"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
@@ -43,8 +50,17 @@ BIN="$TARGET_DIR/release"
 mkdir -p "$TARGET_DIR/loadtest"
 OUT="${OUT:-$TARGET_DIR/loadtest/results-$(date +%Y%m%d-%H%M%S).jsonl}"
 
-for v in ROUNDS DURATION WARMUP PAYLOAD IDLE_SESSIONS QUIET_WAIT WORKERS; do
+for v in ROUNDS DURATION WARMUP PAYLOAD IDLE_SESSIONS QUIET_WAIT WORKERS POOL_WORKERS; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "run.sh: $v must be a whole number (got ${!v})" >&2; exit 2; }
+done
+for v in $POOLS; do
+    [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: POOLS must list pool sizes of 1 or more (got $v)" >&2; exit 2; }
+done
+for v in $SCENARIOS; do
+    case "$v" in
+        http | stdio | pool) ;;
+        *) echo "run.sh: unknown scenario $v (http, stdio, pool)" >&2; exit 2 ;;
+    esac
 done
 case "$PIPELINE" in
     default) PIPELINE_YAML="[metrics, access_log]" ;;
@@ -135,6 +151,8 @@ log "load average: $(cut -d' ' -f1-3 /proc/loadavg); background load $(backgroun
 
 # Upper bound on the whole run (quiet waits included), for the upstream's own exit timer.
 n_sessions=$(wc -w <<<"$SESSIONS")
+n_pools=$(wc -w <<<"$POOLS")
+((n_pools > n_sessions)) && n_sessions=$n_pools
 n_scenarios=$(wc -w <<<"$SCENARIOS")
 LIFETIME=$(((ROUNDS * n_sessions * (2 * (DURATION + WARMUP + 20) + QUIET_WAIT + 5) + 300) * n_scenarios + 300))
 
@@ -151,7 +169,8 @@ STARTED+=("$UPSTREAM_PID")
 UPSTREAM_URL="$(wait_for_line "$WORK/upstream.log" "mcp-bench-upstream listening: " "$UPSTREAM_PID")"
 log "bench upstream: $UPSTREAM_URL (pid $UPSTREAM_PID)"
 
-# Writes the gateway config of scenario $1 to stdout.
+# Writes the gateway config of scenario $1 to stdout (`pool`: pool size $POOL_SIZE;
+# era pinned to legacy, so no server/discover probe, which would be a one-time cost).
 gateway_config() {
     cat <<EOF
 server:
@@ -168,6 +187,10 @@ EOF
     case "$1" in
         http) printf '    http:\n      url: %s\n      max_sessions: 100000\n' "$UPSTREAM_URL" ;;
         stdio) printf '    stdio:\n      command: %s\n      args: [--stdio]\n      max_sessions: 100000\n' "$BIN/mcp-bench-upstream" ;;
+        pool)
+            printf '    stdio:\n      command: %s\n      args: [--stdio]\n      max_sessions: 100000\n' "$BIN/mcp-bench-upstream"
+            printf '      era: legacy\n      pool: {min: %s, max: %s, idle_timeout: 5m}\n' "$POOL_SIZE" "$POOL_SIZE"
+            ;;
     esac
 }
 
@@ -186,8 +209,41 @@ bench() { # mcp-bench with a hard time bound on top of its own
     timeout --kill-after=5 "$((DURATION + WARMUP + 120))" "${CLIENT_PIN[@]}" "$BIN/mcp-bench" --payload-bytes "$PAYLOAD" "$@"
 }
 
+# The pool scenario: per round, per pool size, a fresh gateway whose only upstream is
+# mcp-bench-upstream --stdio with pool.min = pool.max = the size; POOL_WORKERS
+# stateless clients (their first calls open the pool, before the warm-up), then as
+# many 2025 sessions (one upstream process each, outside the pool) for reference.
+run_pool_scenario() {
+    local round size background common watch
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for size in $POOLS; do
+            background="$(wait_quiet)"
+            POOL_SIZE="$size"
+            if ! start_gateway pool; then
+                log "pool $size: the gateway did not start (see above); skipped"
+                stop_pid "$GATEWAY_PID"
+                continue
+            fi
+            common=(--sessions "$POOL_WORKERS" --duration "$DURATION" --warmup "$WARMUP" --label scenario=pool
+                --label "round=$round" --label "pool=$size" --label "background=$background")
+            watch=(--watch "gateway=$GATEWAY_PID" --watch-children "upstream=$GATEWAY_PID")
+            log "round $round/$ROUNDS, pool $size: $POOL_WORKERS stateless clients"
+            bench --url "$GATEWAY_URL" --stateless "${common[@]}" --label target=stateless "${watch[@]}" \
+                >>"$OUT" || log "stateless run failed"
+            log "round $round/$ROUNDS, pool $size: $POOL_WORKERS sessions (2025 clients), same gateway"
+            bench --url "$GATEWAY_URL" "${common[@]}" --label target=session "${watch[@]}" \
+                >>"$OUT" || log "session run failed"
+            stop_pid "$GATEWAY_PID"
+        done
+    done
+}
+
 for scenario in $SCENARIOS; do
     log "== scenario $scenario"
+    if [[ "$scenario" == pool ]]; then
+        run_pool_scenario
+        continue
+    fi
     # Memory: a fresh gateway per measurement, so freed memory from earlier work
     # does not hide what sessions cost.
     if ! start_gateway "$scenario"; then
@@ -232,7 +288,9 @@ done
 echo
 pinning="client on CPU 0, upstream on CPU 1, gateway unpinned"
 ((${#CLIENT_PIN[@]})) || pinning="nothing pinned"
-echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, thread_per_core: $TPC_YAML, $pinning, $(date -u +%Y-%m-%dT%H:%MZ))"
+pools=""
+[[ " $SCENARIOS " == *" pool "* ]] && pools=", pool scenario: $POOL_WORKERS clients, pool sizes $POOLS"
+echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, thread_per_core: $TPC_YAML, $pinning$pools, $(date -u +%Y-%m-%dT%H:%MZ))"
 "$BIN/mcp-bench" --report "$OUT"
 echo
 echo "raw results: $OUT"

@@ -1,8 +1,12 @@
-//! One MCP client session of the load generator, on a Streamable HTTP connection of
-//! its own (HTTP/1.1 keep-alive, one request in flight): `initialize`,
-//! `notifications/initialized`, then `tools/call echo` as often as asked, `DELETE` at
-//! the end. Replies are checked (status, id, result, echoed text), whether they come
-//! as JSON or as an SSE stream.
+//! One MCP client of the load generator, on a Streamable HTTP connection of its own
+//! (HTTP/1.1 keep-alive, one request in flight). A session (2025 revisions):
+//! `initialize`, `notifications/initialized`, then `tools/call echo` as often as
+//! asked, `DELETE` at the end. A stateless client (revision 2026-07-28): no handshake
+//! and no session; every `tools/call echo` carries the `_meta` envelope
+//! (`io.modelcontextprotocol/protocolVersion`, `io.modelcontextprotocol/clientCapabilities`)
+//! and the routing headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`).
+//! Replies are checked (status, id, result, echoed text), whether they come as JSON
+//! or as an SSE stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +24,22 @@ use serde_json::value::RawValue;
 const SESSION_HEADER: &str = "mcp-session-id";
 /// `MCP-Protocol-Version`.
 const VERSION_HEADER: &str = "mcp-protocol-version";
-/// The revision the client asks for.
-const PROTOCOL_VERSION: &str = "2025-11-25";
+/// `Mcp-Method` (2026-07-28).
+const METHOD_HEADER: &str = "mcp-method";
+/// `Mcp-Name` (2026-07-28).
+const NAME_HEADER: &str = "mcp-name";
+/// The revision a session asks for.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+/// The revision a stateless client declares on every request.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+/// The `_meta` envelope of a stateless request (no client capabilities declared).
+const STATELESS_META: &str = concat!(
+    r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","#,
+    r#""io.modelcontextprotocol/clientCapabilities":{}}"#
+);
+/// The headers of a stateless `tools/call echo`.
+const STATELESS_CALL_HEADERS: [(&str, &str); 3] =
+    [(VERSION_HEADER, STATELESS_VERSION), (METHOD_HEADER, "tools/call"), (NAME_HEADER, "echo")];
 /// Largest reply body read.
 const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -111,13 +129,15 @@ impl Target {
     }
 }
 
-/// One session and its connection.
+/// One client and its connection: a session (2025 revisions), or a stateless client
+/// (2026-07-28) that only sends `tools/call echo`.
 pub struct Session {
     target: Arc<Target>,
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
     session_id: Option<HeaderValue>,
     next_id: u64,
+    stateless: bool,
 }
 
 #[derive(Deserialize)]
@@ -134,9 +154,23 @@ impl Session {
     /// Connects, initializes and sends `notifications/initialized`; each step within
     /// `timeout`.
     pub async fn open(target: Arc<Target>, timeout: Duration) -> Result<Session, ClientError> {
-        let mut s = Session { target, timeout, sender: None, session_id: None, next_id: 1 };
+        let mut s = Session { target, timeout, sender: None, session_id: None, next_id: 1, stateless: false };
         s.initialize().await?;
         Ok(s)
+    }
+
+    /// A stateless client (2026-07-28): connects and makes one `tools/call echo`, so
+    /// that an endpoint that does not serve stateless calls fails here, not on every
+    /// request of the run; within `timeout`.
+    pub async fn open_stateless(target: Arc<Target>, timeout: Duration) -> Result<Session, ClientError> {
+        let mut s = Session { target, timeout, sender: None, session_id: None, next_id: 1, stateless: true };
+        s.call_echo("ready").await?;
+        Ok(s)
+    }
+
+    /// Whether this is a stateless client (no session, nothing to re-initialize).
+    pub fn is_stateless(&self) -> bool {
+        self.stateless
     }
 
     /// The session id the server gave.
@@ -146,11 +180,14 @@ impl Session {
 
     /// (Re)initializes: a new session on the server.
     pub async fn initialize(&mut self) -> Result<(), ClientError> {
+        if self.stateless {
+            return Ok(()); // nothing to initialize
+        }
         self.session_id = None;
         let init = format!(
             r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{PROTOCOL_VERSION}","capabilities":{{}},"clientInfo":{{"name":"mcp-bench","version":"0.1.0"}}}}}}"#
         );
-        let (status, headers, body) = self.send(Method::POST, Bytes::from(init)).await?;
+        let (status, headers, body) = self.send(Method::POST, Bytes::from(init), &[]).await?;
         expect_status(status, &[StatusCode::OK], &body)?;
         check_reply(&headers, &body, "0", None)?;
         let id = headers.get(SESSION_HEADER).cloned();
@@ -159,19 +196,32 @@ impl Session {
         }
         self.session_id = id;
         let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-        let (status, _, body) = self.send(Method::POST, note).await?;
+        let (status, _, body) = self.send(Method::POST, note, &[]).await?;
         expect_status(status, &[StatusCode::ACCEPTED, StatusCode::OK, StatusCode::NO_CONTENT], &body)
     }
 
     /// One `tools/call echo` with `text` (plain characters, no JSON escapes); checks
-    /// that the reply is its response and carries the text.
+    /// that the reply is its response and carries the text. A stateless client sends
+    /// the `_meta` envelope and the routing headers with it.
     pub async fn call_echo(&mut self, text: &str) -> Result<(), ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
-        );
-        let (status, headers, reply) = self.send(Method::POST, Bytes::from(body)).await?;
+        let (body, headers): (String, &'static [(&'static str, &'static str)]) = if self.stateless {
+            (
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}},"_meta":{STATELESS_META}}}}}"#
+                ),
+                &STATELESS_CALL_HEADERS,
+            )
+        } else {
+            (
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
+                ),
+                &[],
+            )
+        };
+        let (status, headers, reply) = self.send(Method::POST, Bytes::from(body), headers).await?;
         expect_status(status, &[StatusCode::OK], &reply)?;
         check_reply(&headers, &reply, &id.to_string(), Some(text))
     }
@@ -181,7 +231,7 @@ impl Session {
         if self.session_id.is_none() {
             return Ok(());
         }
-        let (status, _, body) = self.send(Method::DELETE, Bytes::new()).await?;
+        let (status, _, body) = self.send(Method::DELETE, Bytes::new(), &[]).await?;
         self.session_id = None;
         expect_status(status, &[StatusCode::OK, StatusCode::ACCEPTED, StatusCode::NO_CONTENT], &body)
     }
@@ -192,9 +242,15 @@ impl Session {
         self.sender = None;
     }
 
-    async fn send(&mut self, method: Method, body: Bytes) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
+    /// One request with `extra` headers (name, value; static).
+    async fn send(
+        &mut self,
+        method: Method,
+        body: Bytes,
+        extra: &[(&'static str, &'static str)],
+    ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange(method, body)).await {
+        match tokio::time::timeout(timeout, self.exchange(method, body, extra)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => {
                 self.sender = None;
@@ -207,7 +263,12 @@ impl Session {
         }
     }
 
-    async fn exchange(&mut self, method: Method, body: Bytes) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
+    async fn exchange(
+        &mut self,
+        method: Method,
+        body: Bytes,
+        extra: &[(&'static str, &'static str)],
+    ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
             self.sender = Some(connect(&self.target).await?);
         }
@@ -224,6 +285,9 @@ impl Session {
         if let Some(id) = &self.session_id {
             h.insert(SESSION_HEADER, id.clone());
             h.insert(VERSION_HEADER, HeaderValue::from_static(PROTOCOL_VERSION));
+        }
+        for &(name, value) in extra {
+            h.insert(name, HeaderValue::from_static(value));
         }
         sender.ready().await?;
         let response = sender.send_request(req).await?;

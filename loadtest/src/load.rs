@@ -1,8 +1,9 @@
 //! The load run: N sessions each initialize, then call `tools/call echo` with one
-//! request in flight for warm-up + duration. Requests that complete inside the
-//! measured window (after the warm-up) count; the CPU time of watched processes is
-//! read from `/proc` at the window's two ends, so CPU per request covers exactly the
-//! requests counted.
+//! request in flight for warm-up + duration; or, stateless (revision 2026-07-28), N
+//! workers each send stateless `tools/call echo` requests, one in flight, with no
+//! handshake. Requests that complete inside the measured window (after the warm-up)
+//! count; the CPU time of watched processes is read from `/proc` at the window's two
+//! ends, so CPU per request covers exactly the requests counted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{ClientError, Session, Target};
+use crate::client::{ClientError, Session, Target, PROTOCOL_VERSION, STATELESS_VERSION};
 use crate::procfs;
 use crate::stats::Latencies;
 
@@ -30,8 +31,10 @@ pub struct Watch {
 pub struct LoadOptions {
     /// The MCP endpoint.
     pub url: String,
-    /// Concurrent sessions (connections), one request in flight each.
+    /// Concurrent sessions, or stateless workers (connections), one request in flight each.
     pub sessions: usize,
+    /// Stateless clients (2026-07-28: no initialize, no session) instead of sessions.
+    pub stateless: bool,
     /// Measured time.
     pub duration: Duration,
     /// Time before the measurement starts (requests run but do not count).
@@ -42,6 +45,9 @@ pub struct LoadOptions {
     pub timeout: Duration,
     /// Processes to read CPU time of.
     pub watch: Vec<Watch>,
+    /// Processes whose children (together) to read CPU time of: the stdio upstreams
+    /// a gateway started. Children that end inside the window are not counted.
+    pub watch_children: Vec<Watch>,
 }
 
 #[derive(Default)]
@@ -69,7 +75,11 @@ impl Tally {
 /// Runs the load and returns its result as one JSON object.
 pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
     let target = Arc::new(Target::parse(&opts.url).map_err(|e| e.to_string())?);
-    let sessions = open_sessions(&target, opts.sessions, opts.timeout).await?;
+    let sessions = if opts.stateless {
+        open_stateless(&target, opts.sessions, opts.timeout).await?
+    } else {
+        open_sessions(&target, opts.sessions, opts.timeout).await?
+    };
     let text: Arc<str> = "x".repeat(opts.payload_bytes).into();
 
     let start = Instant::now();
@@ -91,7 +101,7 @@ pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
                     Ok(()) => {}
                     Err(e) => {
                         tally.error(&e, in_window);
-                        if e.is_session_gone() {
+                        if e.is_session_gone() && !session.is_stateless() {
                             if let Err(e) = session.initialize().await {
                                 tally.error(&e, false);
                             }
@@ -106,11 +116,11 @@ pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
     }
 
     tokio::time::sleep_until(window_start).await;
-    let cpu_start = cpu_samples(&opts.watch);
+    let cpu_start = cpu_samples(opts);
     let machine_start = procfs::machine_cpu().ok();
     let measured_from = Instant::now();
     tokio::time::sleep_until(window_end).await;
-    let cpu_end = cpu_samples(&opts.watch);
+    let cpu_end = cpu_samples(opts);
     let machine_end = procfs::machine_cpu().ok();
     let measured = measured_from.elapsed();
 
@@ -131,7 +141,7 @@ pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
 
     let requests = total.latencies.len() as u64;
     let seconds = measured.as_secs_f64().max(1e-9);
-    let cpu = cpu_report(&opts.watch, &cpu_start, &cpu_end, requests, seconds);
+    let cpu = cpu_report(&cpu_start, &cpu_end, requests, seconds);
     let tick_s = 1.0 / procfs::clock_ticks() as f64;
     let machine = match (machine_start, machine_end) {
         (Some(a), Some(b)) => json!({
@@ -146,6 +156,8 @@ pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
         "mode": "load",
         "url": opts.url,
         "sessions": opts.sessions,
+        "stateless": opts.stateless,
+        "protocol_version": if opts.stateless { STATELESS_VERSION } else { PROTOCOL_VERSION },
         "duration_s": round(seconds, 3),
         "warmup_s": opts.warmup.as_secs_f64(),
         "payload_bytes": opts.payload_bytes,
@@ -167,10 +179,26 @@ pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
 
 /// Opens `n` sessions at once; all or nothing.
 pub(crate) async fn open_sessions(target: &Arc<Target>, n: usize, timeout: Duration) -> Result<Vec<Session>, String> {
+    open_all(target, n, timeout, false).await
+}
+
+/// Opens `n` stateless clients at once (each connects and makes one call); all or
+/// nothing.
+async fn open_stateless(target: &Arc<Target>, n: usize, timeout: Duration) -> Result<Vec<Session>, String> {
+    open_all(target, n, timeout, true).await
+}
+
+async fn open_all(target: &Arc<Target>, n: usize, timeout: Duration, stateless: bool) -> Result<Vec<Session>, String> {
     let mut opening = JoinSet::new();
     for _ in 0..n {
         let target = target.clone();
-        opening.spawn(async move { Session::open(target, timeout).await });
+        opening.spawn(async move {
+            if stateless {
+                Session::open_stateless(target, timeout).await
+            } else {
+                Session::open(target, timeout).await
+            }
+        });
     }
     let mut sessions = Vec::with_capacity(n);
     let mut failure = None;
@@ -184,7 +212,8 @@ pub(crate) async fn open_sessions(target: &Arc<Target>, n: usize, timeout: Durat
     if let Some(reason) = failure {
         let opened = sessions.len();
         close_sessions(sessions).await;
-        return Err(format!("could not open {n} sessions ({opened} opened): {reason}"));
+        let what = if stateless { "stateless clients (each connects and makes one call)" } else { "sessions" };
+        return Err(format!("could not open {n} {what} ({opened} opened): {reason}"));
     }
     Ok(sessions)
 }
@@ -204,29 +233,59 @@ pub(crate) async fn close_sessions(sessions: Vec<Session>) {
     while closing.join_next().await.is_some() {}
 }
 
-/// CPU ticks of each watched process and of this one (`None` if unreadable).
-fn cpu_samples(watch: &[Watch]) -> Vec<Option<u64>> {
-    let me = std::process::id();
-    watch.iter().map(|w| w.pid).chain([me]).map(|pid| procfs::cpu_ticks(pid).ok()).collect()
+/// What the CPU time of one watched name was at one end of the window.
+enum CpuSample {
+    /// One process, in ticks (`None` if unreadable).
+    One(Option<u64>),
+    /// The children of a process, ticks by pid (`None` if the parent is unreadable).
+    Children(Option<BTreeMap<u32, u64>>),
 }
 
-fn cpu_report(watch: &[Watch], start: &[Option<u64>], end: &[Option<u64>], requests: u64, seconds: f64) -> Value {
+/// CPU of each watched process, of the children of each `watch_children` process,
+/// and of this one (`client`), by name.
+fn cpu_samples(opts: &LoadOptions) -> Vec<(String, CpuSample)> {
+    let one = |name: &str, pid| (name.to_owned(), CpuSample::One(procfs::cpu_ticks(pid).ok()));
+    let mut out: Vec<(String, CpuSample)> = opts.watch.iter().map(|w| one(&w.name, w.pid)).collect();
+    for w in &opts.watch_children {
+        out.push((w.name.clone(), CpuSample::Children(procfs::children_cpu_ticks(w.pid).ok())));
+    }
+    out.push(one("client", std::process::id()));
+    out
+}
+
+fn cpu_report(start: &[(String, CpuSample)], end: &[(String, CpuSample)], requests: u64, seconds: f64) -> Value {
     let tick_us = 1e6 / procfs::clock_ticks() as f64;
-    let names = watch.iter().map(|w| w.name.as_str()).chain(["client"]);
     let mut out = serde_json::Map::new();
-    for ((name, a), b) in names.zip(start).zip(end) {
-        let entry = match (a, b) {
-            (Some(a), Some(b)) => {
-                let us = b.saturating_sub(*a) as f64 * tick_us;
+    for ((name, a), (_, b)) in start.iter().zip(end) {
+        let (ticks, each) = match (a, b) {
+            (CpuSample::One(Some(a)), CpuSample::One(Some(b))) => (Some(b.saturating_sub(*a)), None),
+            (CpuSample::Children(Some(a)), CpuSample::Children(Some(b))) => {
+                // Children alive at the end: what each used since the start (all of it
+                // for those started inside the window).
+                let mut each: Vec<u64> =
+                    b.iter().map(|(pid, t)| t.saturating_sub(a.get(pid).copied().unwrap_or(0))).collect();
+                each.sort_unstable_by(|x, y| y.cmp(x));
+                (Some(each.iter().sum()), Some(each))
+            }
+            _ => (None, None),
+        };
+        let mut entry = match ticks {
+            Some(ticks) => {
+                let us = ticks as f64 * tick_us;
                 json!({
                     "cpu_ms": round(us / 1000.0, 1),
                     "us_per_req": if requests > 0 { round(us / requests as f64, 2) } else { 0.0 },
                     "cores": round(us / 1e6 / seconds, 3),
                 })
             }
-            _ => json!({ "error": "process not readable in /proc" }),
+            None => json!({ "error": "process not readable in /proc" }),
         };
-        out.insert(name.to_owned(), entry);
+        if let Some(each) = each {
+            // How the work spread over the children (a pool's sessions), busiest first.
+            entry["processes"] = json!(each.len());
+            entry["cpu_ms_each"] = each.iter().map(|&t| round(t as f64 * tick_us / 1000.0, 1)).collect();
+        }
+        out.insert(name.clone(), entry);
     }
     Value::Object(out)
 }

@@ -1,6 +1,8 @@
 //! What the bench reads about a process from `/proc`: CPU time (user + system, from
-//! `/proc/PID/stat`) and memory (`VmRSS`, `VmHWM` from `/proc/PID/status`).
+//! `/proc/PID/stat`), of it or of its children, and memory (`VmRSS`, `VmHWM` from
+//! `/proc/PID/status`).
 
+use std::collections::BTreeMap;
 use std::io;
 
 /// CPU time a process has used, user + system, in clock ticks (see [`clock_ticks`]).
@@ -9,6 +11,33 @@ pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_stat_cpu(&stat)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat: unexpected format")))
+}
+
+/// CPU time (as [`cpu_ticks`]) of each live child of `pid` (each process whose parent
+/// it is, such as the stdio upstreams a gateway started), by child pid. Fails only
+/// when `pid` itself is not readable.
+pub fn children_cpu_ticks(pid: u32) -> io::Result<BTreeMap<u32, u64>> {
+    std::fs::metadata(format!("/proc/{pid}/stat"))?;
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(child) = entry.ok().and_then(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())) else {
+            continue;
+        };
+        // A process may end between the listing and the read: skip it.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        if parse_stat_ppid(&stat) == Some(pid) {
+            if let Some(ticks) = parse_stat_cpu(&stat) {
+                out.insert(child, ticks);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The parent pid (field 4) from the text of `/proc/PID/stat`.
+fn parse_stat_ppid(stat: &str) -> Option<u32> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// utime + stime from the text of `/proc/PID/stat`. The command name (field 2) may
@@ -76,6 +105,18 @@ mod tests {
         let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 3 0 100 1000 200";
         assert_eq!(parse_stat_cpu(stat), Some(281));
         assert_eq!(parse_stat_cpu("garbage"), None);
+        assert_eq!(parse_stat_ppid(stat), Some(1));
+        assert_eq!(parse_stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn finds_children() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let found = children_cpu_ticks(std::process::id()).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains_key(&child.id()), "{found:?}");
+        assert!(children_cpu_ticks(u32::MAX).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The summary `run.sh` prints: reads the JSON lines of every run (each tagged with
 //! `labels`: scenario, target, round), pairs each direct round with the gateway round
-//! run right after it, and prints medians over the rounds and the targets.
+//! run right after it, and prints medians over the rounds and the targets. The `pool`
+//! scenario (stateless clients through the pool, labels `pool` and target `stateless`
+//! or `session`) gets a table of its own, one row per pool size.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,20 +22,29 @@ const TARGET_PER_SESSION_KIB: f64 = 16.0;
 /// processes not of the bench, is flagged as skewed.
 const NOISY_BACKGROUND_CORES: f64 = 0.15;
 
+/// A run during which the machine was busier than the processes it watched by more
+/// than this (in cores) shared the machine with something else (pool scenario, where
+/// every process of the bench is watched).
+const FOREIGN_CORES: f64 = 0.3;
+
 #[derive(Debug, Clone, Default)]
 struct LoadRow {
     scenario: String,
     target: String,
     round: String,
+    pool: Option<u64>,
     sessions: u64,
     rps: f64,
     p50: f64,
+    p90: f64,
     p99: f64,
     errors: u64,
     gateway_cpu: Option<f64>,
     upstream_cpu: Option<f64>,
     client_cpu: Option<f64>,
     busy_cores: Option<f64>,
+    /// Cores used by the processes the run watched (and the client), together.
+    own_cores: Option<f64>,
     noisy: bool,
 }
 
@@ -64,15 +75,21 @@ pub fn render(input: &str) -> String {
                     scenario,
                     target: label("target"),
                     round: label("round"),
+                    pool: label("pool").parse().ok(),
                     sessions: v["sessions"].as_u64().unwrap_or(0),
                     rps: v["throughput_rps"].as_f64().unwrap_or(0.0),
                     p50: v["p50_us"].as_f64().unwrap_or(0.0),
+                    p90: v["p90_us"].as_f64().unwrap_or(0.0),
                     p99: v["p99_us"].as_f64().unwrap_or(0.0),
                     errors: v["errors"].as_u64().unwrap_or(0),
                     gateway_cpu: cpu("gateway"),
                     upstream_cpu: cpu("upstream"),
                     client_cpu: cpu("client"),
                     busy_cores: v["machine"]["busy_cores"].as_f64(),
+                    own_cores: v["cpu"].as_object().and_then(|cpu| {
+                        let cores: Vec<f64> = cpu.values().filter_map(|c| c["cores"].as_f64()).collect();
+                        (!cores.is_empty()).then(|| cores.iter().sum())
+                    }),
                     noisy: v["labels"]["background"]
                         .as_str()
                         .and_then(|b| b.parse::<f64>().ok())
@@ -116,7 +133,11 @@ pub fn render(input: &str) -> String {
     scenarios.dedup();
     for scenario in &scenarios {
         let rows: Vec<&LoadRow> = loads.iter().filter(|r| &r.scenario == scenario).collect();
-        render_scenario(&mut out, scenario, &rows, memory.get(scenario));
+        if scenario == "pool" {
+            render_pool(&mut out, &rows);
+        } else {
+            render_scenario(&mut out, scenario, &rows, memory.get(scenario));
+        }
     }
     if let Some(http) = scenarios.iter().find(|s| s.as_str() == "http") {
         let rows: Vec<&LoadRow> = loads.iter().filter(|r| &r.scenario == http).collect();
@@ -258,6 +279,93 @@ fn render_scenario(out: &mut String, scenario: &str, rows: &[&LoadRow], memory: 
     }
 }
 
+/// The `pool` scenario: per pool size (and worker count), the stateless runs and, for
+/// reference, the session-mode (2025 client) runs through the same gateway, medians
+/// over rounds.
+fn render_pool(out: &mut String, rows: &[&LoadRow]) {
+    let _ = writeln!(
+        out,
+        "\n## scenario pool: stateless (2026-07-28) clients -> gateway -> its pool of mcp-bench-upstream --stdio \
+         sessions (pool.min = pool.max = pool); session = 2025 clients through the same gateway (one upstream \
+         process per session)\n"
+    );
+    let mut keys: Vec<(u64, u64)> = rows.iter().filter_map(|r| Some((r.pool?, r.sessions))).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        let _ = writeln!(out, "(no runs with a `pool` label)");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "| pool | workers | rounds | stateless req/s | vs smallest pool | p50 us | p90 us | p99 us | gateway CPU us/req \
+         | upstream CPU us/req | busy cores (machine / bench) | session-mode req/s | session p50 us | session p99 us | stateless / session | errors |"
+    );
+    let _ = writeln!(out, "|{}", "---|".repeat(16));
+    let mut smallest: BTreeMap<u64, f64> = BTreeMap::new();
+    for (pool, workers) in keys {
+        let of = |target: &str| -> Vec<&LoadRow> {
+            rows.iter()
+                .copied()
+                .filter(|r| r.pool == Some(pool) && r.sessions == workers && r.target == target)
+                .collect()
+        };
+        let (stateless, session) = (of("stateless"), of("session"));
+        let m = |rs: &[&LoadRow], f: &dyn Fn(&LoadRow) -> f64| med(rs.iter().map(|r| f(r)));
+        let o = |rs: &[&LoadRow], f: &dyn Fn(&LoadRow) -> Option<f64>| med(rs.iter().filter_map(|r| f(r)));
+        let rps = m(&stateless, &|r| r.rps);
+        let base = rps.map(|rps| *smallest.entry(workers).or_insert(rps));
+        let versus = match (rps, base) {
+            (Some(rps), Some(base)) if base > 0.0 => Some(rps / base),
+            _ => None,
+        };
+        // stateless / session per round, then the median.
+        let ratio = med(stateless.iter().filter_map(|s| {
+            let d = session.iter().find(|d| d.round == s.round)?;
+            (d.rps > 0.0).then(|| s.rps / d.rps)
+        }));
+        let x = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}x"));
+        let _ = writeln!(
+            out,
+            "| {pool} | {workers} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
+            stateless.len(),
+            fmt_opt(rps, 0),
+            x(versus),
+            fmt_opt(m(&stateless, &|r| r.p50), 1),
+            fmt_opt(m(&stateless, &|r| r.p90), 1),
+            fmt_opt(m(&stateless, &|r| r.p99), 1),
+            fmt_opt(o(&stateless, &|r| r.gateway_cpu), 1),
+            fmt_opt(o(&stateless, &|r| r.upstream_cpu), 1),
+            fmt_opt(o(&stateless, &|r| r.busy_cores), 2),
+            fmt_opt(o(&stateless, &|r| r.own_cores), 2),
+            fmt_opt(m(&session, &|r| r.rps), 0),
+            fmt_opt(m(&session, &|r| r.p50), 1),
+            fmt_opt(m(&session, &|r| r.p99), 1),
+            x(ratio),
+            stateless.iter().chain(&session).map(|r| r.errors).sum::<u64>(),
+        );
+        let noisy = stateless.iter().chain(&session).filter(|r| r.noisy).count();
+        if noisy > 0 {
+            let _ = writeln!(
+                out,
+                "|  | ({noisy} of these runs started while other processes kept the machine busy: skewed) |"
+            );
+        }
+        let foreign = stateless
+            .iter()
+            .chain(&session)
+            .filter(|r| matches!((r.busy_cores, r.own_cores), (Some(b), Some(o)) if b - o > FOREIGN_CORES))
+            .count();
+        if foreign > 0 {
+            let _ = writeln!(
+                out,
+                "|  | ({foreign} of these runs shared the machine with more than {FOREIGN_CORES} cores of other \
+                 processes while measured: skewed) |"
+            );
+        }
+    }
+}
+
 fn render_targets(out: &mut String, rows: &[&LoadRow], memory: Option<&Memory>) {
     let many = rows.iter().map(|r| r.sessions).max().unwrap_or(0);
     let one = rows.iter().map(|r| r.sessions).min().unwrap_or(0);
@@ -353,6 +461,37 @@ mod tests {
         assert!(text.contains("| gateway RSS idle | <= 10 MiB | 6.0 MiB | met |"), "{text}");
         assert!(text.contains("keep-alive connection open | <= 16 KiB | 20.5 KiB | MISSED |"), "{text}");
         assert!(text.contains("its connection closed | <= 16 KiB | - KiB | not measured |"), "{text}");
+    }
+
+    #[test]
+    fn pool_rows_per_pool_size() {
+        let run = |target: &str, pool: u64, round: u32, rps: f64| {
+            serde_json::json!({
+                "mode": "load", "sessions": 16, "duration_s": 5.0, "warmup_s": 2.0, "payload_bytes": 32,
+                "throughput_rps": rps, "p50_us": 100.0, "p90_us": 150.0, "p99_us": 300.0, "errors": 0,
+                "cpu": { "gateway": { "us_per_req": 40.0, "cores": 1.0 }, "upstream": { "us_per_req": 8.0, "cores": 0.25 } },
+                "machine": { "busy_cores": 1.5 },
+                "labels": { "scenario": "pool", "target": target, "round": round.to_string(), "pool": pool.to_string() },
+            })
+            .to_string()
+        };
+        let mut lines = Vec::new();
+        for round in 1..=2 {
+            for pool in [1, 2, 4] {
+                lines.push(run("session", pool, round, 30000.0));
+                lines.push(run("stateless", pool, round, 5000.0 * pool as f64 + round as f64));
+            }
+        }
+        let text = render(&lines.join("\n"));
+        assert!(text.contains("## scenario pool:"), "{text}");
+        assert!(
+            text.contains(
+                "| 1 | 16 | 2 | 5002 | 1.00x | 100.0 | 150.0 | 300.0 | 40.0 | 8.0 | 1.50 / 1.25 | 30000 | 100.0 | 300.0 | 0.17x | 0 |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("| 4 | 16 | 2 | 20002 | 4.00x |"), "{text}");
+        assert!(!text.contains("## scenario pool: client -> gateway"), "{text}");
     }
 
     #[test]

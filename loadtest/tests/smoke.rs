@@ -22,11 +22,13 @@ async fn load_run_counts_requests_without_errors() {
     let opts = LoadOptions {
         url,
         sessions: 4,
+        stateless: false,
         duration: Duration::from_millis(500),
         warmup: Duration::from_millis(100),
         payload_bytes: 16,
         timeout: Duration::from_secs(5),
         watch: vec![me],
+        watch_children: vec![],
     };
     let out = load::run(&opts).await.unwrap();
     assert!(out["requests"].as_u64().unwrap() > 10, "{out}");
@@ -58,12 +60,34 @@ async fn a_refused_url_is_an_error_not_a_panic() {
     let opts = LoadOptions {
         url: "http://127.0.0.1:1/mcp".into(),
         sessions: 2,
+        stateless: false,
         duration: Duration::from_millis(100),
         warmup: Duration::ZERO,
         payload_bytes: 1,
         timeout: Duration::from_secs(1),
         watch: vec![],
+        watch_children: vec![],
     };
     let err = load::run(&opts).await.unwrap_err();
     assert!(err.contains("could not open 2 sessions"), "{err}");
+}
+
+#[tokio::test]
+async fn stateless_against_a_server_without_it_fails_up_front() {
+    // The bench upstream serves only sessions: the first stateless call (no
+    // Mcp-Session-Id) gets 400, so the run stops before it starts.
+    let opts = LoadOptions {
+        url: upstream().await,
+        sessions: 2,
+        stateless: true,
+        duration: Duration::from_millis(100),
+        warmup: Duration::ZERO,
+        payload_bytes: 1,
+        timeout: Duration::from_secs(5),
+        watch: vec![],
+        watch_children: vec![],
+    };
+    let err = load::run(&opts).await.unwrap_err();
+    assert!(err.contains("could not open 2 stateless clients"), "{err}");
+    assert!(err.contains("HTTP 400"), "{err}");
 }

@@ -478,8 +478,12 @@ impl Bridge {
                 continue;
             }
             // Full: wait (bounded) for the least busy session's input slot.
+            // A waiter counts as busy, so waiters spread over the sessions (shortest queue).
             let Some(p) = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)).cloned() else { continue };
-            let Ok(slot) = tokio::time::timeout(SLOT_WAIT, p.input.clone().lock_owned()).await else {
+            p.busy.fetch_add(1, Ordering::Relaxed);
+            let waited = tokio::time::timeout(SLOT_WAIT, p.input.clone().lock_owned()).await;
+            p.busy.fetch_sub(1, Ordering::Relaxed);
+            let Ok(slot) = waited else {
                 return Err(GatewayError::Overloaded(format!(
                     "all {max} pooled sessions of upstream {} are busy with calls (some may be waiting for client \
                      input); raise pool.max",

@@ -17,9 +17,15 @@ struct Args {
     /// The MCP endpoint (`http://HOST:PORT/PATH`).
     #[arg(long, required_unless_present = "report")]
     url: Option<String>,
-    /// Concurrent sessions, each on its own connection with one request in flight.
+    /// Concurrent sessions (or stateless workers), each on its own connection with one
+    /// request in flight.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     sessions: u64,
+    /// Stateless clients (revision 2026-07-28): no initialize and no session; every
+    /// `tools/call echo` carries the `_meta` envelope and the `MCP-Protocol-Version`,
+    /// `Mcp-Method` and `Mcp-Name` headers. `--sessions` is then the number of workers.
+    #[arg(long, conflicts_with = "idle_sessions")]
+    stateless: bool,
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -48,6 +54,10 @@ struct Args {
     /// mode); repeatable.
     #[arg(long, value_parser = parse_watch)]
     watch: Vec<Watch>,
+    /// Load mode: the children of a process together, `NAME=PID` (CPU per request of
+    /// the stdio upstreams a gateway started); repeatable.
+    #[arg(long, value_parser = parse_watch, conflicts_with = "idle_sessions")]
+    watch_children: Vec<Watch>,
     /// `KEY=VALUE` copied into the output's `labels`; repeatable.
     #[arg(long, value_parser = parse_label)]
     label: Vec<(String, String)>,
@@ -121,11 +131,13 @@ fn run(args: &Args) -> Result<Value, String> {
     let opts = LoadOptions {
         url,
         sessions: args.sessions as usize,
+        stateless: args.stateless,
         duration: seconds("duration", args.duration, 3600.0)?,
         warmup: seconds("warmup", args.warmup, 3600.0)?,
         payload_bytes: args.payload_bytes as usize,
         timeout,
         watch: args.watch.clone(),
+        watch_children: args.watch_children.clone(),
     };
     runtime.block_on(load::run(&opts))
 }
