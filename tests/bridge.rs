@@ -638,3 +638,21 @@ async fn resource_subscriptions_of_listens_are_reference_counted_upstream() {
     let unsubscribed = rec.wait_for(Duration::from_secs(5), |m| m["method"] == "resources/unsubscribe");
     assert_eq!(unsubscribed.map(|m| m["params"]["uri"].clone()), Some(json!("demo://readme")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_cannot_park_more_than_its_share() {
+    let rec = Recorder::new("bridge-per-client");
+    let gw = Gateway::start(&format!("bridge:\n  max_parked_per_client: 1\n{}", rec.config("", "")));
+    let c = ModernClient::new(&gw.mcp_url);
+    let caps = all_caps();
+    let (params, state) = elicitation_state(&c, &caps).await;
+    // The same client (same address) asks for a second parked call: refused.
+    let (status, r) = c.call("tools/call", tool(ELICIT_TOOL), &caps).await;
+    let message = error(status, &r, 503, -32000);
+    assert!(message.contains("max_parked_per_client"), "{message}");
+    // Its parked call is untouched and completes.
+    let (status, r) =
+        c.call("tools/call", retry(&params, &state, json!({"user_name": accept("name", "Cy")})), &caps).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(text(&r), "Hello, Cy!");
+}

@@ -74,6 +74,8 @@ struct Call {
     /// the call again instead of answering questions.
     reissue: bool,
     stamp: super::Stamp,
+    /// Who asked (for the per-client bound of parked calls).
+    client: Option<Arc<str>>,
     /// The session's input slot, held while the call runs (not while it is parked).
     slot: Option<OwnedMutexGuard<()>>,
 }
@@ -149,6 +151,7 @@ pub(super) async fn start(
     m: Message,
     envelope: Envelope,
     input: bool,
+    client: Option<Arc<str>>,
 ) -> Result<McpReply, GatewayError> {
     let method = m.method().unwrap_or_default().to_owned();
     let client_id = m.id_key().unwrap_or("null").to_owned();
@@ -197,6 +200,7 @@ pub(super) async fn start(
         params: params.clone(),
         reissue: false,
         stamp: bridge.stamp(&facts),
+        client,
         slot,
     };
     call.replies = into_stream(pooled.send(request).await?);
@@ -460,6 +464,14 @@ async fn park(bridge: &Arc<Bridge>, mut call: Call, client_id: &str, out: &mpsc:
         Some(GatewayError::Overloaded(format!(
             "{} calls are already waiting for client input (bridge.max_parked)",
             config.max_parked
+        )))
+    } else if call.client.is_some()
+        && bridge.parked.calls.lock().values().filter(|c| c.client == call.client).count()
+            >= config.max_parked_per_client
+    {
+        Some(GatewayError::Overloaded(format!(
+            "this client already has {} calls waiting for its input (bridge.max_parked_per_client)",
+            config.max_parked_per_client
         )))
     } else {
         None

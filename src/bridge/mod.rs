@@ -272,7 +272,13 @@ impl Bridge {
     }
 
     /// Serves one checked stateless request.
-    pub async fn serve(self: &Arc<Self>, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
+    /// `client` identifies the client for per-client bounds.
+    pub async fn serve(
+        self: &Arc<Self>,
+        m: Message,
+        headers: &HeaderMap,
+        client: Option<Arc<str>>,
+    ) -> Result<McpReply, GatewayError> {
         match (self.era().await?, &self.upstream) {
             (Era::Modern { .. }, Upstream::Http(u)) => {
                 let is_discover = m.method() == Some("server/discover");
@@ -283,19 +289,21 @@ impl Bridge {
                 "this stdio upstream speaks 2026-07-28 only, and stateless stdio upstreams are not supported yet"
                     .into(),
             )),
-            (Era::Legacy, _) => self.serve_legacy(m).await,
+            (Era::Legacy, _) => self.serve_legacy(m, client).await,
         }
     }
 
-    async fn serve_legacy(self: &Arc<Self>, m: Message) -> Result<McpReply, GatewayError> {
+    async fn serve_legacy(self: &Arc<Self>, m: Message, client: Option<Arc<str>>) -> Result<McpReply, GatewayError> {
         let envelope = Envelope::of(&m).map_err(|e| GatewayError::InvalidParams(e.to_string()))?;
         let method = m.method().unwrap_or_default().to_owned();
         match method.as_str() {
             "server/discover" => self.discover(&m).await,
             "subscriptions/listen" => self.listen(&m).await,
-            _ if modern::INPUT_METHODS.contains(&method.as_str()) => call::start(self.clone(), m, envelope, true).await,
+            _ if modern::INPUT_METHODS.contains(&method.as_str()) => {
+                call::start(self.clone(), m, envelope, true, client).await
+            }
             _ if modern::CLIENT_METHODS.contains(&method.as_str()) => {
-                call::start(self.clone(), m, envelope, false).await
+                call::start(self.clone(), m, envelope, false, client).await
             }
             _ => Err(GatewayError::MethodNotFound(format!("{method} is not served by this upstream"))),
         }

@@ -45,6 +45,9 @@ pub struct BridgeConfig {
     pub max_rounds: u32,
     /// Most calls parked waiting for a retry, per upstream.
     pub max_parked: usize,
+    /// Most calls parked per client (the peer's IP address; the principal once
+    /// authentication exists), per upstream.
+    pub max_parked_per_client: usize,
     /// After an upstream's first server-to-client request, time to wait for more before
     /// answering `input_required` (a server may ask several things at once).
     #[serde(with = "duration")]
@@ -62,6 +65,7 @@ impl Default for BridgeConfig {
             state_ttl: Duration::from_secs(300),
             max_rounds: 8,
             max_parked: 256,
+            max_parked_per_client: 32,
             input_settle: Duration::from_millis(30),
             cache_ttl_ms: 0,
             cache_scope: CacheScope::Private,

@@ -60,6 +60,9 @@ pub struct McpRequest {
     pub version: ProtocolVersion,
     /// When the front received the request.
     pub received_at: Instant,
+    /// Who the client is, for per-client bounds: the peer's IP address on HTTP (the
+    /// authenticated principal, once authentication exists); `None` on stdio.
+    pub client: Option<Arc<str>>,
 }
 
 impl McpRequest {
@@ -72,6 +75,7 @@ impl McpRequest {
             headers: HeaderMap::new(),
             version,
             received_at: Instant::now(),
+            client: None,
         }
     }
 

@@ -110,7 +110,7 @@ impl Router {
             .get(&name)
             .cloned()
             .ok_or_else(|| GatewayError::Internal(format!("no bridge for upstream {name}")))?;
-        let mut reply = bridge.serve(m, &req.headers).await?;
+        let mut reply = bridge.serve(m, &req.headers, req.client.clone()).await?;
         reply.upstream = Some(name);
         Ok(reply)
     }

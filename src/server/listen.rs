@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use super::ResponseBody;
 
 /// Serves HTTP/1.1 and h2 on `listener` until `shutdown` turns true, then stops
-/// accepting and gives open connections `grace` to finish.
+/// accepting and gives open connections `grace` to finish. Each request carries the
+/// connection's [`PeerAddr`] in its extensions.
 ///
 /// A connection must send its first bytes within `header_timeout`, and each HTTP/1.1
 /// request head within `header_timeout` of its first byte, or it is closed (slowloris
@@ -48,7 +49,8 @@ pub async fn serve<F, Fut>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(PeerAddr(peer));
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
@@ -83,3 +85,7 @@ pub async fn serve<F, Fut>(
         tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
     }
 }
+
+/// The address of the peer a request came from (in the request's extensions).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);

@@ -22,7 +22,7 @@ use tower::ServiceExt;
 
 pub use checks::{OriginPolicy, LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
 pub use headers::forwardable;
-pub use listen::serve;
+pub use listen::{serve, PeerAddr};
 pub use response::ResponseBody;
 
 use crate::error::GatewayError;
@@ -94,10 +94,11 @@ impl Front {
             resp.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
             return resp;
         }
+        let client = client_of(req.extensions());
         let result = match *req.method() {
-            Method::POST => self.post(req, route, received).await,
-            Method::GET => self.get(req, route, received).await,
-            _ => self.delete(req, route, received).await,
+            Method::POST => self.post(req, route, received, client).await,
+            Method::GET => self.get(req, route, received, client).await,
+            _ => self.delete(req, route, received, client).await,
         };
         result.unwrap_or_else(|(e, id)| error_response(&e, id.as_deref()))
     }
@@ -134,6 +135,7 @@ impl Front {
         req: Request<B>,
         route: Arc<str>,
         received: Instant,
+        client: Option<Arc<str>>,
     ) -> Result<Response<ResponseBody>, Failure>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -186,6 +188,7 @@ impl Front {
                 headers: forward,
                 version,
                 received_at: received,
+                client: client.clone(),
             };
             let reply = self.service.clone().oneshot(req).await.map_err(fail)?;
             return Ok(self.render_post(reply, first_id, is_request, session, version).await);
@@ -197,6 +200,7 @@ impl Front {
             headers: forward.clone(),
             version,
             received_at: received,
+            client: client.clone(),
         };
         let session_for_batch = session.clone();
         self.post_batch(messages, make, session_for_batch, version).await
@@ -214,6 +218,7 @@ impl Front {
         received: Instant,
     ) -> Result<Response<ResponseBody>, Failure> {
         let fail = |e: GatewayError| (e, id.clone());
+        let client = client_of(&parts.extensions);
         let m = match messages.into_iter().next() {
             Some(m) if !is_batch => m,
             _ => return Err(no_id(GatewayError::InvalidRequest("JSON-RPC batches do not exist in 2026-07-28".into()))),
@@ -240,6 +245,7 @@ impl Front {
             headers: headers::forwardable(&parts.headers),
             version: ProtocolVersion::V2026_07_28,
             received_at: received,
+            client: client.clone(),
         };
         let reply = self.service.clone().oneshot(req).await.map_err(fail)?;
         Ok(match reply.body {
@@ -360,6 +366,7 @@ impl Front {
         req: Request<B>,
         route: Arc<str>,
         received: Instant,
+        client: Option<Arc<str>>,
     ) -> Result<Response<ResponseBody>, Failure> {
         let (session, version) = self.session_and_version(req.headers(), &route)?;
         if let Some(last) = req.headers().get(LAST_EVENT_ID) {
@@ -388,6 +395,7 @@ impl Front {
                     headers: headers::forwardable(req.headers()),
                     version,
                     received_at: received,
+                    client: client.clone(),
                 };
                 match self.service.clone().oneshot(req).await.map_err(no_id)?.body {
                     ReplyBody::Stream(s) => s,
@@ -409,6 +417,7 @@ impl Front {
         req: Request<B>,
         route: Arc<str>,
         received: Instant,
+        client: Option<Arc<str>>,
     ) -> Result<Response<ResponseBody>, Failure> {
         let (session, version) = self.session_and_version(req.headers(), &route)?;
         let req = McpRequest {
@@ -418,10 +427,17 @@ impl Front {
             headers: headers::forwardable(req.headers()),
             version,
             received_at: received,
+            client: client.clone(),
         };
         self.service.clone().oneshot(req).await.map_err(no_id)?;
         Ok(response::empty_ok())
     }
+}
+
+/// Who the client is, for per-client bounds: the peer's IP address (the authenticated
+/// principal, once authentication exists).
+fn client_of(extensions: &http::Extensions) -> Option<Arc<str>> {
+    extensions.get::<PeerAddr>().map(|p| Arc::from(p.0.ip().to_string()))
 }
 
 /// A JSON answer to a stateless request, with the status its error code calls for.
