@@ -285,6 +285,9 @@ impl Bridge {
                 let reply = u.send_stateless(m, headers).await?;
                 Ok(if is_discover { widen_discover(reply).await } else { reply })
             }
+            // A dual-era stdio server: served through the pool in its session era
+            // (stateless stdio pass-through is not built).
+            (era @ Era::Modern { .. }, Upstream::Stdio(_)) if era.serves_legacy() => self.serve_legacy(m, client).await,
             (Era::Modern { .. }, Upstream::Stdio(_)) => Err(GatewayError::MethodNotFound(
                 "this stdio upstream speaks 2026-07-28 only, and stateless stdio upstreams are not supported yet"
                     .into(),
