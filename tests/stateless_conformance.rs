@@ -55,3 +55,28 @@ fn every_required_2026_scenario_passes_through_the_bridge_to_the_legacy_demo_ser
     let gw = Gateway::start(&demo_config("", "      warm: 1\n"));
     assert_required_pass(&gw.mcp_url, "2026-07-28", &["http-header-validation"]);
 }
+
+/// The gateway in front of `modern-server.mjs --stdio` (the SDK's serveStdio: one
+/// connection per process, 2026-07-28 and, unless `--modern-only`, the 2025 handshake).
+fn stdio_modern_upstream() -> String {
+    let d = common::deps();
+    format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    stdio:\n      command: {}\n      args: [{}, --stdio]\n      env:\n        SHADOWCAT_NODE_MODULES: {}\n",
+        d.node,
+        common::fixture("modern-server.mjs"),
+        d.node_modules
+    )
+}
+
+#[test]
+fn every_required_2026_scenario_passes_through_the_gateway_to_a_stateless_stdio_upstream() {
+    let gw = Gateway::start(&stdio_modern_upstream());
+    assert_required_pass(&gw.mcp_url, "2026-07-28", &["http-header-validation"]);
+    assert!(gw.log().contains("era=Modern"), "the stdio upstream was probed as modern: {}", gw.log());
+}
+
+#[test]
+fn every_2025_11_25_scenario_passes_through_the_gateway_to_a_dual_era_stdio_upstream() {
+    let gw = Gateway::start(&stdio_modern_upstream());
+    assert_required_pass(&gw.mcp_url, "2025-11-25", &[]);
+}

@@ -76,6 +76,9 @@ struct Call {
     stamp: super::Stamp,
     /// Who asked (for the per-client bound of parked calls).
     client: Option<Arc<str>>,
+    /// A stateless (2026-07-28) upstream: the request and answer pass as they are, only
+    /// the id and progress token rewritten.
+    modern: bool,
     /// The session's input slot, held while the call runs (not while it is parked).
     slot: Option<OwnedMutexGuard<()>>,
 }
@@ -201,10 +204,65 @@ pub(super) async fn start(
         reissue: false,
         stamp: bridge.stamp(&facts),
         client,
+        modern: false,
         slot,
     };
     call.replies = into_stream(pooled.send(request).await?);
     Ok(spawn_drive(bridge, call, client_id))
+}
+
+/// Starts a request on a stateless (2026-07-28) stdio upstream: passed as it came, with
+/// an id and progress token unique on the process; the server's own `input_required`,
+/// `requestState` and errors pass back unchanged. Closing the response stream sends
+/// `notifications/cancelled` (the stdio way to cancel).
+pub(super) async fn start_modern(bridge: Arc<Bridge>, m: Message) -> Result<McpReply, GatewayError> {
+    let pooled = bridge.modern_session().await?;
+    let client_id = m.id_key().unwrap_or("null").to_owned();
+    let upstream_id = pooled.next_id("req");
+    let client_token = m.progress_token();
+    let upstream_token = client_token.as_ref().map(|_| pooled.next_id("progress"));
+    let request = retarget_request(&m, &upstream_id, upstream_token.as_deref());
+    pooled.busy.fetch_add(1, Ordering::Relaxed);
+    let mut call = Call {
+        pooled: pooled.clone(),
+        method: m.method().unwrap_or_default().to_owned(),
+        upstream_id,
+        upstream_token,
+        client_token,
+        log_level: None,
+        capabilities: Map::new(),
+        digest: String::new(),
+        round: 0,
+        replies: Box::pin(futures_util::stream::empty()),
+        inbox: None,
+        questions: Vec::new(),
+        presupplied: Map::new(),
+        params: Map::new(),
+        reissue: false,
+        stamp: super::Stamp { server_info: Value::Null, ttl_ms: 0, scope: crate::config::CacheScope::Private },
+        client: None,
+        modern: true,
+        slot: None,
+    };
+    call.replies = into_stream(pooled.send(request).await?);
+    Ok(spawn_drive(bridge, call, client_id))
+}
+
+/// `m` with another id and (if it has one) progress token; nothing else changes.
+pub(super) fn retarget_request(m: &Message, id: &str, token: Option<&str>) -> Message {
+    let mut v = m.to_value().unwrap_or_default();
+    v["id"] = serde_json::from_str(id).unwrap_or(Value::Null);
+    if let (Some(token), Some(meta)) = (token, v.pointer_mut("/params/_meta").and_then(Value::as_object_mut)) {
+        meta.insert("progressToken".into(), serde_json::from_str(token).unwrap_or(Value::Null));
+    }
+    Message::from_value(&v)
+}
+
+/// A response with the client's id.
+pub(super) fn answer_with_id(m: &Message, client_id: &str) -> Message {
+    let mut v = m.to_value().unwrap_or_default();
+    v["id"] = serde_json::from_str(client_id).unwrap_or(Value::Null);
+    Message::from_value(&v)
 }
 
 /// The retry of a parked call.
@@ -321,6 +379,16 @@ async fn run(call: &mut Call, client_id: &str, out: &mpsc::Sender<Message>, brid
 /// One message from the upstream during a call.
 async fn handle(call: &mut Call, m: Message, client_id: &str, out: &mpsc::Sender<Message>) -> Option<Step> {
     match m.kind() {
+        MessageKind::Response if m.id_key() == Some(call.upstream_id.as_str()) && call.modern => {
+            let _ = out.send(answer_with_id(&m, client_id)).await;
+            Some(Step::Done)
+        }
+        MessageKind::Request if call.modern => {
+            let id = m.id_key().unwrap_or("null").to_owned();
+            let text = "a 2026-07-28 server does not send requests (it answers input_required)".to_owned();
+            call.pooled.answer(&id, Err((codes::METHOD_NOT_FOUND, text))).await;
+            None
+        }
         MessageKind::Response if m.id_key() == Some(call.upstream_id.as_str()) => {
             if call.inbox.is_some() {
                 if let Some(elicitations) = url_elicitations(&m) {
@@ -607,7 +675,7 @@ fn unique_key(call: &Call, base: &str) -> String {
 }
 
 /// A reply as a stream of messages.
-fn into_stream(reply: McpReply) -> MessageStream {
+pub(super) fn into_stream(reply: McpReply) -> MessageStream {
     match reply.body {
         ReplyBody::Stream(s) => s,
         ReplyBody::Message(m) => Box::pin(futures_util::stream::once(async { m })),

@@ -100,6 +100,22 @@ pub struct Bridge {
     subscription_session: Mutex<Option<Arc<Pooled>>>,
 }
 
+/// An open listen on a stateless stdio upstream: when the client's stream goes, the
+/// upstream gets `notifications/cancelled` for it (unless the server ended it).
+struct ListenGuard {
+    pooled: Arc<Pooled>,
+    upstream_id: String,
+}
+
+impl Drop for ListenGuard {
+    fn drop(&mut self) {
+        if self.pooled.listens.lock().remove(&self.upstream_id).is_some() {
+            let (pooled, id) = (self.pooled.clone(), self.upstream_id.clone());
+            tokio::spawn(async move { pooled.cancel(&id, "the client closed the subscription").await });
+        }
+    }
+}
+
 /// The resource subscriptions of one listen; released when the listen ends.
 struct Subscriptions {
     bridge: Arc<Bridge>,
@@ -288,10 +304,11 @@ impl Bridge {
             // A dual-era stdio server: served through the pool in its session era
             // (stateless stdio pass-through is not built).
             (era @ Era::Modern { .. }, Upstream::Stdio(_)) if era.serves_legacy() => self.serve_legacy(m, client).await,
-            (Era::Modern { .. }, Upstream::Stdio(_)) => Err(GatewayError::MethodNotFound(
-                "this stdio upstream speaks 2026-07-28 only, and stateless stdio upstreams are not supported yet"
-                    .into(),
-            )),
+            (Era::Modern { .. }, Upstream::Stdio(_)) => match m.method() {
+                Some("subscriptions/listen") => self.listen_stdio(m).await,
+                Some("server/discover") => Ok(widen_discover(call::start_modern(self.clone(), m).await?).await),
+                _ => call::start_modern(self.clone(), m).await,
+            },
             (Era::Legacy, _) => self.serve_legacy(m, client).await,
         }
     }
@@ -505,6 +522,72 @@ impl Bridge {
                 return Ok((p, Some(slot)));
             }
         }
+    }
+
+    /// The least busy session of a stateless (2026-07-28) stdio upstream, opening one
+    /// (no handshake) while there are fewer than `pool.max`.
+    async fn modern_session(self: &Arc<Self>) -> Result<Arc<Pooled>, GatewayError> {
+        const KEY: &str = "stateless";
+        let max = self.pool_config.max.max(1);
+        let sessions: Vec<Arc<Pooled>> = {
+            let mut pools = self.pools.lock();
+            let list = pools.entry(KEY.into()).or_default();
+            list.retain(|p| p.session.is_alive());
+            list.clone()
+        };
+        let least = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)).cloned();
+        if let Some(p) = &least {
+            if sessions.len() >= max || p.busy.load(Ordering::Relaxed) == 0 {
+                return Ok(p.clone());
+            }
+        }
+        let _one = self.creating.lock().await;
+        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let p = pool::open_raw(&self.upstream, format!("{}-stateless-{n}", self.name), self.events.clone()).await?;
+        tracing::info!(upstream = %self.name, session = %p.tag, "stateless upstream process opened");
+        self.pools.lock().entry(KEY.into()).or_default().push(p.clone());
+        Ok(p)
+    }
+
+    /// `subscriptions/listen` on a stateless stdio upstream: the request goes to one of
+    /// its processes under an id of the gateway's; the frames tagged with that id come
+    /// back retagged with the client's; closing the client's stream sends
+    /// `notifications/cancelled` for it, and the server ending it ends the client's.
+    async fn listen_stdio(self: &Arc<Self>, m: Message) -> Result<McpReply, GatewayError> {
+        let pooled = self.modern_session().await?;
+        let client_id = m.id_key().unwrap_or("null").to_owned();
+        let upstream_id = pooled.next_id("listen");
+        let (tx, frames) = tokio::sync::mpsc::channel(64);
+        pooled.listens.lock().insert(upstream_id.clone(), tx);
+        let guard = ListenGuard { pooled: pooled.clone(), upstream_id: upstream_id.clone() };
+        let replies = call::into_stream(pooled.send(call::retarget_request(&m, &upstream_id, None)).await?);
+        let client_value = serde_json::from_str::<Value>(&client_id).unwrap_or(Value::Null);
+        let state = (frames, replies, guard, client_value, client_id, false);
+        let stream =
+            futures_util::stream::unfold(state, |(mut frames, mut replies, guard, value, id, done)| async move {
+                if done {
+                    return None;
+                }
+                let (m, end) = tokio::select! {
+                    Some(f) = frames.recv() => {
+                        if f.method() == Some("notifications/cancelled") {
+                            return None; // the server ended the subscription
+                        }
+                        let mut params: Map<String, Value> = f.params().unwrap_or_default();
+                        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+                            meta.insert(META_SUBSCRIPTION_ID.into(), value.clone());
+                        }
+                        (Message::notification(f.method().unwrap_or_default(), Value::Object(params)), false)
+                    }
+                    r = replies.next() => match r {
+                        Some(r) if r.kind() == MessageKind::Response => (call::answer_with_id(&r, &id), true),
+                        Some(other) => (other, false),
+                        None => return None,
+                    },
+                };
+                Some((m, (frames, replies, guard, value, id, end)))
+            });
+        Ok(McpReply::new(ReplyBody::Stream(Box::pin(stream))))
     }
 
     /// Closes idle sessions beyond `pool.min` and every session at shutdown.

@@ -8,6 +8,7 @@
 //! (`ping` with `{}`, `roots/list` with no roots, anything else with an error);
 //! `list_changed` and `resources/updated` notifications go to the bridge's listeners.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 use super::first_response;
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, MessageStream, ReplyBody};
+use crate::protocol::modern::META_SUBSCRIPTION_ID;
 use crate::protocol::{codes, Message, MessageKind, ProtocolVersion};
 use crate::upstream::{Upstream, UpstreamSession};
 
@@ -54,6 +56,9 @@ pub struct Pooled {
     /// has sent so far, then to answer (see [`Pooled::flush`]).
     flush: mpsc::UnboundedSender<oneshot::Sender<()>>,
     seq: AtomicU64,
+    /// Open `subscriptions/listen` requests of a stateless (2026-07-28) stdio server, by
+    /// the upstream request id (JSON text): where their frames go.
+    pub listens: Mutex<HashMap<String, mpsc::Sender<Message>>>,
 }
 
 impl Pooled {
@@ -110,6 +115,17 @@ pub async fn open(
     events: broadcast::Sender<Message>,
 ) -> Result<(Arc<Pooled>, Facts), GatewayError> {
     let session = upstream.open(&tag).await?;
+    let (pooled, flushes) = new_pooled(tag, session);
+    match initialize(&pooled, capabilities, events, flushes).await {
+        Ok(facts) => Ok((pooled, facts)),
+        Err(e) => {
+            pooled.session.close().await;
+            Err(e)
+        }
+    }
+}
+
+fn new_pooled(tag: String, session: UpstreamSession) -> (Arc<Pooled>, mpsc::UnboundedReceiver<oneshot::Sender<()>>) {
     let (flush, flushes) = mpsc::unbounded_channel();
     let pooled = Arc::new(Pooled {
         tag,
@@ -120,14 +136,29 @@ pub async fn open(
         last_used: Mutex::new(Instant::now()),
         flush,
         seq: AtomicU64::new(1),
+        listens: Mutex::new(HashMap::new()),
     });
-    match initialize(&pooled, capabilities, events, flushes).await {
-        Ok(facts) => Ok((pooled, facts)),
-        Err(e) => {
-            pooled.session.close().await;
-            Err(e)
+    (pooled, flushes)
+}
+
+/// Opens a session of a stateless (2026-07-28) stdio server: no handshake; its
+/// server-to-client stream is read for `subscriptions/listen` frames.
+pub async fn open_raw(
+    upstream: &Upstream,
+    tag: String,
+    events: broadcast::Sender<Message>,
+) -> Result<Arc<Pooled>, GatewayError> {
+    let session = upstream.open(&tag).await?;
+    session.set_stateless();
+    let (pooled, flushes) = new_pooled(tag, session);
+    match pooled.session.open_stream(&HeaderMap::new()).await {
+        Ok(McpReply { body: ReplyBody::Stream(stream), .. }) => {
+            tokio::spawn(read_unsolicited(pooled.clone(), stream, events, flushes));
         }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(session = %pooled.tag, error = %e, "no server-to-client stream"),
     }
+    Ok(pooled)
 }
 
 async fn initialize(
@@ -217,6 +248,9 @@ async fn read_unsolicited(
 
 /// One message of the session's server-to-client stream.
 async fn unsolicited(pooled: &Pooled, m: Message, events: &broadcast::Sender<Message>) {
+    if to_listen(pooled, &m).await {
+        return;
+    }
     let method = m.method().unwrap_or_default().to_owned();
     match m.kind() {
         MessageKind::Request | MessageKind::Notification if to_input_call(pooled, &m).await => {}
@@ -238,6 +272,30 @@ async fn unsolicited(pooled: &Pooled, m: Message, events: &broadcast::Sender<Mes
             let _ = events.send(m);
         }
         _ => {}
+    }
+}
+
+/// A frame of an open `subscriptions/listen` (tagged with its id), or the server's
+/// `notifications/cancelled` ending one: to that listen.
+async fn to_listen(pooled: &Pooled, m: &Message) -> bool {
+    if m.kind() != MessageKind::Notification {
+        return false;
+    }
+    let key = if m.method() == Some("notifications/cancelled") {
+        m.param_key("requestId")
+    } else {
+        m.params::<Map<String, Value>>()
+            .and_then(|p| p.get("_meta").and_then(|meta| meta.get(META_SUBSCRIPTION_ID)).map(|id| id.to_string()))
+    };
+    let Some(key) = key else { return false };
+    let ending = m.method() == Some("notifications/cancelled");
+    let sink = if ending { pooled.listens.lock().remove(&key) } else { pooled.listens.lock().get(&key).cloned() };
+    match sink {
+        Some(tx) => {
+            let _ = tx.send(m.clone()).await;
+            true
+        }
+        None => false,
     }
 }
 

@@ -102,6 +102,14 @@ impl UpstreamSession {
         }
     }
 
+    /// For a stateless (2026-07-28) stdio server: no handshake will come (see
+    /// `StdioSession::set_stateless`).
+    pub fn set_stateless(&self) {
+        if let UpstreamSession::Stdio(s) = self {
+            s.set_stateless();
+        }
+    }
+
     /// Whether the upstream side still exists.
     pub fn is_alive(&self) -> bool {
         match self {

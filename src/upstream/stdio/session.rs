@@ -312,6 +312,12 @@ impl StdioSession {
         Ok(McpReply::new(ReplyBody::Stream(Box::pin(stream))))
     }
 
+    /// For a stateless (2026-07-28) server: there is no handshake to wait for, so its
+    /// notifications are routed at once instead of being held until `initialize`.
+    pub fn set_stateless(&self) {
+        self.shared.state.lock().initialized = true;
+    }
+
     /// Opens the server-to-client stream; a second call replaces the first.
     pub fn open_stream(&self) -> Result<McpReply, GatewayError> {
         if !self.is_alive() {
