@@ -617,7 +617,7 @@ async fn a_stateless_client_is_bridged_to_a_legacy_http_upstream() {
     assert_eq!(status, 200, "{echo}");
     let text = echo["result"]["content"][0]["text"].as_str().unwrap_or_default();
     assert!(text.contains("over http"), "{echo}");
-    assert!(gw.log().contains("era=Legacy"), "probed as legacy: {}", gw.log());
+    assert!(gw.wait_log("era=Legacy", Duration::from_secs(5)), "probed as legacy: {}", gw.log());
     // 2025 clients keep their own sessions on the same route.
     let mut legacy = McpClient::new(&gw.mcp_url);
     legacy.initialize("2025-06-18").await;

@@ -79,6 +79,8 @@ struct Call {
     /// A stateless (2026-07-28) upstream: the request and answer pass as they are, only
     /// the id and progress token rewritten.
     modern: bool,
+    /// This (stateless) call receives the process's log messages (see `start_modern`).
+    log_inbox: bool,
     /// The session's input slot, held while the call runs (not while it is parked).
     slot: Option<OwnedMutexGuard<()>>,
 }
@@ -87,6 +89,9 @@ impl Drop for Call {
     fn drop(&mut self) {
         self.pooled.busy.fetch_sub(1, Ordering::Relaxed);
         self.release_input();
+        if self.log_inbox {
+            *self.pooled.inbox.lock() = None;
+        }
     }
 }
 
@@ -205,6 +210,7 @@ pub(super) async fn start(
         stamp: bridge.stamp(&facts),
         client,
         modern: false,
+        log_inbox: false,
         slot,
     };
     call.replies = into_stream(pooled.send(request).await?);
@@ -222,6 +228,20 @@ pub(super) async fn start_modern(bridge: Arc<Bridge>, m: Message) -> Result<McpR
     let client_token = m.progress_token();
     let upstream_token = client_token.as_ref().map(|_| pooled.next_id("progress"));
     let request = retarget_request(&m, &upstream_id, upstream_token.as_deref());
+    // stdio gives a log message no request to belong to: the process's messages go to
+    // the one call on it that asked for them (a call that finds another one holding
+    // them gets none; the server has filtered them by the level asked).
+    let log_level = Envelope::of(&m).ok().and_then(|e| e.log_level).as_deref().and_then(level_index);
+    let mut inbox = None;
+    if log_level.is_some() {
+        let mut holder = pooled.inbox.lock();
+        if holder.is_none() {
+            let (tx, rx) = mpsc::channel(OUT_BUFFER);
+            *holder = Some(tx);
+            inbox = Some(rx);
+        }
+    }
+    let log_inbox = inbox.is_some();
     pooled.busy.fetch_add(1, Ordering::Relaxed);
     let mut call = Call {
         pooled: pooled.clone(),
@@ -229,12 +249,12 @@ pub(super) async fn start_modern(bridge: Arc<Bridge>, m: Message) -> Result<McpR
         upstream_id,
         upstream_token,
         client_token,
-        log_level: None,
+        log_level,
         capabilities: Map::new(),
         digest: String::new(),
         round: 0,
         replies: Box::pin(futures_util::stream::empty()),
-        inbox: None,
+        inbox,
         questions: Vec::new(),
         presupplied: Map::new(),
         params: Map::new(),
@@ -242,6 +262,7 @@ pub(super) async fn start_modern(bridge: Arc<Bridge>, m: Message) -> Result<McpR
         stamp: super::Stamp { server_info: Value::Null, ttl_ms: 0, scope: crate::config::CacheScope::Private },
         client: None,
         modern: true,
+        log_inbox,
         slot: None,
     };
     call.replies = into_stream(pooled.send(request).await?);
@@ -380,6 +401,7 @@ async fn run(call: &mut Call, client_id: &str, out: &mpsc::Sender<Message>, brid
 async fn handle(call: &mut Call, m: Message, client_id: &str, out: &mpsc::Sender<Message>) -> Option<Step> {
     match m.kind() {
         MessageKind::Response if m.id_key() == Some(call.upstream_id.as_str()) && call.modern => {
+            flush_logs(call, out).await;
             let _ = out.send(answer_with_id(&m, client_id)).await;
             Some(Step::Done)
         }

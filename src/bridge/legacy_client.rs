@@ -1,4 +1,4 @@
-//! A 2025-era client on a modern-only (2026-07-28) HTTP upstream: the gateway owns the
+//! A 2025-era client on a modern-only (2026-07-28) upstream: the gateway owns the
 //! session.
 //!
 //! The gateway answers `initialize` (from the upstream's `server/discover`), `ping`
@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::first_response;
+use super::Bridge;
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, MessageStream, ReplyBody};
 use crate::protocol::modern::{
@@ -32,7 +33,6 @@ use crate::protocol::modern::{
     META_SUBSCRIPTION_ID,
 };
 use crate::protocol::{codes, Message, MessageKind, ProtocolVersion};
-use crate::upstream::http::HttpUpstream;
 
 /// Most `input_required` rounds of one request.
 pub const MAX_ROUNDS: u32 = 8;
@@ -66,7 +66,8 @@ struct State {
 
 /// The upstream side of a gateway-owned session on a modern-only upstream.
 pub struct ModernSession {
-    upstream: Arc<HttpUpstream>,
+    /// Serves the stateless requests (the upstream is modern: passed through).
+    upstream: Arc<Bridge>,
     tag: String,
     discovered: Discovered,
     state: Mutex<State>,
@@ -76,9 +77,9 @@ pub struct ModernSession {
 
 impl ModernSession {
     /// Asks the upstream's `server/discover` and makes the session.
-    pub async fn open(upstream: Arc<HttpUpstream>, tag: &str) -> Result<Arc<Self>, GatewayError> {
+    pub async fn open(upstream: Arc<Bridge>, tag: &str) -> Result<Arc<Self>, GatewayError> {
         let discover = envelope_request("server/discover", json!({}), "\"sc-discover\"", &Map::new(), None, None);
-        let reply = upstream.send_stateless(discover.0, &discover.1).await?;
+        let reply = stateless(&upstream, discover.0, &discover.1).await?;
         let answer = first_response(reply, "\"sc-discover\"").await.and_then(|m| m.to_value()).unwrap_or_default();
         let Some(result) = answer.get("result") else {
             return Err(GatewayError::UpstreamUnavailable {
@@ -250,7 +251,7 @@ impl ModernSession {
             let up_id = self.next_id("req");
             let (msg, headers) =
                 envelope_request(method, Value::Object(p), &up_id, &caps, info.as_ref(), level.as_deref());
-            let reply = match self.upstream.send_stateless(msg, &headers).await {
+            let reply = match stateless(&self.upstream, msg, &headers).await {
                 Ok(r) => r,
                 Err(e) => return e.to_message(Some(client_id)),
             };
@@ -407,7 +408,7 @@ impl ModernSession {
                 info.as_ref(),
                 None,
             );
-            let mut stream = match this.upstream.send_stateless(m, &headers).await {
+            let mut stream = match stateless(&this.upstream, m, &headers).await {
                 Ok(McpReply { body: ReplyBody::Stream(s), .. }) => s,
                 Ok(_) => return,
                 Err(e) => {
@@ -439,6 +440,16 @@ impl ModernSession {
         });
         self.state.lock().listener = Some(task.abort_handle());
     }
+}
+
+/// A stateless request to the (modern) upstream. Boxed: the bridge's futures may
+/// contain a session's, so the future types would otherwise be recursive.
+fn stateless<'a>(
+    bridge: &'a Arc<Bridge>,
+    m: Message,
+    headers: &'a HeaderMap,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<McpReply, GatewayError>> + Send + 'a>> {
+    Box::pin(bridge.serve(m, headers, None))
 }
 
 /// The capability a client needs to be asked `method`.

@@ -264,20 +264,24 @@ impl Bridge {
     }
 
     /// For a session-era client's `initialize`: the upstream's own session when it
-    /// serves that era (or its era cannot be told now), else a session the gateway owns
-    /// on the modern-only upstream. stdio upstreams are never probed here.
-    pub async fn open_session(&self, tag: &str) -> Result<crate::upstream::UpstreamSession, GatewayError> {
-        if let Upstream::Http(http) = &self.upstream {
-            match self.era().await {
-                Ok(era) if !era.serves_legacy() => {
-                    let session = legacy_client::ModernSession::open(http.clone(), tag).await?;
-                    return Ok(crate::upstream::UpstreamSession::Modern(session));
-                }
-                Ok(_) => {}
+    /// serves that era, else a session the gateway owns on the modern-only upstream.
+    /// An HTTP upstream's era is probed now if unknown (a probe without a verdict: the
+    /// session goes upstream as is); a stdio upstream's is not probed here (that would
+    /// start a process), so it is used only when pinned or already probed.
+    pub async fn open_session(self: &Arc<Self>, tag: &str) -> Result<crate::upstream::UpstreamSession, GatewayError> {
+        let era = match &self.upstream {
+            Upstream::Http(_) => match self.era().await {
+                Ok(era) => Some(era),
                 Err(e) => {
-                    tracing::debug!(upstream = %self.name, error = %e, "era unknown; the session goes upstream as is")
+                    tracing::debug!(upstream = %self.name, error = %e, "era unknown; the session goes upstream as is");
+                    None
                 }
-            }
+            },
+            Upstream::Stdio(_) => self.era.lock().clone(),
+        };
+        if era.is_some_and(|era| !era.serves_legacy()) {
+            let session = legacy_client::ModernSession::open(self.clone(), tag).await?;
+            return Ok(crate::upstream::UpstreamSession::Modern(session));
         }
         self.upstream.open(tag).await
     }
