@@ -78,7 +78,13 @@ fn stdio_modern_upstream_with(args: &str, keys: &str) -> String {
 #[test]
 fn every_required_2026_scenario_passes_through_the_gateway_to_a_stateless_stdio_upstream() {
     let gw = Gateway::start(&stdio_modern_upstream());
-    assert_required_pass(&gw.mcp_url, "2026-07-28", &["http-header-validation"]);
+    // The custom-header scenario too: stdio carries no headers, so the gateway checks
+    // `Mcp-Param-*` against the tool's `x-mcp-header` itself.
+    assert_required_pass(
+        &gw.mcp_url,
+        "2026-07-28",
+        &["http-header-validation", "http-custom-header-server-validation"],
+    );
     assert!(gw.wait_log("era=Modern", Duration::from_secs(5)), "the stdio upstream was probed as modern: {}", gw.log());
 }
 

@@ -17,6 +17,7 @@
 
 mod call;
 pub mod legacy_client;
+pub mod param_headers;
 pub mod pool;
 pub mod seal;
 pub mod stamp;
@@ -24,7 +25,7 @@ pub mod stamp;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use http::HeaderMap;
@@ -98,7 +99,14 @@ pub struct Bridge {
     subscriptions: Mutex<HashMap<String, usize>>,
     /// The pooled session that holds them.
     subscription_session: Mutex<Option<Arc<Pooled>>>,
+    /// The upstream's tools' `x-mcp-header` properties, by tool name, and when they
+    /// were read (for the upstreams whose `Mcp-Param-*` headers the gateway checks).
+    tool_params: Mutex<Option<(Instant, HashMap<String, Vec<param_headers::ParamHeader>>)>>,
 }
+
+/// How long the tools' `x-mcp-header` declarations are trusted before `tools/list` is
+/// read again (a `tools/list_changed` seen from the upstream forgets them at once).
+const TOOL_PARAMS_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// An open listen on a stateless stdio upstream: when the client's stream goes, the
 /// upstream gets `notifications/cancelled` for it (unless the server ended it).
@@ -202,7 +210,7 @@ impl Bridge {
             EraSetting::Modern => Some(Era::Modern { versions: vec![ProtocolVersion::LATEST.as_str().into()] }),
             EraSetting::Legacy => Some(Era::Legacy),
         };
-        Arc::new(Bridge {
+        let bridge = Arc::new(Bridge {
             name: name.into(),
             upstream,
             era_setting,
@@ -218,7 +226,25 @@ impl Bridge {
             next_session: AtomicU64::new(1),
             subscriptions: Mutex::new(HashMap::new()),
             subscription_session: Mutex::new(None),
-        })
+            tool_params: Mutex::new(None),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let weak = Arc::downgrade(&bridge);
+            let mut changes = bridge.events.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    match changes.recv().await {
+                        Ok(m) if m.method() == Some("notifications/tools/list_changed") => match weak.upgrade() {
+                            Some(b) => *b.tool_params.lock() = None,
+                            None => return,
+                        },
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
+        bridge
     }
 
     /// The upstream's era: pinned, cached, or probed now.
@@ -299,7 +325,23 @@ impl Bridge {
         headers: &HeaderMap,
         client: Option<Arc<str>>,
     ) -> Result<McpReply, GatewayError> {
-        match (self.era().await?, &self.upstream) {
+        let era = self.era().await?;
+        let checks_headers = !(era.is_modern() && matches!(self.upstream, Upstream::Http(_)));
+        if checks_headers && m.method() == Some("tools/call") && !headers.is_empty() {
+            self.check_param_headers(&m, headers).await?;
+        }
+        self.dispatch(era, m, headers, client).await
+    }
+
+    /// Serves a checked stateless request by the upstream's era.
+    async fn dispatch(
+        self: &Arc<Self>,
+        era: Era,
+        m: Message,
+        headers: &HeaderMap,
+        client: Option<Arc<str>>,
+    ) -> Result<McpReply, GatewayError> {
+        match (era, &self.upstream) {
             (Era::Modern { .. }, Upstream::Http(u)) => {
                 let is_discover = m.method() == Some("server/discover");
                 let reply = u.send_stateless(m, headers).await?;
@@ -526,6 +568,81 @@ impl Bridge {
                 return Ok((p, Some(slot)));
             }
         }
+    }
+
+    /// Checks a `tools/call`'s `Mcp-Param-*` headers against its arguments, as the
+    /// tool's `x-mcp-header` properties require (read from the upstream's `tools/list`,
+    /// kept [`TOOL_PARAMS_MAX_AGE`]). If the list cannot be read, nothing is checked.
+    async fn check_param_headers(self: &Arc<Self>, m: &Message, headers: &HeaderMap) -> Result<(), GatewayError> {
+        let params: Map<String, Value> = m.params().unwrap_or_default();
+        let Some(tool) = params.get("name").and_then(Value::as_str) else { return Ok(()) };
+        let fresh = |known: &Option<(Instant, HashMap<String, Vec<param_headers::ParamHeader>>)>| {
+            known
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < TOOL_PARAMS_MAX_AGE)
+                .map(|(_, tools)| tools.get(tool).cloned())
+        };
+        let cached = fresh(&self.tool_params.lock());
+        let declared = match cached {
+            Some(Some(declared)) => declared,
+            // Unknown tool in a fresh list: the upstream will say so.
+            Some(None) => return Ok(()),
+            None => {
+                let tools = self.read_tool_params().await;
+                let declared = tools.get(tool).cloned().unwrap_or_default();
+                *self.tool_params.lock() = Some((Instant::now(), tools));
+                declared
+            }
+        };
+        if declared.is_empty() {
+            return Ok(());
+        }
+        let arguments = params.get("arguments").and_then(Value::as_object).cloned().unwrap_or_default();
+        param_headers::check(&declared, &arguments, headers)
+    }
+
+    /// Every tool's `x-mcp-header` properties, from the upstream's `tools/list` (all
+    /// pages, up to 20).
+    async fn read_tool_params(self: &Arc<Self>) -> HashMap<String, Vec<param_headers::ParamHeader>> {
+        let mut tools = HashMap::new();
+        let mut cursor: Option<String> = None;
+        for page in 0..20 {
+            let mut params = json!({"_meta": {
+                modern::META_PROTOCOL_VERSION: ProtocolVersion::LATEST.as_str(),
+                modern::META_CLIENT_CAPABILITIES: {},
+            }});
+            if let Some(c) = &cursor {
+                params["cursor"] = json!(c);
+            }
+            let id = format!("\"sc-tools-{page}\"");
+            let list = Message::from_value(&json!({
+                "jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&id).unwrap_or(Value::Null),
+                "method": "tools/list", "params": params,
+            }));
+            let served = match self.era().await {
+                Ok(era) => self.dispatch(era, list, &HeaderMap::new(), None).await,
+                Err(e) => Err(e),
+            };
+            let answer = match served {
+                Ok(reply) => first_response(reply, &id).await.and_then(|m| m.to_value()),
+                Err(e) => {
+                    tracing::debug!(upstream = %self.name, error = %e, "cannot read tools/list to check Mcp-Param headers");
+                    None
+                }
+            };
+            let Some(result) = answer.as_ref().and_then(|a| a.get("result")) else { break };
+            for tool in result.get("tools").and_then(Value::as_array).into_iter().flatten() {
+                if let (Some(name), Some(schema)) = (tool.get("name").and_then(Value::as_str), tool.get("inputSchema"))
+                {
+                    tools.insert(name.to_owned(), param_headers::declared(schema));
+                }
+            }
+            cursor = result.get("nextCursor").and_then(Value::as_str).map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        tools
     }
 
     /// The least busy session of a stateless (2026-07-28) stdio upstream, opening one
