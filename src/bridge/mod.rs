@@ -101,8 +101,11 @@ pub struct Bridge {
     subscription_session: Mutex<Option<Arc<Pooled>>>,
     /// The upstream's tools' `x-mcp-header` properties, by tool name, and when they
     /// were read (for the upstreams whose `Mcp-Param-*` headers the gateway checks).
-    tool_params: Mutex<Option<(Instant, HashMap<String, Vec<param_headers::ParamHeader>>)>>,
+    tool_params: Mutex<Option<ToolParams>>,
 }
+
+/// When the tools were read, and each tool's `x-mcp-header` properties.
+type ToolParams = (Instant, HashMap<String, Vec<param_headers::ParamHeader>>);
 
 /// How long the tools' `x-mcp-header` declarations are trusted before `tools/list` is
 /// read again (a `tools/list_changed` seen from the upstream forgets them at once).
@@ -576,7 +579,7 @@ impl Bridge {
     async fn check_param_headers(self: &Arc<Self>, m: &Message, headers: &HeaderMap) -> Result<(), GatewayError> {
         let params: Map<String, Value> = m.params().unwrap_or_default();
         let Some(tool) = params.get("name").and_then(Value::as_str) else { return Ok(()) };
-        let fresh = |known: &Option<(Instant, HashMap<String, Vec<param_headers::ParamHeader>>)>| {
+        let fresh = |known: &Option<ToolParams>| {
             known
                 .as_ref()
                 .filter(|(at, _)| at.elapsed() < TOOL_PARAMS_MAX_AGE)
