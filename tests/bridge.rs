@@ -659,3 +659,31 @@ async fn one_client_cannot_park_more_than_its_share() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(text(&r), "Hello, Cy!");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_pooled_sessions_beyond_min_are_closed() {
+    let rec = Recorder::new("bridge-idle");
+    let pool = "      pool:\n        min: 0\n        max: 2\n        idle_timeout: 500ms\n";
+    let gw = Gateway::start(&rec.config("", pool));
+    let c = ModernClient::new(&gw.mcp_url);
+    let (status, r) = c.call("tools/list", json!({}), &json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(
+        gw.wait_log("pooled upstream session closed (idle or gone)", Duration::from_secs(10)),
+        "an idle session beyond pool.min is closed: {}",
+        gw.log()
+    );
+    // The pool opens a new one when needed.
+    let (status, r) = c.call("tools/list", json!({}), &json!({})).await;
+    assert_eq!(status, 200, "{r}");
+
+    // With pool.min: 1 the one session stays open however idle.
+    let rec = Recorder::new("bridge-idle-min");
+    let pool = "      pool:\n        min: 1\n        idle_timeout: 300ms\n";
+    let gw = Gateway::start(&rec.config("", pool));
+    let c = ModernClient::new(&gw.mcp_url);
+    let (status, r) = c.call("tools/list", json!({}), &json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!gw.log().contains("pooled upstream session closed"), "{}", gw.log());
+}

@@ -734,7 +734,11 @@ impl Bridge {
             }
         }
         for p in closing {
-            tracing::debug!(session = %p.tag, "closing pooled upstream session");
+            if everything {
+                tracing::debug!(session = %p.tag, "closing pooled upstream session");
+            } else {
+                tracing::info!(upstream = %self.name, session = %p.tag, "pooled upstream session closed (idle or gone)");
+            }
             p.session.close().await;
         }
     }

@@ -63,9 +63,22 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let router = Router::new(routes, store.clone(), limits).with_bridges(bridges.clone());
     let reaper_bridges: Vec<Arc<Bridge>> = bridges.values().cloned().collect();
+    // Idle pooled sessions are looked for every half of the shortest pool.idle_timeout
+    // (at most every 30 s).
+    let shortest_idle = config
+        .upstreams
+        .values()
+        .map(|u| match u {
+            crate::config::UpstreamConfig::Stdio(s) => s.pool.idle_timeout,
+            crate::config::UpstreamConfig::Http(h) => h.pool.idle_timeout,
+        })
+        .min()
+        .unwrap_or(std::time::Duration::from_secs(60));
+    let reap_every =
+        (shortest_idle / 2).clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(30));
     let reaper = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            tokio::time::sleep(reap_every).await;
             for bridge in &reaper_bridges {
                 bridge.close_idle(false).await;
             }
