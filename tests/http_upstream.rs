@@ -656,3 +656,45 @@ async fn a_session_era_client_of_a_modern_only_upstream_gets_list_changes_on_its
     };
     assert!(found, "tools/list_changed on the GET stream; saw {seen:?}\n{}", gw.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stateless_requests_to_a_modern_upstream_are_bounded() {
+    let fake = Fake::start(|s: &Seen| match s.rpc_method() {
+        Some("server/discover") => Some(json_reply(
+            StatusCode::OK,
+            &s.result(json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
+                "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})),
+        )),
+        // The call streams one progress event, then stalls.
+        Some("tools/call") => Some(sse(vec![event(None, &progress(&json!("p"), 1)), Step::Stall])),
+        _ => None,
+    })
+    .await;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {}\n      max_sessions: 1\n      max_in_flight: 1\n",
+        fake.url()
+    );
+    let gw = Gateway::start(&yaml);
+    let client = common::modern::ModernClient::new(&gw.mcp_url);
+    let params = json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "p"}});
+    let (status, _, mut first) = client.open(&json!(1), "tools/call", params.clone(), &json!({})).await;
+    assert_eq!(status, 200);
+    assert!(first.next_message(Duration::from_secs(5)).await.is_some());
+    let (status, refused) = client.call("tools/call", params.clone(), &json!({})).await;
+    assert_eq!((status, refused["error"]["code"].as_i64()), (503, Some(-32000)), "{refused}");
+    // Closing the first frees its place.
+    drop(first);
+    let freed = {
+        let mut ok = false;
+        for _ in 0..50 {
+            let (status, _, mut again) = client.open(&json!(3), "tools/call", params.clone(), &json!({})).await;
+            if status == 200 && again.next_message(Duration::from_secs(2)).await.is_some() {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ok
+    };
+    assert!(freed, "the place is free again once the first stream is closed");
+}

@@ -118,6 +118,8 @@ pub struct HttpUpstream {
     target: Arc<Target>,
     sessions: Arc<Semaphore>,
     max_sessions: usize,
+    /// Bounds stateless requests in flight.
+    stateless: Arc<Semaphore>,
     probe: Mutex<Option<AbortHandle>>,
     /// The era, once known (pinned by config, or probed).
     era: Mutex<Option<Era>>,
@@ -168,6 +170,7 @@ impl HttpUpstream {
             target: Arc::new(target),
             sessions: Arc::new(Semaphore::new(cfg.max_sessions)),
             max_sessions: cfg.max_sessions,
+            stateless: Arc::new(Semaphore::new(cfg.max_sessions.saturating_mul(cfg.max_in_flight.max(1)).max(1))),
             probe: Mutex::new(None),
             era: Mutex::new(match cfg.era {
                 EraSetting::Auto => None,
@@ -269,8 +272,26 @@ impl HttpUpstream {
     /// Sends one stateless (2026-07-28) request as it came: no session, the client's
     /// routing headers forwarded, the reply relayed as JSON or SSE. The client closing
     /// its response stream closes the upstream one.
+    ///
+    /// At most `max_sessions` × `max_in_flight` run at once; more get 503.
     pub async fn send_stateless(&self, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
-        HttpSession::stateless(self.target.clone()).send(m, headers).await
+        let permit = self.stateless.clone().try_acquire_owned().map_err(|_| {
+            GatewayError::Overloaded(format!(
+                "upstream {} has {} stateless requests in flight (max_sessions x max_in_flight)",
+                self.target.name,
+                self.max_sessions * self.target.limits.max_in_flight
+            ))
+        })?;
+        let mut reply = HttpSession::stateless(self.target.clone()).send(m, headers).await?;
+        if let crate::pipeline::ReplyBody::Stream(stream) = reply.body {
+            // The permit is held until the reply stream ends or is dropped.
+            let held = futures_util::StreamExt::map(stream, move |m| {
+                let _ = &permit;
+                m
+            });
+            reply.body = crate::pipeline::ReplyBody::Stream(Box::pin(held));
+        }
+        Ok(reply)
     }
 
     /// Stops the readiness checks (sessions are closed by the session store).
