@@ -698,3 +698,37 @@ async fn stateless_requests_to_a_modern_upstream_are_bounded() {
     };
     assert!(freed, "the place is free again once the first stream is closed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_era_client_of_a_modern_only_upstream_gets_updates_of_resources_it_subscribed_to() {
+    let server = common::ModernServer::start_args(&["--modern-only"]);
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {}\n",
+        server.url
+    );
+    let gw = Gateway::start(&yaml);
+    let mut client = McpClient::new(&gw.mcp_url);
+    client.initialize("2025-11-25").await;
+    let (status, mut get) = client.open_get(None).await;
+    assert_eq!(status, 200);
+    let sub = client.request("resources/subscribe", json!({"uri": "test://watched-resource"})).await;
+    assert_eq!(sub["result"], json!({}), "{sub}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let touched = client
+        .request(
+            "tools/call",
+            json!({"name": "test_trigger_resource_update", "arguments": {"uri": "test://watched-resource"}}),
+        )
+        .await;
+    assert!(touched.get("result").is_some(), "{touched}");
+    let mut seen = Vec::new();
+    let found = loop {
+        let Some(m) = get.next_message(Duration::from_secs(5)).await else { break false };
+        if m["method"] == "notifications/resources/updated" {
+            assert_eq!(m["params"]["uri"], "test://watched-resource", "{m}");
+            break true;
+        }
+        seen.push(m);
+    };
+    assert!(found, "resources/updated on the GET stream; saw {seen:?}\n{}", gw.log());
+}

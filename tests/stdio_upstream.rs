@@ -244,3 +244,30 @@ async fn sigterm_finishes_in_flight_requests_closes_streams_and_stops_children()
     assert!(status.success(), "exit 0 on SIGTERM: {status:?}");
     assert!(kids.iter().all(|k| !common::processes().iter().any(|(p, _, _)| p == k)), "children stopped");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_a_pooled_session_sends_outside_any_call_are_answered_by_the_gateway() {
+    let dir = common::scratch_dir("asks-outside");
+    let log = dir.join("answers.log");
+    // Pinned legacy: the fake would not answer the era probe.
+    let extra = format!("      era: legacy\n      env:\n        FAKE_LOG: '{}'\n", log.display());
+    let gw = Gateway::start(&fake_config("asks-outside", &extra));
+    let client = common::modern::ModernClient::new(&gw.mcp_url);
+    let (status, r) = client.call("tools/list", json!({}), &json!({"roots": {}})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["tools"][0]["name"], "work", "{r}");
+    let answered = |t: &str| t.contains("srv-ping") && t.contains("srv-roots");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log).is_ok_and(|t| answered(&t))),
+        "the fake got answers: {:?}",
+        std::fs::read_to_string(&log)
+    );
+    let answers: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let by_id = |id: &str| answers.iter().find(|a| a["id"] == id).cloned().unwrap_or_default();
+    assert_eq!(by_id("srv-ping")["result"], json!({}), "{answers:?}");
+    assert_eq!(by_id("srv-roots")["result"], json!({"roots": []}), "{answers:?}");
+}
