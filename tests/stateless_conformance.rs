@@ -64,11 +64,13 @@ fn stdio_modern_upstream() -> String {
     stdio_modern_upstream_with("", "")
 }
 
-/// The same with extra fixture arguments and upstream keys.
+/// The same with extra fixture arguments and upstream keys. Two processes are kept
+/// warm: a node process takes a while to start on a loaded machine, and some scenarios
+/// read their frames within 600-800 ms.
 fn stdio_modern_upstream_with(args: &str, keys: &str) -> String {
     let d = common::deps();
     format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    stdio:\n      command: {}\n      args: [{}, --stdio{args}]\n      env:\n        SHADOWCAT_NODE_MODULES: {}\n{keys}",
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    stdio:\n      command: {}\n      args: [{}, --stdio{args}]\n      warm: 2\n      env:\n        SHADOWCAT_NODE_MODULES: {}\n{keys}",
         d.node,
         common::fixture("modern-server.mjs"),
         d.node_modules
