@@ -149,3 +149,19 @@ fn a_command_that_cannot_start_is_reported() {
         c.session = None;
     });
 }
+
+#[test]
+fn a_state_key_that_cannot_be_read_stops_the_gateway_at_start() {
+    let dir = common::scratch_dir("state-key");
+    let file = dir.join("gw.yaml");
+    let yaml = "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: null\nupstreams:\n  demo:\n    stdio:\n      command: self\n      args: [demo-server]\nbridge:\n  state_key: { env: SHADOWCAT_TEST_NO_SUCH_VARIABLE }\n";
+    std::fs::write(&file, yaml).expect("write");
+    let out = Command::new(bin())
+        .args(["gateway", "-c", file.to_str().expect("utf8")])
+        .env_remove("SHADOWCAT_TEST_NO_SUCH_VARIABLE")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bridge.state_key") && err.contains("SHADOWCAT_TEST_NO_SUCH_VARIABLE"), "{err}");
+}

@@ -68,3 +68,20 @@ fn every_example_in_config_dir_loads() {
     }
     assert!(seen >= 1, "no examples found in {}", dir.display());
 }
+
+#[test]
+fn era_pool_and_bridge_keys_are_checked() {
+    let ok = "upstreams: {a: {stdio: {command: x, era: modern, pool: {min: 0, max: 2, idle_timeout: 1m}}}}\nbridge: {state_ttl: 30s, cache_scope: public}\n";
+    let c = Config::from_yaml(ok, "t").expect("valid");
+    assert_eq!(c.bridge.cache_scope, crate::config::CacheScope::Public);
+    assert_eq!(c.bridge.state_ttl, std::time::Duration::from_secs(30));
+    for (bad, needle) in [
+        ("upstreams: {a: {stdio: {command: x, era: sideways}}}\n", "sideways"),
+        ("upstreams: {a: {http: {url: 'http://h/mcp', pool: {maximum: 2}}}}\n", "maximum"),
+        ("upstreams: {a: {stdio: {command: x}}}\nbridge: {cache_scope: shared}\n", "shared"),
+        ("upstreams: {a: {stdio: {command: x}}}\nbridge: {state_ttl: later}\n", "later"),
+    ] {
+        let e = Config::from_yaml(bad, "t").expect_err(bad).to_string();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+}
