@@ -26,6 +26,9 @@ pub enum Command {
     /// default, 127.0.0.1:8080/mcp in front of the built-in demo server.
     #[command(visible_alias = "reverse")]
     Gateway(GatewayArgs),
+    /// Forward mode, for local development: Shadowcat between an MCP client and a server.
+    #[command(subcommand)]
+    Forward(ForwardCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -53,6 +56,51 @@ pub struct GatewayArgs {
     pub command: Vec<String>,
 }
 
+/// `forward` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ForwardCommand {
+    /// Serve a local stdio server over Streamable HTTP (for HTTP-only clients), with the
+    /// gateway's whole front and pipeline; one child per client session.
+    Http(ForwardHttpArgs),
+}
+
+/// Arguments of `forward http`.
+#[derive(Debug, clap::Args)]
+pub struct ForwardHttpArgs {
+    /// Configuration file (YAML) for the front and the pipeline; its upstreams are
+    /// replaced by the command.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Listen address (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Admin listen address (HOST:PORT); off unless given.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// The stdio server to run (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+impl ForwardHttpArgs {
+    /// The gateway configuration this stands for.
+    pub fn resolve(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+            None => Config::embedded_default().map_err(|e| e.to_string())?,
+        };
+        config.admin.listen = self.admin.clone();
+        let args = GatewayArgs {
+            config: None,
+            listen: Some(self.listen.clone()),
+            admin: None,
+            upstream: None,
+            command: self.command.clone(),
+        };
+        args.apply(config)
+    }
+}
+
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -68,10 +116,15 @@ pub enum ConfigCommand {
 impl GatewayArgs {
     /// The configuration: the file or the embedded default, with flags applied.
     pub fn resolve(&self) -> Result<Config, String> {
-        let mut config = match &self.config {
+        let config = match &self.config {
             Some(path) => Config::load(path).map_err(|e| e.to_string())?,
             None => Config::embedded_default().map_err(|e| e.to_string())?,
         };
+        self.apply(config)
+    }
+
+    /// Applies the flags to `config`.
+    fn apply(&self, mut config: Config) -> Result<Config, String> {
         if let Some(listen) = &self.listen {
             config.server.listen = listen.clone();
         }
@@ -120,21 +173,25 @@ pub fn main() -> ExitCode {
         Command::DemoServer => {
             run_async(1, async { crate::demo::serve_stdio().await.map_err(|e| format!("demo server: {e}")) })
         }
-        Command::Gateway(args) => {
-            let _log_guard = crate::telemetry::init_logging(cli.log_json);
-            let config = match args.resolve() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("shadowcat: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            // With thread_per_core the front threads do the serving: the main runtime
-            // only runs signals, admin, expiry and health checks.
-            let main_threads = if config.server.thread_per_core { 1 } else { config.server.worker_threads };
-            run_async(main_threads, crate::gateway::run(config))
-        }
+        Command::Gateway(args) => run_gateway(cli.log_json, args.resolve()),
+        Command::Forward(ForwardCommand::Http(args)) => run_gateway(cli.log_json, args.resolve()),
     }
+}
+
+/// Runs the gateway on a resolved configuration.
+fn run_gateway(log_json: bool, config: Result<Config, String>) -> ExitCode {
+    let _log_guard = crate::telemetry::init_logging(log_json);
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shadowcat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // With thread_per_core the front threads do the serving: the main runtime only runs
+    // signals, admin, expiry and health checks.
+    let main_threads = if config.server.thread_per_core { 1 } else { config.server.worker_threads };
+    run_async(main_threads, crate::gateway::run(config))
 }
 
 fn run_async<F: std::future::Future<Output = Result<(), String>>>(worker_threads: usize, fut: F) -> ExitCode {
