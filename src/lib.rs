@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod forward;
 pub mod gateway;
 pub mod layers;
 pub mod pipeline;

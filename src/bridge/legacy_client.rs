@@ -489,17 +489,28 @@ fn envelope_request(
     }
     let id_value = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
     let m = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_value, "method": method, "params": params}));
+    let headers = routing_headers(&m);
+    (m, headers)
+}
+
+/// The 2026-07-28 routing headers of a stateless request, from its body:
+/// `MCP-Protocol-Version`, `Mcp-Method` and (for the methods that name something)
+/// `Mcp-Name`, encoded when it is not plain ASCII.
+pub fn routing_headers(m: &Message) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert("mcp-protocol-version", HeaderValue::from_static("2026-07-28"));
-    if let Ok(v) = HeaderValue::from_str(method) {
+    let version = modern::declared_version(m).unwrap_or_else(|| ProtocolVersion::LATEST.as_str().to_owned());
+    if let Ok(v) = HeaderValue::from_str(&version) {
+        headers.insert("mcp-protocol-version", v);
+    }
+    if let Some(v) = m.method().and_then(|method| HeaderValue::from_str(method).ok()) {
         headers.insert(modern::METHOD_HEADER, v);
     }
-    if let Some(name) = modern::name_value(&m) {
+    if let Some(name) = modern::name_value(m) {
         if let Ok(v) = HeaderValue::from_str(&encode_header_value(&name)) {
             headers.insert(modern::NAME_HEADER, v);
         }
     }
-    (m, headers)
+    headers
 }
 
 /// A routing header's value as the 2026-07-28 transport sends it: plain when it is

@@ -330,7 +330,8 @@ impl Bridge {
     ) -> Result<McpReply, GatewayError> {
         let era = self.era().await?;
         let checks_headers = !(era.is_modern() && matches!(self.upstream, Upstream::Http(_)));
-        if checks_headers && m.method() == Some("tools/call") && !headers.is_empty() {
+        // Only requests that came over HTTP have headers to check (`client` is their peer).
+        if checks_headers && client.is_some() && m.method() == Some("tools/call") {
             self.check_param_headers(&m, headers).await?;
         }
         self.dispatch(era, m, headers, client).await

@@ -59,9 +59,72 @@ pub struct GatewayArgs {
 /// `forward` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ForwardCommand {
+    /// Sit between a stdio MCP client and a server: the client launches Shadowcat as if
+    /// it were the server. The server is a command (after `--`) or a remote Streamable
+    /// HTTP URL (`--upstream`).
+    Stdio(ForwardStdioArgs),
     /// Serve a local stdio server over Streamable HTTP (for HTTP-only clients), with the
     /// gateway's whole front and pipeline; one child per client session.
     Http(ForwardHttpArgs),
+}
+
+/// Arguments of `forward stdio`.
+#[derive(Debug, clap::Args)]
+pub struct ForwardStdioArgs {
+    /// Configuration file (YAML) for the pipeline; its upstreams are replaced.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// A remote Streamable HTTP server instead of a command.
+    #[arg(long, conflicts_with = "command")]
+    pub upstream: Option<String>,
+    /// A header sent to the remote server (`'Name: value'`; repeatable). Never logged.
+    #[arg(long = "header", requires = "upstream")]
+    pub headers: Vec<String>,
+    /// An environment variable holding a bearer token for the remote server.
+    #[arg(long, requires = "upstream")]
+    pub bearer_token_env: Option<String>,
+    /// The stdio server to run (after `--`).
+    #[arg(last = true, required_unless_present = "upstream")]
+    pub command: Vec<String>,
+}
+
+impl ForwardStdioArgs {
+    /// The configuration this stands for (no listeners are opened in forward stdio).
+    pub fn resolve(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+            None => Config::embedded_default().map_err(|e| e.to_string())?,
+        };
+        config.admin.listen = None;
+        let upstream = match &self.upstream {
+            Some(url) => {
+                let mut headers = serde_json::Map::new();
+                for h in &self.headers {
+                    let (name, value) =
+                        h.split_once(':').ok_or_else(|| format!("--header {h:?}: expected 'Name: value'"))?;
+                    headers.insert(name.trim().to_owned(), serde_json::json!(value.trim()));
+                }
+                if let Some(var) = &self.bearer_token_env {
+                    headers.insert("Authorization".into(), serde_json::json!({ "env": var, "prefix": "Bearer " }));
+                }
+                let cfg: HttpConfig = serde_json::from_value(serde_json::json!({ "url": url, "headers": headers }))
+                    .map_err(|e| format!("--upstream: {e}"))?;
+                UpstreamConfig::Http(cfg)
+            }
+            None => {
+                let (program, args) =
+                    self.command.split_first().ok_or("forward stdio needs -- COMMAND or --upstream")?;
+                let cfg: StdioConfig = serde_json::from_value(serde_json::json!({ "command": program, "args": args }))
+                    .map_err(|e| format!("-- COMMAND: {e}"))?;
+                UpstreamConfig::Stdio(cfg)
+            }
+        };
+        config.upstreams.clear();
+        config.upstreams.insert("forward".into(), upstream);
+        config.routes.clear();
+        config.validate().map_err(|e| format!("<command line>: {e}"))?;
+        Ok(config)
+    }
 }
 
 /// Arguments of `forward http`.
@@ -175,6 +238,25 @@ pub fn main() -> ExitCode {
         }
         Command::Gateway(args) => run_gateway(cli.log_json, args.resolve()),
         Command::Forward(ForwardCommand::Http(args)) => run_gateway(cli.log_json, args.resolve()),
+        Command::Forward(ForwardCommand::Stdio(args)) => {
+            let _log_guard = crate::telemetry::init_logging(cli.log_json);
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("shadowcat: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut code = 0;
+            let exit = run_async(2, async {
+                code = crate::forward::run_stdio(config).await?;
+                Ok(())
+            });
+            if exit != ExitCode::SUCCESS {
+                return exit;
+            }
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
     }
 }
 
@@ -206,7 +288,10 @@ fn run_async<F: std::future::Future<Output = Result<(), String>>>(worker_threads
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(fut) {
+    let result = runtime.block_on(fut);
+    // A blocking read of stdin (forward stdio) never ends on its own: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("shadowcat: {e}");

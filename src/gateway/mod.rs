@@ -18,6 +18,106 @@ use crate::upstream::Upstream;
 
 mod per_core;
 
+/// What serves requests, whatever the front: upstreams, sessions, bridges and the
+/// pipeline.
+pub(crate) struct Core {
+    /// The pipeline over the router.
+    pub service: McpService,
+    /// The sessions.
+    pub store: Arc<SessionStore>,
+    /// Upstreams by name.
+    pub upstreams: HashMap<String, Upstream>,
+    /// Bridges by upstream name.
+    pub bridges: HashMap<Arc<str>, Arc<Bridge>>,
+    /// Endpoint paths, sorted.
+    pub paths: Vec<String>,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+impl Core {
+    /// Builds it from the config (contacts nobody yet).
+    pub(crate) fn build(config: &Config) -> Result<Core, String> {
+        let mut upstreams: HashMap<String, Upstream> = HashMap::new();
+        for (name, cfg) in &config.upstreams {
+            upstreams.insert(name.clone(), Upstream::from_config(name, cfg)?);
+        }
+        let store = SessionStore::new(config.server.session_idle_timeout);
+        store.spawn_reaper();
+        let mut routes = HashMap::new();
+        for route in config.effective_routes() {
+            let upstream = upstreams
+                .get(&route.upstream)
+                .cloned()
+                .ok_or_else(|| format!("route {} names unknown upstream {}", route.path, route.upstream))?;
+            routes.insert(Arc::from(route.path.as_str()), (Arc::from(route.upstream.as_str()), upstream));
+        }
+        let mut paths: Vec<String> = routes.keys().map(|p: &Arc<str>| p.to_string()).collect();
+        paths.sort();
+        let limits = StreamLimits {
+            buffer_events: config.server.sse_buffer_events,
+            retained_streams: config.server.sse_retained_streams,
+        };
+        let bridge_settings = crate::bridge::BridgeSettings::new(&config.bridge)?;
+        let mut bridges = HashMap::new();
+        for (name, cfg) in &config.upstreams {
+            let (era, pool) = match cfg {
+                crate::config::UpstreamConfig::Stdio(s) => (s.era, s.pool.clone()),
+                crate::config::UpstreamConfig::Http(h) => (h.era, h.pool.clone()),
+            };
+            if let Some(upstream) = upstreams.get(name) {
+                let bridge = Bridge::new(name, upstream.clone(), era, pool, bridge_settings.clone());
+                bridges.insert(Arc::<str>::from(name.as_str()), bridge);
+            }
+        }
+        let router = Router::new(routes, store.clone(), limits).with_bridges(bridges.clone());
+        let reaper_bridges: Vec<Arc<Bridge>> = bridges.values().cloned().collect();
+        // Idle pooled sessions are looked for every half of the shortest pool.idle_timeout
+        // (at most every 30 s).
+        let shortest_idle = config
+            .upstreams
+            .values()
+            .map(|u| match u {
+                crate::config::UpstreamConfig::Stdio(s) => s.pool.idle_timeout,
+                crate::config::UpstreamConfig::Http(h) => h.pool.idle_timeout,
+            })
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(60));
+        let reap_every =
+            (shortest_idle / 2).clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(30));
+        let reaper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(reap_every).await;
+                for bridge in &reaper_bridges {
+                    bridge.close_idle(false).await;
+                }
+            }
+        });
+        let specs = config.stage_specs()?;
+        let service = build_pipeline(&specs, &BuildContext::default(), McpService::new(router))?;
+
+        Ok(Core { service, store, upstreams, bridges, paths, reaper })
+    }
+
+    /// Starts background work (warm pools, readiness checks).
+    pub(crate) async fn start(&self) {
+        for upstream in self.upstreams.values() {
+            upstream.start().await;
+        }
+    }
+
+    /// Ends every session, pooled session and warm process.
+    pub(crate) async fn shutdown(&self) {
+        self.store.close_all().await;
+        self.reaper.abort();
+        for bridge in self.bridges.values() {
+            bridge.close_idle(true).await;
+        }
+        for upstream in self.upstreams.values() {
+            upstream.shutdown().await;
+        }
+    }
+}
+
 /// Runs the gateway until SIGTERM or SIGINT; then stops accepting, lets in-flight
 /// requests finish within `server.shutdown_grace`, closes GET streams, stops every
 /// child process and returns.
@@ -29,64 +129,9 @@ pub async fn run(config: Config) -> Result<(), String> {
             None
         }
     };
-    let mut upstreams: HashMap<String, Upstream> = HashMap::new();
-    for (name, cfg) in &config.upstreams {
-        upstreams.insert(name.clone(), Upstream::from_config(name, cfg)?);
-    }
-    let store = SessionStore::new(config.server.session_idle_timeout);
-    store.spawn_reaper();
-    let mut routes = HashMap::new();
-    for route in config.effective_routes() {
-        let upstream = upstreams
-            .get(&route.upstream)
-            .cloned()
-            .ok_or_else(|| format!("route {} names unknown upstream {}", route.path, route.upstream))?;
-        routes.insert(Arc::from(route.path.as_str()), (Arc::from(route.upstream.as_str()), upstream));
-    }
-    let mut paths: Vec<String> = routes.keys().map(|p: &Arc<str>| p.to_string()).collect();
-    paths.sort();
-    let limits = StreamLimits {
-        buffer_events: config.server.sse_buffer_events,
-        retained_streams: config.server.sse_retained_streams,
-    };
-    let bridge_settings = crate::bridge::BridgeSettings::new(&config.bridge)?;
-    let mut bridges = HashMap::new();
-    for (name, cfg) in &config.upstreams {
-        let (era, pool) = match cfg {
-            crate::config::UpstreamConfig::Stdio(s) => (s.era, s.pool.clone()),
-            crate::config::UpstreamConfig::Http(h) => (h.era, h.pool.clone()),
-        };
-        if let Some(upstream) = upstreams.get(name) {
-            let bridge = Bridge::new(name, upstream.clone(), era, pool, bridge_settings.clone());
-            bridges.insert(Arc::<str>::from(name.as_str()), bridge);
-        }
-    }
-    let router = Router::new(routes, store.clone(), limits).with_bridges(bridges.clone());
-    let reaper_bridges: Vec<Arc<Bridge>> = bridges.values().cloned().collect();
-    // Idle pooled sessions are looked for every half of the shortest pool.idle_timeout
-    // (at most every 30 s).
-    let shortest_idle = config
-        .upstreams
-        .values()
-        .map(|u| match u {
-            crate::config::UpstreamConfig::Stdio(s) => s.pool.idle_timeout,
-            crate::config::UpstreamConfig::Http(h) => h.pool.idle_timeout,
-        })
-        .min()
-        .unwrap_or(std::time::Duration::from_secs(60));
-    let reap_every =
-        (shortest_idle / 2).clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(30));
-    let reaper = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(reap_every).await;
-            for bridge in &reaper_bridges {
-                bridge.close_idle(false).await;
-            }
-        }
-    });
-    let specs = config.stage_specs()?;
-    let service = build_pipeline(&specs, &BuildContext::default(), McpService::new(router))?;
-
+    let core = Core::build(&config)?;
+    let Core { service, store, upstreams, paths, .. } = &core;
+    let (service, store, upstreams, paths) = (service.clone(), store.clone(), upstreams.clone(), paths.clone());
     let listen = config.listen_addr()?;
     let listener = if config.server.thread_per_core { per_core::bind(listen) } else { TcpListener::bind(listen).await }
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -107,9 +152,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let grace = config.server.shutdown_grace;
     let header_timeout = config.server.header_read_timeout;
 
-    for upstream in upstreams.values() {
-        upstream.start().await;
-    }
+    core.start().await;
 
     let mut announce = format!("shadowcat listening: mcp=http://{bound}{}", paths.first().map_or("", |p| p.as_str()));
     let admin_task = admin_listener.map(|l| {
@@ -148,14 +191,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     if let Some(task) = admin_task {
         let _ = task.await;
     }
-    store.close_all().await;
-    reaper.abort();
-    for bridge in bridges.values() {
-        bridge.close_idle(true).await;
-    }
-    for upstream in upstreams.values() {
-        upstream.shutdown().await;
-    }
+    core.shutdown().await;
     // Session tasks may live on the per-core runtimes: they stop only now.
     let _ = release_tx.send(true);
     tracing::info!("stopped");

@@ -110,6 +110,15 @@ impl UpstreamSession {
         }
     }
 
+    /// A stdio process's exit code, if it exited on its own (waiting up to `within`
+    /// for it to be gone).
+    pub async fn exit_code(&self, within: std::time::Duration) -> Option<i32> {
+        match self {
+            UpstreamSession::Stdio(s) => s.exit_code(within).await,
+            _ => None,
+        }
+    }
+
     /// Whether the upstream side still exists.
     pub fn is_alive(&self) -> bool {
         match self {

@@ -57,6 +57,8 @@ pub(super) struct Shared {
     state: Mutex<State>,
     writer: Mutex<Option<mpsc::Sender<Bytes>>>,
     alive: AtomicBool,
+    /// The process's exit code when it exited on its own (killed by a signal: 1).
+    exit_code: Mutex<Option<i32>>,
 }
 
 impl Shared {
@@ -220,6 +222,7 @@ impl StdioSession {
             state: Mutex::new(State::default()),
             writer: Mutex::new(Some(writer)),
             alive: AtomicBool::new(true),
+            exit_code: Mutex::new(None),
         });
         tokio::spawn(write_loop(stdin, write_rx));
         tokio::spawn(read_loop(shared.clone(), stdout, limits.max_message_bytes));
@@ -310,6 +313,14 @@ impl StdioSession {
             done: false,
         };
         Ok(McpReply::new(ReplyBody::Stream(Box::pin(stream))))
+    }
+
+    /// The process's exit code, if it exited on its own; waits (up to `within`) for
+    /// the process to be gone.
+    pub async fn exit_code(&self, within: Duration) -> Option<i32> {
+        let mut exited = self.exited.clone();
+        let _ = tokio::time::timeout(within, exited.wait_for(|e| *e)).await;
+        *self.shared.exit_code.lock()
     }
 
     /// For a stateless (2026-07-28) server: there is no handshake to wait for, so its
@@ -433,6 +444,9 @@ async fn supervise(
     let reason = tokio::select! {
         status = child.wait() => {
             process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            if let Ok(s) = &status {
+                *shared.exit_code.lock() = Some(s.code().unwrap_or(1));
+            }
             let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
             tracing::warn!(upstream = %shared.upstream, session = %shared.tag, %status, "upstream process exited");
             format!("the upstream process exited ({status})")

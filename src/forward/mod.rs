@@ -1,0 +1,272 @@
+//! Forward mode over stdio: Shadowcat launched by an MCP client as if it were the
+//! server. Each line on stdin is one message into the same pipeline the gateway runs
+//! (one client, so one session); everything the pipeline answers goes to stdout, one
+//! message per line. Logs go to stderr.
+//!
+//! - A 2025 client's `initialize` creates the session; its server-to-client stream is
+//!   then read for the client (requests, notifications). A 2026-07-28 client's
+//!   requests (a `_meta` envelope, no handshake) are served statelessly, as on HTTP; its
+//!   `notifications/cancelled` stops the request.
+//! - A line that is not a JSON-RPC message is logged and skipped.
+//! - stdin closed, SIGTERM or SIGINT: the session ends (the child gets its stdin closed,
+//!   then SIGTERM, then SIGKILL) and Shadowcat exits 0. The child exiting on its own:
+//!   Shadowcat writes what it has and exits with the child's status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::gateway::Core;
+use crate::pipeline::{McpReply, McpRequest, ReplyBody, RequestKind};
+use crate::protocol::{modern, Message, MessageKind, ProtocolVersion};
+use crate::session::Session;
+
+/// Messages waiting to be written to stdout.
+const OUT_BUFFER: usize = 256;
+
+/// Runs forward mode on stdio until stdin closes, a signal comes or the child exits;
+/// returns the exit code.
+pub async fn run_stdio(config: Config) -> Result<i32, String> {
+    let core = Core::build(&config)?;
+    core.start().await;
+    let route: Arc<str> = core.paths.first().map(|p| Arc::from(p.as_str())).ok_or("no route")?;
+    let (out, out_rx) = mpsc::channel::<Message>(OUT_BUFFER);
+    let writer = tokio::spawn(write_stdout(out_rx));
+    let (gone_tx, mut gone) = mpsc::channel::<i32>(1);
+    let front = Arc::new(StdioFront {
+        core,
+        route,
+        out,
+        session: Mutex::new(None),
+        in_flight: Mutex::new(HashMap::new()),
+        child_gone: gone_tx,
+        max_line: config.server.max_body_bytes,
+        ending: std::sync::atomic::AtomicBool::new(false),
+    });
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let code = loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => front.clone().line(line).await,
+                Ok(None) => break 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "stdin failed; ending");
+                    break 0;
+                }
+            },
+            Some(code) = gone.recv() => break code,
+            _ = signal() => break 0,
+        }
+    };
+    front.end().await;
+    drop(front);
+    // What is queued goes out; tasks still holding the queue do not hold the exit up.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    Ok(code)
+}
+
+async fn signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn write_stdout(mut rx: mpsc::Receiver<Message>) {
+    let mut stdout = tokio::io::stdout();
+    while let Some(m) = rx.recv().await {
+        let mut line = m.bytes().to_vec();
+        line.push(b'\n');
+        if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
+            tracing::warn!("stdout closed; messages to the client are dropped");
+            return;
+        }
+    }
+}
+
+struct StdioFront {
+    core: Core,
+    route: Arc<str>,
+    out: mpsc::Sender<Message>,
+    session: Mutex<Option<Arc<Session>>>,
+    /// Stateless requests in flight, by id, for `notifications/cancelled`.
+    in_flight: Mutex<HashMap<String, AbortHandle>>,
+    child_gone: mpsc::Sender<i32>,
+    max_line: usize,
+    /// Forward mode is ending (the child's exit is then expected).
+    ending: std::sync::atomic::AtomicBool,
+}
+
+impl StdioFront {
+    /// One line from the client. Its message is handed to the pipeline before the next
+    /// line is read (a stdio server sees the client's messages in order); the reply is
+    /// relayed by a task of its own.
+    async fn line(self: Arc<Self>, line: String) {
+        if line.trim().is_empty() {
+            return;
+        }
+        if line.len() > self.max_line {
+            tracing::warn!(
+                bytes = line.len(),
+                max = self.max_line,
+                "a line from the client exceeds server.max_body_bytes; skipped"
+            );
+            return;
+        }
+        let m = match Message::parse(line.clone().into_bytes()) {
+            Ok(m) => m,
+            Err(e) => {
+                let preview: String = line.chars().take(200).collect();
+                tracing::warn!(error = %e, line = %preview, "a line from the client is not a JSON-RPC message; skipped");
+                return;
+            }
+        };
+        let stateless = modern::declared_version(&m)
+            .is_some_and(|v| ProtocolVersion::parse(&v).is_none_or(ProtocolVersion::is_stateless));
+        if stateless || self.session.lock().is_none() && m.method() != Some("initialize") {
+            return self.stateless(m).await;
+        }
+        let session = self.session.lock().clone();
+        let version = session.as_ref().and_then(|s| s.version()).unwrap_or(ProtocolVersion::LATEST_HANDSHAKE);
+        let is_init = m.method() == Some("initialize") && m.is_request();
+        let req = McpRequest {
+            kind: RequestKind::Message(m),
+            session: if is_init { None } else { session },
+            route: self.route.clone(),
+            headers: http::HeaderMap::new(),
+            version,
+            received_at: std::time::Instant::now(),
+            client: None,
+        };
+        let id = req.msg().and_then(|m| m.id_key()).map(str::to_owned);
+        match self.core.service.clone().oneshot(req).await {
+            Ok(reply) => {
+                if let Some(session) = reply.new_session.clone() {
+                    *self.session.lock() = Some(session.clone());
+                    self.clone().open_stream(session);
+                }
+                let this = self.clone();
+                tokio::spawn(async move { this.relay(reply).await });
+            }
+            Err(e) => {
+                if id.is_some() {
+                    let _ = self.out.send(e.to_message(id.as_deref())).await;
+                } else {
+                    tracing::warn!(error = %e, "a message from the client was refused");
+                }
+            }
+        }
+    }
+
+    /// A request without a session: served statelessly (a 2026-07-28 client). A
+    /// notification other than `notifications/cancelled` is dropped.
+    async fn stateless(self: Arc<Self>, m: Message) {
+        match m.kind() {
+            MessageKind::Request => {}
+            MessageKind::Notification => {
+                if m.method() == Some("notifications/cancelled") {
+                    if let Some(task) = m.param_key("requestId").and_then(|id| self.in_flight.lock().remove(&id)) {
+                        task.abort();
+                    }
+                }
+                return;
+            }
+            MessageKind::Response => {
+                tracing::warn!("a response from the client without a session; skipped");
+                return;
+            }
+        }
+        let id = m.id_key().unwrap_or("null").to_owned();
+        // stdio has no headers: those an HTTP upstream needs come from the body.
+        let headers = crate::bridge::legacy_client::routing_headers(&m);
+        let req = McpRequest {
+            kind: RequestKind::Message(m),
+            session: None,
+            route: self.route.clone(),
+            headers,
+            version: ProtocolVersion::V2026_07_28,
+            received_at: std::time::Instant::now(),
+            client: None,
+        };
+        let reply = match self.core.service.clone().oneshot(req).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                let _ = self.out.send(e.to_message(Some(&id))).await;
+                return;
+            }
+        };
+        let this = self.clone();
+        let key = id.clone();
+        let task = tokio::spawn(async move {
+            this.relay(reply).await;
+            this.in_flight.lock().remove(&key);
+        });
+        self.in_flight.lock().insert(id, task.abort_handle());
+    }
+
+    /// Writes a reply's messages to stdout.
+    async fn relay(&self, reply: McpReply) {
+        match reply.body {
+            ReplyBody::Accepted => {}
+            ReplyBody::Message(m) => {
+                let _ = self.out.send(m).await;
+            }
+            ReplyBody::Stream(mut s) => {
+                while let Some(m) = s.next().await {
+                    if self.out.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the session's server-to-client stream for the client; when it ends because
+    /// the child exited, forward mode ends with the child's status.
+    fn open_stream(self: Arc<Self>, session: Arc<Session>) {
+        tokio::spawn(async move {
+            let req = McpRequest {
+                kind: RequestKind::OpenStream,
+                session: Some(session.clone()),
+                route: self.route.clone(),
+                headers: http::HeaderMap::new(),
+                version: session.version().unwrap_or(ProtocolVersion::LATEST_HANDSHAKE),
+                received_at: std::time::Instant::now(),
+                client: None,
+            };
+            match self.core.service.clone().oneshot(req).await {
+                Ok(reply) => self.relay(reply).await,
+                Err(e) => tracing::warn!(error = %e, "no server-to-client stream"),
+            }
+            if !session.upstream().is_alive() && !self.ending.load(std::sync::atomic::Ordering::SeqCst) {
+                let code = session.upstream().exit_code(std::time::Duration::from_secs(2)).await.unwrap_or(1);
+                tracing::info!(code, "the server exited; forward mode ends");
+                let _ = self.child_gone.send(code).await;
+            }
+        });
+    }
+
+    /// Ends the session and everything the core holds.
+    async fn end(&self) {
+        self.ending.store(true, std::sync::atomic::Ordering::SeqCst);
+        for (_, task) in self.in_flight.lock().drain() {
+            task.abort();
+        }
+        self.core.shutdown().await;
+    }
+}

@@ -1,0 +1,150 @@
+//! `shadowcat forward stdio -- COMMAND`: a stdio client launches Shadowcat as if it were
+//! the server. A real SDK client through it, and the exit rules (stdin closed, child
+//! exit, signals) with no process left behind.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{bin, children_of, deps, fixture, group_members, processes, signal, wait_until};
+use serde_json::{json, Value};
+
+/// The Python SDK's stdio client launching `forward stdio -- shadowcat demo-server`.
+fn python_through_forward(mode: &str) -> Value {
+    python_through(mode, &["forward", "stdio", "--", bin(), "demo-server"])
+}
+
+/// The Python SDK's stdio client launching `shadowcat <args>`.
+fn python_through(mode: &str, args: &[&str]) -> Value {
+    let d = deps();
+    let out = Command::new(&d.python)
+        .arg(fixture("../clients/forward_stdio_client.py"))
+        .args(["--mode", mode, "--", bin()])
+        .args(args)
+        .output()
+        .expect("run the Python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("no result line: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["ok"], true, "{v}\n{}", String::from_utf8_lossy(&out.stderr));
+    v
+}
+
+#[test]
+fn the_python_sdk_lists_and_calls_tools_through_forward_stdio() {
+    for (mode, era) in [("legacy", "2025-11-25"), ("default", "2026-07-28")] {
+        let v = python_through_forward(mode);
+        assert_eq!(v["protocol_version"], era, "{mode}: {v}");
+        let tools: Vec<&str> = v["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
+        assert!(tools.contains(&"echo") && tools.contains(&"slow"), "{mode}: {tools:?}");
+        assert_eq!(v["slow"], json!(["done after 3 steps"]), "{mode}: {v}");
+        assert_eq!(v["progress"], json!([1.0, 2.0, 3.0]), "{mode}: progress relayed: {v}");
+        assert_eq!(v["elicited"], json!(["Hello, Ada!"]), "{mode}: elicitation answered: {v}");
+    }
+}
+
+/// `forward stdio` with piped stdin/stdout, in a process group of its own.
+fn spawn_forward(server: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(bin())
+        .args(["forward", "stdio", "--"])
+        .args(server)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn forward stdio");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    (child, stdout)
+}
+
+fn send(child: &mut Child, line: &str) {
+    let stdin = child.stdin.as_mut().expect("stdin");
+    stdin.write_all(line.as_bytes()).expect("write");
+    stdin.write_all(b"\n").expect("write");
+    stdin.flush().expect("flush");
+}
+
+fn read(stdout: &mut BufReader<std::process::ChildStdout>) -> Value {
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+
+/// Initializes and calls echo (a line of garbage in between is skipped); returns the pid.
+fn initialized(child: &mut Child, stdout: &mut BufReader<std::process::ChildStdout>) -> i32 {
+    send(child, INIT);
+    assert_eq!(read(stdout)["id"], 1);
+    send(child, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    send(child, "this line is not JSON");
+    send(
+        child,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#,
+    );
+    let r = read(stdout);
+    assert_eq!(r["result"]["content"][0]["text"], "hi", "{r}");
+    i32::try_from(child.id()).expect("pid")
+}
+
+fn wait_exit(child: &mut Child) -> Option<i32> {
+    let mut status = None;
+    wait_until(Duration::from_secs(10), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status.and_then(|s| s.code())
+}
+
+#[test]
+fn stdin_closed_stops_the_child_and_exits_0() {
+    let (mut child, mut stdout) = spawn_forward(&[bin(), "demo-server"]);
+    let pid = initialized(&mut child, &mut stdout);
+    assert!(!children_of(pid).is_empty(), "the server runs as a child");
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
+    assert!(wait_until(Duration::from_secs(5), || group_members(pid).is_empty()), "no process left: {:?}", processes());
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
+    assert!(err.contains("not a JSON-RPC message"), "the garbage line is logged: {err}");
+}
+
+#[test]
+fn sigterm_stops_the_child_and_exits_0() {
+    let (mut child, mut stdout) = spawn_forward(&[bin(), "demo-server"]);
+    let pid = initialized(&mut child, &mut stdout);
+    signal(pid, "TERM");
+    assert_eq!(wait_exit(&mut child), Some(0));
+    assert!(wait_until(Duration::from_secs(5), || group_members(pid).is_empty()), "no process left: {:?}", processes());
+}
+
+#[test]
+fn the_child_exiting_ends_forward_mode_with_its_status() {
+    let (mut child, mut stdout) = spawn_forward(&["python3", &fixture("fake_upstream.py"), "crash"]);
+    send(&mut child, INIT);
+    assert_eq!(read(&mut stdout)["id"], 1);
+    send(&mut child, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let pid = i32::try_from(child.id()).expect("pid");
+    send(&mut child, r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"work","arguments":{}}}"#);
+    let r = read(&mut stdout);
+    assert!(r["error"].is_object(), "the call in flight gets an error: {r}");
+    assert_eq!(wait_exit(&mut child), Some(3), "the child's exit status");
+    assert!(wait_until(Duration::from_secs(5), || group_members(pid).is_empty()), "no process left: {:?}", processes());
+}
+
+#[test]
+fn forward_stdio_reaches_a_remote_streamable_http_server() {
+    let server = common::ModernServer::start();
+    for (mode, era) in [("legacy", "2025-11-25"), ("default", "2026-07-28")] {
+        let v = python_through(mode, &["forward", "stdio", "--upstream", &server.url, "--header", "X-Team: tests"]);
+        assert_eq!(v["protocol_version"], era, "{mode}: {v}");
+        let tools: Vec<&str> = v["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
+        assert!(tools.contains(&"test_simple_text"), "{mode}: {tools:?}");
+        assert_eq!(v["elicited"][0].as_str().map(|t| t.contains("Ada")), Some(true), "{mode}: {v}");
+    }
+}
