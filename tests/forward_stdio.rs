@@ -148,3 +148,27 @@ fn forward_stdio_reaches_a_remote_streamable_http_server() {
         assert_eq!(v["elicited"][0].as_str().map(|t| t.contains("Ada")), Some(true), "{mode}: {v}");
     }
 }
+
+#[test]
+fn log_file_takes_the_logs_and_stderr_stays_quiet() {
+    use std::os::unix::process::CommandExt;
+    let dir = common::scratch_dir("fwd-log");
+    let log = dir.join("forward.log");
+    let mut child = Command::new(bin())
+        .args(["forward", "stdio", "--log-file", log.to_str().expect("utf8"), "--", bin(), "demo-server"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    initialized(&mut child, &mut stdout);
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
+    assert!(!err.contains("INFO") && !err.contains("WARN"), "stderr has no logs: {err}");
+    let text = std::fs::read_to_string(&log).expect("log file");
+    assert!(text.contains("not a JSON-RPC message"), "{text}");
+}

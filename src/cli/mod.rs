@@ -83,6 +83,9 @@ pub struct ForwardStdioArgs {
     /// An environment variable holding a bearer token for the remote server.
     #[arg(long, requires = "upstream")]
     pub bearer_token_env: Option<String>,
+    /// Write logs to this file (appended) instead of stderr.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
     /// The stdio server to run (after `--`).
     #[arg(last = true, required_unless_present = "upstream")]
     pub command: Vec<String>,
@@ -239,7 +242,17 @@ pub fn main() -> ExitCode {
         Command::Gateway(args) => run_gateway(cli.log_json, args.resolve()),
         Command::Forward(ForwardCommand::Http(args)) => run_gateway(cli.log_json, args.resolve()),
         Command::Forward(ForwardCommand::Stdio(args)) => {
-            let _log_guard = crate::telemetry::init_logging(cli.log_json);
+            let file = match &args.log_file {
+                Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        eprintln!("shadowcat: --log-file {}: {e}", path.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                None => None,
+            };
+            let _log_guard = crate::telemetry::init_logging_to(cli.log_json, file);
             let config = match args.resolve() {
                 Ok(c) => c,
                 Err(e) => {

@@ -14,9 +14,14 @@ use crate::layers::metrics::REQUEST_DURATION;
 /// buffered and written in batches (see [`writer`]); keep the returned guard until
 /// exit, since dropping it writes what is still buffered.
 pub fn init_logging(json: bool) -> writer::FlushGuard {
+    init_logging_to(json, None)
+}
+
+/// The same, logging to `file` instead of stderr when given (`--log-file`).
+pub fn init_logging_to(json: bool, file: Option<std::fs::File>) -> writer::FlushGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = writer::BufferedStderr::new();
+    let ansi = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = writer::BufferedStderr::to_file(file);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
     let result = if json { builder.json().try_init() } else { builder.try_init() };
     if let Err(e) = result {

@@ -22,15 +22,24 @@ const DROP_AT: usize = 8 * 1024 * 1024;
 struct Shared {
     buf: Mutex<Vec<u8>>,
     wake: Condvar,
-    /// Serialises writes to stderr so that lines never interleave or reorder.
+    /// Serialises writes so that lines never interleave or reorder.
     out: Mutex<()>,
+    /// Where lines go instead of stderr (`--log-file`).
+    file: Option<Mutex<std::fs::File>>,
 }
 
 impl Shared {
     fn flush(&self) {
         let _out = self.out.lock();
         let bytes = std::mem::take(&mut *self.buf.lock());
-        if !bytes.is_empty() {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(file) = &self.file {
+            let mut file = file.lock();
+            let _ = file.write_all(&bytes);
+            let _ = file.flush();
+        } else {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(&bytes);
             let _ = err.flush();
@@ -58,10 +67,16 @@ impl Drop for FlushGuard {
 impl BufferedStderr {
     /// A writer and its guard; starts the flusher thread.
     pub fn new() -> (BufferedStderr, FlushGuard) {
+        Self::to_file(None)
+    }
+
+    /// The same, writing to `file` instead of stderr when given.
+    pub fn to_file(file: Option<std::fs::File>) -> (BufferedStderr, FlushGuard) {
         let shared = Arc::new(Shared {
             buf: Mutex::new(Vec::with_capacity(FLUSH_AT)),
             wake: Condvar::new(),
             out: Mutex::new(()),
+            file: file.map(Mutex::new),
         });
         let weak = Arc::downgrade(&shared);
         let spawned = std::thread::Builder::new().name("shadowcat-log".into()).spawn(move || {
