@@ -140,13 +140,21 @@ fn the_child_exiting_ends_forward_mode_with_its_status() {
 #[test]
 fn forward_stdio_reaches_a_remote_streamable_http_server() {
     let server = common::ModernServer::start();
+    let dir = common::scratch_dir("fwd-remote");
+    let log = dir.join("forward.log");
+    let log_path = log.to_str().expect("utf8");
     for (mode, era) in [("legacy", "2025-11-25"), ("default", "2026-07-28")] {
-        let v = python_through(mode, &["forward", "stdio", "--upstream", &server.url, "--header", "X-Team: tests"]);
+        let args =
+            ["forward", "stdio", "--log-file", log_path, "--upstream", &server.url, "--header", "X-Secret: hunter2"];
+        let v = python_through(mode, &args);
         assert_eq!(v["protocol_version"], era, "{mode}: {v}");
         let tools: Vec<&str> = v["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
         assert!(tools.contains(&"test_simple_text"), "{mode}: {tools:?}");
         assert_eq!(v["elicited"][0].as_str().map(|t| t.contains("Ada")), Some(true), "{mode}: {v}");
     }
+    let text = std::fs::read_to_string(&log).expect("log file");
+    assert!(text.contains("upstream"), "the run was logged: {text}");
+    assert!(!text.contains("hunter2"), "a --header value never reaches the logs: {text}");
 }
 
 #[test]
