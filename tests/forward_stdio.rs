@@ -180,3 +180,31 @@ fn log_file_takes_the_logs_and_stderr_stays_quiet() {
     let text = std::fs::read_to_string(&log).expect("log file");
     assert!(text.contains("not a JSON-RPC message"), "{text}");
 }
+
+#[test]
+fn a_remote_upstream_that_is_down_gets_a_clear_error_and_no_hang() {
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut child = Command::new(bin())
+        .args(["forward", "stdio", "--upstream", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    send(&mut child, INIT);
+    let r = read(&mut stdout);
+    assert_eq!(r["id"], 1, "{r}");
+    assert_eq!(r["error"]["code"], -32003, "{r}");
+    assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains("cannot connect")), "{r}");
+    // A stateless request too, then stdin closes: exit 0.
+    send(
+        &mut child,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
+    );
+    let r = read(&mut stdout);
+    assert_eq!((r["id"].as_i64(), r["error"]["code"].as_i64()), (Some(2), Some(-32003)), "{r}");
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
+}
