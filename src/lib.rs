@@ -20,3 +20,18 @@ pub mod server;
 pub mod session;
 pub mod telemetry;
 pub mod upstream;
+
+/// Helpers shared by unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use http::{HeaderMap, HeaderValue};
+
+    /// A header map of `(name, value)` pairs (repeated names are appended).
+    pub(crate) fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+}

@@ -529,6 +529,22 @@ async fn https_upstreams_are_verified_and_speak_h2() {
     assert_eq!((reply.status, reply.error_code()), (502, -32003), "{}", reply.text());
 }
 
+/// A gateway config with one HTTP upstream `name` at `url` (`extra`: more keys for it).
+fn one_http_upstream(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  {name}:\n    http:\n      url: {url}\n{extra}"
+    )
+}
+
+/// A fake's answer to `server/discover`: a 2026-07-28-only server with tools.
+fn modern_discover(s: &Seen) -> fake::Reply {
+    json_reply(
+        StatusCode::OK,
+        &s.result(json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
+            "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})),
+    )
+}
+
 /// Sets the flag when dropped: a fake upstream's response body ended on the server side.
 struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
@@ -546,11 +562,7 @@ async fn a_stateless_client_closing_its_stream_closes_the_modern_upstreams_strea
     let closed = Arc::new(AtomicBool::new(false));
     let flag = closed.clone();
     let fake = Fake::start(move |s: &Seen| match s.rpc_method() {
-        Some("server/discover") => Some(json_reply(
-            StatusCode::OK,
-            &s.result(json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
-                "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})),
-        )),
+        Some("server/discover") => Some(modern_discover(s)),
         Some("tools/call") => {
             // One progress event, then the stream stays open until the gateway drops it.
             let guard = DropFlag(flag.clone());
@@ -572,10 +584,7 @@ async fn a_stateless_client_closing_its_stream_closes_the_modern_upstreams_strea
         _ => None,
     })
     .await;
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {}\n",
-        fake.url()
-    );
+    let yaml = one_http_upstream("modern", &fake.url(), "");
     let gw = Gateway::start(&yaml);
     let client = common::modern::ModernClient::new(&gw.mcp_url);
     let params = json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "p"}});
@@ -599,10 +608,7 @@ async fn a_stateless_client_closing_its_stream_closes_the_modern_upstreams_strea
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stateless_client_is_bridged_to_a_legacy_http_upstream() {
     let everything = Everything::start();
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n    http:\n      url: {}\n",
-        everything.url()
-    );
+    let yaml = one_http_upstream("everything", &everything.url(), "");
     let gw = Gateway::start(&yaml);
     let client = common::modern::ModernClient::new(&gw.mcp_url);
     let (status, list) = client.call("tools/list", json!({}), &json!({})).await;
@@ -628,10 +634,7 @@ async fn a_stateless_client_is_bridged_to_a_legacy_http_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_era_client_of_a_modern_only_upstream_gets_list_changes_on_its_get_stream() {
     let server = common::ModernServer::start_args(&["--modern-only"]);
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {}\n",
-        server.url
-    );
+    let yaml = one_http_upstream("modern", &server.url, "");
     let gw = Gateway::start(&yaml);
     let mut client = McpClient::new(&gw.mcp_url);
     let init = client.initialize("2025-11-25").await;
@@ -660,20 +663,13 @@ async fn a_session_era_client_of_a_modern_only_upstream_gets_list_changes_on_its
 #[tokio::test(flavor = "multi_thread")]
 async fn stateless_requests_to_a_modern_upstream_are_bounded() {
     let fake = Fake::start(|s: &Seen| match s.rpc_method() {
-        Some("server/discover") => Some(json_reply(
-            StatusCode::OK,
-            &s.result(json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
-                "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})),
-        )),
+        Some("server/discover") => Some(modern_discover(s)),
         // The call streams one progress event, then stalls.
         Some("tools/call") => Some(sse(vec![event(None, &progress(&json!("p"), 1)), Step::Stall])),
         _ => None,
     })
     .await;
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {}\n      max_sessions: 1\n      max_in_flight: 1\n",
-        fake.url()
-    );
+    let yaml = one_http_upstream("modern", &fake.url(), "      max_sessions: 1\n      max_in_flight: 1\n");
     let gw = Gateway::start(&yaml);
     let client = common::modern::ModernClient::new(&gw.mcp_url);
     let params = json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "p"}});
@@ -702,10 +698,7 @@ async fn stateless_requests_to_a_modern_upstream_are_bounded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_era_client_of_a_modern_only_upstream_gets_updates_of_resources_it_subscribed_to() {
     let server = common::ModernServer::start_args(&["--modern-only"]);
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {}\n",
-        server.url
-    );
+    let yaml = one_http_upstream("modern", &server.url, "");
     let gw = Gateway::start(&yaml);
     let mut client = McpClient::new(&gw.mcp_url);
     client.initialize("2025-11-25").await;

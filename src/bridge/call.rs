@@ -30,6 +30,7 @@ use super::seal::{request_digest, State};
 use super::{now_ms, result_message, Bridge};
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, MessageStream, ReplyBody};
+use crate::protocol::id_value;
 use crate::protocol::modern::{Envelope, META_SERVER_INFO};
 use crate::protocol::{codes, Message, MessageKind};
 
@@ -213,7 +214,7 @@ pub(super) async fn start(
         log_inbox: false,
         slot,
     };
-    call.replies = into_stream(pooled.send(request).await?);
+    call.replies = pooled.send(request).await?.into_stream();
     Ok(spawn_drive(bridge, call, client_id))
 }
 
@@ -265,16 +266,16 @@ pub(super) async fn start_modern(bridge: Arc<Bridge>, m: Message) -> Result<McpR
         log_inbox,
         slot: None,
     };
-    call.replies = into_stream(pooled.send(request).await?);
+    call.replies = pooled.send(request).await?.into_stream();
     Ok(spawn_drive(bridge, call, client_id))
 }
 
 /// `m` with another id and (if it has one) progress token; nothing else changes.
 pub(super) fn retarget_request(m: &Message, id: &str, token: Option<&str>) -> Message {
     let mut v = m.to_value().unwrap_or_default();
-    v["id"] = serde_json::from_str(id).unwrap_or(Value::Null);
+    v["id"] = id_value(id);
     if let (Some(token), Some(meta)) = (token, v.pointer_mut("/params/_meta").and_then(Value::as_object_mut)) {
-        meta.insert("progressToken".into(), serde_json::from_str(token).unwrap_or(Value::Null));
+        meta.insert("progressToken".into(), id_value(token));
     }
     Message::from_value(&v)
 }
@@ -282,7 +283,7 @@ pub(super) fn retarget_request(m: &Message, id: &str, token: Option<&str>) -> Me
 /// A response with the client's id.
 pub(super) fn answer_with_id(m: &Message, client_id: &str) -> Message {
     let mut v = m.to_value().unwrap_or_default();
-    v["id"] = serde_json::from_str(client_id).unwrap_or(Value::Null);
+    v["id"] = id_value(client_id);
     Message::from_value(&v)
 }
 
@@ -321,7 +322,7 @@ async fn resume(
         call.questions.clear();
         call.upstream_id = call.pooled.next_id("req");
         let request = upstream_request(&call.method, &call.params, &call.upstream_id, call.upstream_token.as_deref());
-        call.replies = into_stream(call.pooled.send(request).await?);
+        call.replies = call.pooled.send(request).await?.into_stream();
         return Ok(spawn_drive(bridge, call, client_id));
     }
     let answers = params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -626,14 +627,14 @@ fn upstream_request(method: &str, params: &Map<String, Value>, id: &str, token: 
     if !meta.is_empty() {
         params.insert("_meta".into(), Value::Object(meta));
     }
-    let id = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
+    let id = id_value(id);
     Message::from_value(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
 }
 
 /// A progress notification with the client's token.
 fn retoken(m: &Message, client_token: &str) -> Message {
     let mut params: Map<String, Value> = m.params().unwrap_or_default();
-    params.insert("progressToken".into(), serde_json::from_str(client_token).unwrap_or(Value::Null));
+    params.insert("progressToken".into(), id_value(client_token));
     Message::notification("notifications/progress", Value::Object(params))
 }
 
@@ -694,15 +695,6 @@ fn unique_key(call: &Call, base: &str) -> String {
         return base.to_owned();
     }
     (2..).map(|n| format!("{base}_{n}")).find(|k| !taken(k)).unwrap_or_else(|| base.to_owned())
-}
-
-/// A reply as a stream of messages.
-pub(super) fn into_stream(reply: McpReply) -> MessageStream {
-    match reply.body {
-        ReplyBody::Stream(s) => s,
-        ReplyBody::Message(m) => Box::pin(futures_util::stream::once(async { m })),
-        ReplyBody::Accepted => Box::pin(futures_util::stream::empty()),
-    }
 }
 
 #[cfg(test)]

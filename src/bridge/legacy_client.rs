@@ -27,7 +27,8 @@ use tokio::task::AbortHandle;
 use super::first_response;
 use super::Bridge;
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, MessageStream, ReplyBody};
+use crate::pipeline::{McpReply, ReplyBody};
+use crate::protocol::id_value;
 use crate::protocol::modern::{
     self, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO,
     META_SUBSCRIPTION_ID,
@@ -186,9 +187,9 @@ impl ModernSession {
             _ => None,
         };
         if let Some(result) = local {
-            let id_value = serde_json::from_str::<Value>(&id).unwrap_or(Value::Null);
+            let id_json = id_value(&id);
             return Ok(McpReply::new(ReplyBody::Message(Message::from_value(
-                &json!({"jsonrpc": "2.0", "id": id_value, "result": result}),
+                &json!({"jsonrpc": "2.0", "id": id_json, "result": result}),
             ))));
         }
         let (out, rx) = mpsc::channel(OUT_BUFFER);
@@ -255,11 +256,7 @@ impl ModernSession {
                 Ok(r) => r,
                 Err(e) => return e.to_message(Some(client_id)),
             };
-            let mut replies: MessageStream = match reply.body {
-                ReplyBody::Stream(s) => s,
-                ReplyBody::Message(m) => Box::pin(futures_util::stream::once(async { m })),
-                ReplyBody::Accepted => Box::pin(futures_util::stream::empty()),
-            };
+            let mut replies = reply.into_stream();
             let mut final_answer = None;
             while let Some(m) = replies.next().await {
                 if m.kind() == MessageKind::Response && m.id_key() == Some(up_id.as_str()) {
@@ -280,7 +277,7 @@ impl ModernSession {
             let mut value = answer.to_value().unwrap_or_default();
             let is_input = value.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required");
             if !is_input {
-                value["id"] = serde_json::from_str(client_id).unwrap_or(Value::Null);
+                value["id"] = id_value(client_id);
                 return Message::from_value(&value);
             }
             let result = value.get("result").cloned().unwrap_or_default();
@@ -318,7 +315,7 @@ impl ModernSession {
             if !caps.contains_key(capability_of(kind)) {
                 let text = format!("the server needs {kind}, which this client did not declare");
                 return Err(if method == "tools/call" {
-                    let id = serde_json::from_str::<Value>(client_id).unwrap_or(Value::Null);
+                    let id = id_value(client_id);
                     Message::from_value(&json!({"jsonrpc": "2.0", "id": id,
                         "result": {"isError": true, "content": [{"type": "text", "text": text}]}}))
                 } else {
@@ -333,8 +330,8 @@ impl ModernSession {
             let id = self.next_id("ask");
             let (tx, rx) = oneshot::channel();
             self.state.lock().questions.insert(id.clone(), tx);
-            let id_value = serde_json::from_str::<Value>(&id).unwrap_or(Value::Null);
-            let ask = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_value, "method": kind, "params": params}));
+            let id_json = id_value(&id);
+            let ask = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_json, "method": kind, "params": params}));
             if out.send(ask).await.is_err() {
                 return Err(GatewayError::InvalidRequest("the client went away".into()).to_message(Some(client_id)));
             }
@@ -463,7 +460,7 @@ fn capability_of(method: &str) -> &'static str {
 }
 
 /// A stateless request with the envelope and its routing headers.
-fn envelope_request(
+pub(super) fn envelope_request(
     method: &str,
     params: Value,
     id: &str,
@@ -487,8 +484,8 @@ fn envelope_request(
             meta.insert(META_LOG_LEVEL.into(), json!(level));
         }
     }
-    let id_value = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
-    let m = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_value, "method": method, "params": params}));
+    let id_json = id_value(id);
+    let m = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_json, "method": method, "params": params}));
     let headers = routing_headers(&m);
     (m, headers)
 }

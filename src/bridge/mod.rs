@@ -36,6 +36,7 @@ use tokio::sync::broadcast;
 use crate::config::{BridgeConfig, EraSetting, PoolConfig};
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, MessageStream, ReplyBody};
+use crate::protocol::id_value;
 use crate::protocol::modern::{self, Envelope, META_SUBSCRIPTION_ID};
 use crate::protocol::{Message, MessageKind, ProtocolVersion};
 use crate::upstream::era::{self, Era};
@@ -188,8 +189,8 @@ fn release_subscription(bridge: &Arc<Bridge>, uri: &str) {
 /// Sends `resources/subscribe` or `resources/unsubscribe` for `uri`; true on success.
 async fn upstream_subscription(session: &Pooled, method: &str, uri: &str) -> bool {
     let id = session.next_id("sub");
-    let id_value = serde_json::from_str::<Value>(&id).unwrap_or(Value::Null);
-    let m = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_value, "method": method, "params": {"uri": uri}}));
+    let id_json = id_value(&id);
+    let m = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_json, "method": method, "params": {"uri": uri}}));
     let Ok(reply) = session.send(m).await else { return false };
     let ok = first_response(reply, &id).await.is_some_and(|r| !r.is_error());
     if !ok {
@@ -436,7 +437,7 @@ impl Bridge {
             }
         }
         let id_text = m.id_key().unwrap_or("null").to_owned();
-        let id = serde_json::from_str::<Value>(&id_text).unwrap_or(Value::Null);
+        let id = id_value(&id_text);
         let asked: Vec<String> = filter
             .get("resourceSubscriptions")
             .and_then(Value::as_array)
@@ -611,20 +612,14 @@ impl Bridge {
         let mut tools = HashMap::new();
         let mut cursor: Option<String> = None;
         for page in 0..20 {
-            let mut params = json!({"_meta": {
-                modern::META_PROTOCOL_VERSION: ProtocolVersion::LATEST.as_str(),
-                modern::META_CLIENT_CAPABILITIES: {},
-            }});
-            if let Some(c) = &cursor {
-                params["cursor"] = json!(c);
-            }
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
             let id = format!("\"sc-tools-{page}\"");
-            let list = Message::from_value(&json!({
-                "jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&id).unwrap_or(Value::Null),
-                "method": "tools/list", "params": params,
-            }));
+            let (list, headers) = legacy_client::envelope_request("tools/list", params, &id, &Map::new(), None, None);
             let served = match self.era().await {
-                Ok(era) => self.dispatch(era, list, &HeaderMap::new(), None).await,
+                Ok(era) => self.dispatch(era, list, &headers, None).await,
                 Err(e) => Err(e),
             };
             let answer = match served {
@@ -685,8 +680,8 @@ impl Bridge {
         let (tx, frames) = tokio::sync::mpsc::channel(64);
         pooled.listens.lock().insert(upstream_id.clone(), tx);
         let guard = ListenGuard { pooled: pooled.clone(), upstream_id: upstream_id.clone() };
-        let replies = call::into_stream(pooled.send(call::retarget_request(&m, &upstream_id, None)).await?);
-        let client_value = serde_json::from_str::<Value>(&client_id).unwrap_or(Value::Null);
+        let replies = pooled.send(call::retarget_request(&m, &upstream_id, None)).await?.into_stream();
+        let client_value = id_value(&client_id);
         let state = (frames, replies, guard, client_value, client_id, false);
         let stream =
             futures_util::stream::unfold(state, |(mut frames, mut replies, guard, value, id, done)| async move {

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::first_response;
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, MessageStream, ReplyBody};
+use crate::protocol::id_value;
 use crate::protocol::modern::META_SUBSCRIPTION_ID;
 use crate::protocol::{codes, Message, MessageKind, ProtocolVersion};
 use crate::upstream::{Upstream, UpstreamSession};
@@ -75,9 +76,9 @@ impl Pooled {
 
     /// Answers a server-to-client request (`id` is its JSON text).
     pub async fn answer(&self, id: &str, result: Result<Value, (i32, String)>) {
-        let id_value = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
+        let id_json = id_value(id);
         let m = match result {
-            Ok(result) => Message::from_value(&json!({"jsonrpc": "2.0", "id": id_value, "result": result})),
+            Ok(result) => Message::from_value(&json!({"jsonrpc": "2.0", "id": id_json, "result": result})),
             Err((code, message)) => Message::error_response(Some(id), code, &message, None),
         };
         if let Err(e) = self.send(m).await {
@@ -99,8 +100,8 @@ impl Pooled {
 
     /// Tells the upstream a request is cancelled.
     pub async fn cancel(&self, id: &str, reason: &str) {
-        let id_value = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
-        let note = Message::notification("notifications/cancelled", json!({"requestId": id_value, "reason": reason}));
+        let id_json = id_value(id);
+        let note = Message::notification("notifications/cancelled", json!({"requestId": id_json, "reason": reason}));
         if let Err(e) = self.send(note).await {
             tracing::debug!(session = %self.tag, error = %e, "could not send notifications/cancelled upstream");
         }
@@ -170,7 +171,7 @@ async fn initialize(
     let id = pooled.next_id("init");
     let init = Message::from_value(&json!({
         "jsonrpc": "2.0",
-        "id": serde_json::from_str::<Value>(&id).unwrap_or(Value::Null),
+        "id": id_value(&id),
         "method": "initialize",
         "params": {
             "protocolVersion": ProtocolVersion::LATEST_HANDSHAKE.as_str(),
@@ -201,7 +202,7 @@ async fn initialize(
         // requests that asked for its level.
         let id = pooled.next_id("log");
         let set = Message::from_value(&json!({
-            "jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&id).unwrap_or(Value::Null),
+            "jsonrpc": "2.0", "id": id_value(&id),
             "method": "logging/setLevel", "params": {"level": "debug"},
         }));
         if let Ok(reply) = pooled.send(set).await {

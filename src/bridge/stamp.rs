@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::config::CacheScope;
+use crate::protocol::id_value;
 use crate::protocol::modern::{CACHEABLE_METHODS, META_SERVER_INFO};
 use crate::protocol::{codes, Message};
 
@@ -53,7 +54,7 @@ impl Stamp {
                 error.insert("code".into(), json!(codes::INVALID_PARAMS));
             }
         }
-        let id = serde_json::from_str::<Value>(client_id).unwrap_or(Value::Null);
+        let id = id_value(client_id);
         whole.insert("id".into(), id);
         Message::from_value(&Value::Object(whole))
     }

@@ -62,7 +62,7 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
                 }
             },
             Some(code) = gone.recv() => break code,
-            _ = signal() => break 0,
+            _ = crate::gateway::wait_for_signal() => break 0,
         }
     };
     front.end().await;
@@ -70,21 +70,6 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
     // What is queued goes out; tasks still holding the queue do not hold the exit up.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
     Ok(code)
-}
-
-async fn signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 async fn write_stdout(mut rx: mpsc::Receiver<Message>) {
@@ -136,8 +121,7 @@ impl StdioFront {
                 return;
             }
         };
-        let stateless = modern::declared_version(&m)
-            .is_some_and(|v| ProtocolVersion::parse(&v).is_none_or(ProtocolVersion::is_stateless));
+        let stateless = modern::declares_stateless(&m);
         if stateless || self.session.lock().is_none() && m.method() != Some("initialize") {
             return self.stateless(m).await;
         }

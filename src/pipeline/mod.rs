@@ -136,6 +136,15 @@ impl McpReply {
         Self::new(ReplyBody::Accepted)
     }
 
+    /// The body as a stream of messages (a message is a stream of one, 202 an empty one).
+    pub fn into_stream(self) -> MessageStream {
+        match self.body {
+            ReplyBody::Stream(s) => s,
+            ReplyBody::Message(m) => Box::pin(futures_util::stream::once(async { m })),
+            ReplyBody::Accepted => Box::pin(futures_util::stream::empty()),
+        }
+    }
+
     /// Calls `done` once the reply is complete: at once for a message, when the final
     /// response passes (or the stream ends or is dropped) for a stream.
     pub fn observe<F>(mut self, request_id: Option<String>, done: F) -> Self

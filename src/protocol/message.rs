@@ -293,6 +293,12 @@ impl fmt::Debug for Message {
     }
 }
 
+/// A request id's JSON text (as [`Message::id_key`] gives it) back as a JSON value;
+/// `null` if it is not JSON.
+pub fn id_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 /// Splits a request body into messages: one object, or (2025-03-26 only) an array.
 /// Returns the messages and whether the body was a batch.
 pub fn parse_body(body: &Bytes) -> Result<(Vec<Message>, bool), MessageError> {

@@ -177,6 +177,14 @@ pub fn declared_version(m: &Message) -> Option<String> {
     }
 }
 
+/// Whether a message's body declares a stateless revision: a `_meta` protocol version
+/// that is not one of the handshake-era ones (an unknown one counts: it is then refused
+/// as unsupported, the stateless way).
+pub fn declares_stateless(m: &Message) -> bool {
+    declared_version(m)
+        .is_some_and(|v| super::ProtocolVersion::parse(&v).is_none_or(super::ProtocolVersion::is_stateless))
+}
+
 /// The value `Mcp-Name` must carry for this request (`params.name`, `params.uri` or
 /// `params.taskId` as text), or `None` when the method names nothing or the body has
 /// no such member.

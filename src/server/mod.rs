@@ -397,11 +397,7 @@ impl Front {
                     received_at: received,
                     client: client.clone(),
                 };
-                match self.service.clone().oneshot(req).await.map_err(no_id)?.body {
-                    ReplyBody::Stream(s) => s,
-                    ReplyBody::Message(m) => Box::pin(futures_util::stream::once(async { m })),
-                    ReplyBody::Accepted => Box::pin(futures_util::stream::empty()),
-                }
+                self.service.clone().oneshot(req).await.map_err(no_id)?.into_stream()
             }
         };
         let stream = session.streams.create(true);

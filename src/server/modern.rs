@@ -27,9 +27,7 @@ pub fn header_is_stateless(headers: &HeaderMap) -> bool {
 
 /// Whether a POST body is served statelessly.
 pub fn is_stateless(headers: &HeaderMap, messages: &[Message]) -> bool {
-    let handshake_era = |v: &str| ProtocolVersion::parse(v).is_some_and(|p| !p.is_stateless());
-    header_is_stateless(headers)
-        || messages.iter().any(|m| modern::declared_version(m).is_some_and(|v| !handshake_era(&v)))
+    header_is_stateless(headers) || messages.iter().any(modern::declares_stateless)
 }
 
 /// One header's value, decoded; `Ok(None)` when absent; an error when sent twice or
@@ -131,20 +129,12 @@ pub fn error_status(m: &Message) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use crate::test_support::headers;
 
     const LIST: &str = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
 
     fn msg(text: &str) -> Message {
         Message::parse(text.as_bytes().to_vec()).expect("message")
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
     }
 
     fn code(r: Result<Envelope, GatewayError>) -> i32 {
