@@ -208,3 +208,39 @@ fn a_remote_upstream_that_is_down_gets_a_clear_error_and_no_hang() {
     drop(child.stdin.take());
     assert_eq!(wait_exit(&mut child), Some(0));
 }
+
+#[test]
+fn an_oversized_line_is_logged_and_skipped() {
+    use std::os::unix::process::CommandExt;
+    let dir = common::scratch_dir("fwd-big");
+    let config = dir.join("c.yaml");
+    std::fs::write(&config, "server:\n  max_body_bytes: 4096\nupstreams:\n  x:\n    stdio:\n      command: self\n")
+        .expect("write");
+    let mut child = Command::new(bin())
+        .args(["forward", "stdio", "--config", config.to_str().expect("utf8"), "--", bin(), "demo-server"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    send(&mut child, INIT);
+    assert_eq!(read(&mut stdout)["id"], 1);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
+        "x".repeat(8192)
+    );
+    send(&mut child, &big);
+    send(
+        &mut child,
+        r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"message":"after"}}}"#,
+    );
+    let r = read(&mut stdout);
+    assert_eq!((r["id"].as_i64(), r["result"]["content"][0]["text"].as_str()), (Some(6), Some("after")), "{r}");
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
+    assert!(err.contains("exceeds server.max_body_bytes"), "{err}");
+}
