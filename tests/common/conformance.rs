@@ -92,3 +92,27 @@ pub fn failures(results: &BTreeMap<String, Scenario>) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Runs one client scenario of the suite with `command` as the client (the suite appends
+/// the scenario server's URL); returns the scenario's checks, after asserting the suite
+/// ran the client to a clean exit.
+pub fn run_client_scenario(command: &str, scenario: &str) -> Vec<Value> {
+    let deps = super::deps();
+    let out = super::scratch_dir(&format!("conformance-client-{scenario}"));
+    let output = Command::new(&deps.node)
+        .arg(&deps.conformance_js)
+        .args(["client", "--command", command, "--scenario", scenario, "-o"])
+        .arg(&out)
+        .env("SHADOWCAT_NODE_MODULES", &deps.node_modules)
+        .output()
+        .expect("run the conformance CLI");
+    let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{scenario}: the suite failed:\n{log}");
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("checks.json").is_file())
+        .unwrap_or_else(|| panic!("{scenario}: no checks.json; the suite's output:\n{log}"));
+    let text = std::fs::read_to_string(dir.path().join("checks.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
