@@ -13,15 +13,16 @@ use serde_json::{json, Value};
 
 /// The Python SDK's stdio client launching `forward stdio -- shadowcat demo-server`.
 fn python_through_forward(mode: &str) -> Value {
-    python_through(mode, &["forward", "stdio", "--", bin(), "demo-server"])
+    python_through(&["--mode", mode], &["forward", "stdio", "--", bin(), "demo-server"])
 }
 
-/// The Python SDK's stdio client launching `shadowcat <args>`.
-fn python_through(mode: &str, args: &[&str]) -> Value {
+/// The Python SDK's stdio client (with `flags`) launching `shadowcat <args>`.
+fn python_through(flags: &[&str], args: &[&str]) -> Value {
     let d = deps();
     let out = Command::new(&d.python)
         .arg(fixture("../clients/forward_stdio_client.py"))
-        .args(["--mode", mode, "--", bin()])
+        .args(flags)
+        .args(["--", bin()])
         .args(args)
         .output()
         .expect("run the Python client");
@@ -43,6 +44,39 @@ fn the_python_sdk_lists_and_calls_tools_through_forward_stdio() {
         assert_eq!(v["slow"], json!(["done after 3 steps"]), "{mode}: {v}");
         assert_eq!(v["progress"], json!([1.0, 2.0, 3.0]), "{mode}: progress relayed: {v}");
         assert_eq!(v["elicited"], json!(["Hello, Ada!"]), "{mode}: elicitation answered: {v}");
+    }
+}
+
+#[test]
+fn the_python_sdk_uses_server_everything_through_forward_stdio() {
+    let d = deps();
+    for (mode, era) in [("legacy", "2025-11-25"), ("default", "2026-07-28")] {
+        let v = python_through(
+            &["--mode", mode, "--sampling"],
+            &["forward", "stdio", "--", &d.node, &d.everything_js, "stdio"],
+        );
+        assert_eq!(v["protocol_version"], era, "{mode}: {v}");
+        let tools: Vec<&str> = v["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
+        for tool in ["trigger-long-running-operation", "trigger-elicitation-request", "trigger-sampling-request"] {
+            assert!(
+                tools.contains(&tool),
+                "{mode}: {tool} listed (the client's capabilities reached the server): {tools:?}"
+            );
+        }
+        assert_eq!(v["progress"], json!([1.0, 2.0, 3.0]), "{mode}: progress relayed: {v}");
+        assert!(v["slow"][0].as_str().is_some_and(|t| t.contains("Steps: 3")), "{mode}: {v}");
+        assert!(
+            v["elicited"][1].as_str().is_some_and(|t| t.contains("Name: Ada")),
+            "{mode}: elicitation answered: {v}"
+        );
+        assert!(
+            v["sampled"][0].as_str().is_some_and(|t| t.contains("sampled") && t.contains("context: hi")),
+            "{mode}: sampling answered: {v}"
+        );
+        assert!(
+            v["roots"][0].as_str().is_some_and(|t| t.contains("file:///work/project")),
+            "{mode}: roots answered: {v}"
+        );
     }
 }
 
@@ -146,7 +180,7 @@ fn forward_stdio_reaches_a_remote_streamable_http_server() {
     for (mode, era) in [("legacy", "2025-11-25"), ("default", "2026-07-28")] {
         let args =
             ["forward", "stdio", "--log-file", log_path, "--upstream", &server.url, "--header", "X-Secret: hunter2"];
-        let v = python_through(mode, &args);
+        let v = python_through(&["--mode", mode], &args);
         assert_eq!(v["protocol_version"], era, "{mode}: {v}");
         let tools: Vec<&str> = v["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
         assert!(tools.contains(&"test_simple_text"), "{mode}: {tools:?}");
