@@ -94,6 +94,15 @@ pub enum GatewayError {
         /// What happened.
         detail: String,
     },
+    /// The upstream refused the gateway's credentials (HTTP 401): what its challenge
+    /// and metadata say about where a token comes from.
+    #[error("upstream {upstream} requires authorization: {}", challenge.describe())]
+    UpstreamUnauthorized {
+        /// The upstream's name in the config.
+        upstream: String,
+        /// Its challenge and the authorization servers its metadata names.
+        challenge: Box<crate::upstream::Challenge>,
+    },
     /// The upstream did not answer in time.
     #[error("upstream {upstream} did not answer within {after:?}")]
     UpstreamTimeout {
@@ -128,7 +137,9 @@ impl GatewayError {
             }
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamUnavailable { .. } | GatewayError::UpstreamUnauthorized { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -145,7 +156,9 @@ impl GatewayError {
             GatewayError::MethodNotFound(_) => codes::METHOD_NOT_FOUND,
             GatewayError::MissingCapability { .. } => codes::MISSING_REQUIRED_CAPABILITY,
             GatewayError::UnknownSession => codes::SESSION_NOT_FOUND,
-            GatewayError::UpstreamUnavailable { .. } => codes::UPSTREAM_ERROR,
+            GatewayError::UpstreamUnavailable { .. } | GatewayError::UpstreamUnauthorized { .. } => {
+                codes::UPSTREAM_ERROR
+            }
             GatewayError::UpstreamTimeout { .. } => codes::REQUEST_TIMEOUT,
             GatewayError::Internal(_) => codes::INTERNAL_ERROR,
             GatewayError::NoRoute(_)
@@ -162,7 +175,9 @@ impl GatewayError {
     /// Where the error came from.
     pub fn source_side(&self) -> ErrorSource {
         match self {
-            GatewayError::UpstreamUnavailable { .. } | GatewayError::UpstreamTimeout { .. } => ErrorSource::Upstream,
+            GatewayError::UpstreamUnavailable { .. }
+            | GatewayError::UpstreamUnauthorized { .. }
+            | GatewayError::UpstreamTimeout { .. } => ErrorSource::Upstream,
             GatewayError::Internal(_) => ErrorSource::Internal,
             _ => ErrorSource::Client,
         }
@@ -199,6 +214,7 @@ impl GatewayError {
             GatewayError::Conflict(_) => "conflict",
             GatewayError::Overloaded(_) => "overloaded",
             GatewayError::UpstreamUnavailable { .. } => "upstream_unavailable",
+            GatewayError::UpstreamUnauthorized { .. } => "upstream_unauthorized",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::Internal(_) => "internal",
         }
@@ -213,6 +229,7 @@ impl GatewayError {
                 "requested": requested,
             })),
             GatewayError::MissingCapability { required, .. } => Some(json!({ "requiredCapabilities": required })),
+            GatewayError::UpstreamUnauthorized { challenge, .. } => Some(challenge.data()),
             _ => None,
         };
         Message::error_response(id, self.jsonrpc_code(), &self.to_string(), data).with_status(self.status().as_u16())

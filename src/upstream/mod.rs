@@ -4,6 +4,8 @@ pub mod era;
 pub mod http;
 pub mod stdio;
 
+pub use http::Challenge;
+
 use std::sync::Arc;
 
 use ::http::HeaderMap;

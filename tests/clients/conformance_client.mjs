@@ -16,6 +16,10 @@
 //   sse-retry                             connect, call test_reconnection (the server closes the
 //                                         call's SSE stream; Shadowcat must reconnect with GET +
 //                                         Last-Event-ID after the advised `retry`)
+//   auth/*                                connect, which must fail: the server answers 401 and
+//                                         Shadowcat (which runs no OAuth flow) must answer with
+//                                         an error naming the authorization server; the error
+//                                         ({code, message, data}) is printed as one JSON line
 // Shadowcat's stderr (its logs) goes to this process's stderr. Exit 0 when every step worked.
 
 import { readFileSync } from 'node:fs';
@@ -60,6 +64,18 @@ const watchdog = setTimeout(() => {
 
 function text(result) {
     return (result.content ?? []).filter(b => b.type === 'text').map(b => b.text);
+}
+
+if (scenario.startsWith('auth/')) {
+    try {
+        await client.connect(transport);
+    } catch (error) {
+        process.stdout.write(JSON.stringify({ code: error?.code, message: String(error?.message ?? error), data: error?.data }) + '\n');
+        await client.close().catch(() => {});
+        process.exit(0);
+    }
+    process.stderr.write(`conformance_client: ${scenario}: connected without a token\n`);
+    process.exit(1);
 }
 
 try {

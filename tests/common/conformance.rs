@@ -93,12 +93,23 @@ pub fn failures(results: &BTreeMap<String, Scenario>) -> String {
         .join("\n")
 }
 
-/// Runs one client scenario of the suite with `command` as the client (the suite appends
-/// the scenario server's URL); returns the scenario's checks, after asserting the suite
-/// ran the client to a clean exit.
-pub fn run_client_scenario(command: &str, scenario: &str) -> Vec<Value> {
+/// One client scenario's run.
+pub struct ClientRun {
+    /// The suite's verdict (exit 0).
+    pub passed: bool,
+    /// The scenario's checks.
+    pub checks: Vec<Value>,
+    /// What the client printed on stdout.
+    pub client_stdout: String,
+    /// The suite's own output.
+    pub log: String,
+}
+
+/// Runs one client scenario of the suite with `command` as the client (the suite
+/// appends the scenario server's URL).
+pub fn run_client_scenario(command: &str, scenario: &str) -> ClientRun {
     let deps = super::deps();
-    let out = super::scratch_dir(&format!("conformance-client-{scenario}"));
+    let out = super::scratch_dir("conformance-client");
     let output = Command::new(&deps.node)
         .arg(&deps.conformance_js)
         .args(["client", "--command", command, "--scenario", scenario, "-o"])
@@ -107,12 +118,18 @@ pub fn run_client_scenario(command: &str, scenario: &str) -> Vec<Value> {
         .output()
         .expect("run the conformance CLI");
     let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{scenario}: the suite failed:\n{log}");
-    let dir = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("checks.json").is_file())
-        .unwrap_or_else(|| panic!("{scenario}: no checks.json; the suite's output:\n{log}"));
-    let text = std::fs::read_to_string(dir.path().join("checks.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    // The results are in <out>/<scenario>-<timestamp>/ (auth scenarios: <out>/auth/...).
+    let mut dirs = vec![out];
+    let mut found = None;
+    while let Some(dir) = dirs.pop() {
+        if dir.join("checks.json").is_file() {
+            found = Some(dir);
+            break;
+        }
+        dirs.extend(std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let dir = found.unwrap_or_else(|| panic!("{scenario}: no checks.json; the suite's output:\n{log}"));
+    let checks = serde_json::from_str(&std::fs::read_to_string(dir.join("checks.json")).unwrap()).unwrap();
+    let client_stdout = std::fs::read_to_string(dir.join("stdout.txt")).unwrap_or_default();
+    ClientRun { passed: output.status.success(), checks, client_stdout, log }
 }

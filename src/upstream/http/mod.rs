@@ -10,6 +10,7 @@
 //! SSE event by event, resumed with `Last-Event-ID` when the upstream closes a stream
 //! before the response (see `stream`).
 
+mod challenge;
 mod connect;
 mod session;
 mod shared;
@@ -28,6 +29,7 @@ use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
+pub use challenge::Challenge;
 pub use connect::install_crypto_provider;
 pub use session::HttpSession;
 
@@ -68,14 +70,21 @@ pub(crate) struct Target {
     pub limits: Limits,
     ready: AtomicBool,
     probe_address: (String, u16),
+    /// The last 401's discovery, and when it was made.
+    challenge: Mutex<Option<(std::time::Instant, Arc<Challenge>)>>,
 }
 
 impl Target {
     /// Sends one request; a transport failure (refused, DNS, TLS, reset) is
-    /// `UpstreamUnavailable` at once. Any HTTP answer marks the upstream ready.
+    /// `UpstreamUnavailable` at once, and a 401 is `UpstreamUnauthorized` naming the
+    /// authorization server. Any HTTP answer marks the upstream ready.
     pub async fn exchange(&self, req: Request<Full<Bytes>>, session: &str) -> Result<Response<Incoming>, GatewayError> {
         let method = req.method().clone();
         match self.client.request(req).await {
+            Ok(resp) if resp.status() == http::StatusCode::UNAUTHORIZED => {
+                self.ready.store(true, Ordering::SeqCst);
+                Err(self.unauthorized(resp.headers(), session, &method).await)
+            }
             Ok(resp) => {
                 self.ready.store(true, Ordering::SeqCst);
                 Ok(resp)
@@ -92,6 +101,23 @@ impl Target {
                 Err(GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), detail })
             }
         }
+    }
+
+    /// The error for a 401: where the upstream wants tokens from (discovered, or
+    /// reused from a discovery less than `challenge::KEEP_FOR` old).
+    async fn unauthorized(&self, headers: &HeaderMap, session: &str, method: &http::Method) -> GatewayError {
+        let kept = self.challenge.lock().clone().filter(|(at, _)| at.elapsed() < challenge::KEEP_FOR);
+        let found = match kept {
+            Some((_, c)) => c,
+            None => {
+                let c = Arc::new(challenge::discover(&self.client, &self.uri, 401, headers).await);
+                *self.challenge.lock() = Some((std::time::Instant::now(), c.clone()));
+                c
+            }
+        };
+        tracing::warn!(upstream = %self.name, url = %self.display, session, %method,
+            authorization_servers = ?found.authorization_servers, "upstream answered 401: the gateway has no valid token for it");
+        GatewayError::UpstreamUnauthorized { upstream: self.name.to_string(), challenge: Box::new((*found).clone()) }
     }
 
     /// An `UpstreamUnavailable` for this upstream.
@@ -165,6 +191,7 @@ impl HttpUpstream {
                 connect_timeout: cfg.connect_timeout,
             },
             ready: AtomicBool::new(false),
+            challenge: Mutex::new(None),
         };
         Ok(Arc::new(HttpUpstream {
             target: Arc::new(target),
