@@ -2,11 +2,8 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use common::conformance::{failures, passed, run_server_suite};
-use common::{demo_config, deps, fixture, free_port, wait_until, Gateway};
+use common::{demo_config, deps, everything_http, free_port, Gateway};
 
 #[test]
 fn every_scenario_passes_through_the_gateway_in_front_of_the_demo_server() {
@@ -14,30 +11,6 @@ fn every_scenario_passes_through_the_gateway_in_front_of_the_demo_server() {
     let results = run_server_suite(&gw.mcp_url, &[]);
     assert!(results.len() >= 32, "all scenarios ran: {:?}", results.keys());
     assert_eq!(failures(&results), "", "scenarios failed through the gateway");
-}
-
-/// server-everything over Streamable HTTP, bound to loopback.
-struct Everything(Child);
-
-impl Drop for Everything {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn everything_http(port: u16) -> Everything {
-    let d = deps();
-    let child = Command::new(&d.node)
-        .args(["-r", &fixture("bind-loopback.cjs"), &d.everything_js, "streamableHttp"])
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server-everything");
-    let up = wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    assert!(up, "server-everything did not start on port {port}");
-    Everything(child)
 }
 
 /// Runs the suite against server-everything over HTTP directly, then through a gateway

@@ -109,6 +109,16 @@ fn read(stdout: &mut BufReader<std::process::ChildStdout>) -> Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
 }
 
+/// The next response (notifications the server sends meanwhile are skipped).
+fn read_response(stdout: &mut BufReader<std::process::ChildStdout>) -> Value {
+    loop {
+        let m = read(stdout);
+        if m.get("id").is_some() && m.get("method").is_none() {
+            return m;
+        }
+    }
+}
+
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
 
 /// Initializes and calls echo (a line of garbage in between is skipped); returns the pid.
@@ -277,4 +287,89 @@ fn an_oversized_line_is_logged_and_skipped() {
     let mut err = String::new();
     let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
     assert!(err.contains("exceeds server.max_body_bytes"), "{err}");
+}
+
+/// A 2026-07-28 `tools/list` with id `id`, as a stdio line.
+fn stateless_list(id: u64) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string()
+}
+
+fn legacy_call(id: u64, tool: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"message": "m"}}})
+        .to_string()
+}
+
+/// `forward stdio --upstream` to a server that `start` starts on a port, stops and
+/// starts again: a 2025 session and 2026-07-28 requests get errors at once while it is
+/// down, and stateless requests are served again once it is back. Returns the answer
+/// to the 2025 session's first call after the restart, the forward process and the server.
+fn drop_and_return<S>(tool: &str, start: impl Fn(u16) -> S) -> (Value, Child, BufReader<std::process::ChildStdout>, S) {
+    let port = common::free_port();
+    let server = start(port);
+    let mut child = Command::new(bin())
+        .args(["forward", "stdio", "--upstream", &format!("http://127.0.0.1:{port}/mcp")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    send(&mut child, INIT);
+    assert!(read_response(&mut stdout)["result"].is_object());
+    send(&mut child, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    send(&mut child, &legacy_call(2, tool));
+    let r = read_response(&mut stdout);
+    assert!(r["result"]["content"].is_array(), "{r}");
+    send(&mut child, &stateless_list(3));
+    let r = read_response(&mut stdout);
+    assert!(r["result"]["tools"].is_array(), "{r}");
+
+    // The server goes away: each request gets -32003 at once, none hangs.
+    drop(server);
+    send(&mut child, &stateless_list(4));
+    let r = read_response(&mut stdout);
+    assert_eq!((r["id"].as_i64(), r["error"]["code"].as_i64()), (Some(4), Some(-32003)), "{r}");
+    send(&mut child, &legacy_call(5, tool));
+    let r = read_response(&mut stdout);
+    assert_eq!((r["id"].as_i64(), r["error"]["code"].as_i64()), (Some(5), Some(-32003)), "{r}");
+
+    // Back on the same port: the next stateless request reconnects.
+    let server = start(port);
+    send(&mut child, &stateless_list(6));
+    let r = read_response(&mut stdout);
+    assert!(r["result"]["tools"].is_array(), "reconnected: {r}");
+    send(&mut child, &legacy_call(7, tool));
+    let after = read_response(&mut stdout);
+    (after, child, stdout, server)
+}
+
+#[test]
+fn a_modern_remote_upstream_that_drops_mid_session_gets_clear_errors_and_is_reconnected() {
+    // The 2025 session on a modern upstream is the gateway's own (stateless requests
+    // underneath): it carries on once the server is back.
+    let (after, mut child, _, _server) =
+        drop_and_return("test_simple_text", |port| common::ModernServer::start_on(port, &[]));
+    assert!(after["result"]["content"].is_array(), "the session carries on: {after}");
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
+}
+
+#[test]
+fn a_legacy_remote_upstream_that_drops_mid_session_gets_clear_errors_and_a_new_session_works() {
+    // server-everything keeps sessions in memory: the 2025 session died with it (-32001,
+    // the client re-initializes); 2026-07-28 requests are bridged on pooled sessions,
+    // which the gateway opens again by itself.
+    let (after, mut child, mut stdout, _server) = drop_and_return("echo", common::everything_http);
+    assert_eq!((after["id"].as_i64(), after["error"]["code"].as_i64()), (Some(7), Some(-32001)), "{after}");
+    send(&mut child, &INIT.replace(r#""id":1"#, r#""id":8"#));
+    assert!(read_response(&mut stdout)["result"].is_object());
+    send(&mut child, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    send(&mut child, &legacy_call(9, "echo"));
+    let r = read_response(&mut stdout);
+    assert!(r["result"]["content"].is_array(), "a new session: {r}");
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
 }

@@ -180,42 +180,56 @@ pub(super) async fn start(
             return Err(GatewayError::InvalidParams("inputResponses must be an object".into()));
         }
     }
-    let (pooled, slot) = bridge.session_for(&envelope.capabilities, input).await?;
-    let facts = bridge.facts().await?;
-    let upstream_id = pooled.next_id("req");
-    let client_token = m.progress_token();
-    let upstream_token = client_token.as_ref().map(|_| pooled.next_id("progress"));
-    let request = upstream_request(&method, &params, &upstream_id, upstream_token.as_deref());
-    let inbox = input.then(|| {
-        let (tx, rx) = mpsc::channel(OUT_BUFFER);
-        *pooled.inbox.lock() = Some(tx);
-        rx
-    });
-    pooled.busy.fetch_add(1, Ordering::Relaxed);
-    let mut call = Call {
-        pooled: pooled.clone(),
-        method,
-        upstream_id,
-        upstream_token,
-        client_token,
-        log_level,
-        capabilities: envelope.capabilities,
-        digest,
-        round: 0,
-        replies: Box::pin(futures_util::stream::empty()),
-        inbox,
-        questions: Vec::new(),
-        presupplied: params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default(),
-        params: params.clone(),
-        reissue: false,
-        stamp: bridge.stamp(&facts),
-        client,
-        modern: false,
-        log_inbox: false,
-        slot,
-    };
-    call.replies = pooled.send(request).await?.into_stream();
-    Ok(spawn_drive(bridge, call, client_id))
+    // A pooled session the upstream no longer knows (it restarted, or expired it) did
+    // not serve the request: it is sent once more, on a new session.
+    let mut retried = false;
+    loop {
+        let (pooled, slot) = bridge.session_for(&envelope.capabilities, input).await?;
+        let facts = bridge.facts().await?;
+        let upstream_id = pooled.next_id("req");
+        let client_token = m.progress_token();
+        let upstream_token = client_token.as_ref().map(|_| pooled.next_id("progress"));
+        let request = upstream_request(&method, &params, &upstream_id, upstream_token.as_deref());
+        let inbox = input.then(|| {
+            let (tx, rx) = mpsc::channel(OUT_BUFFER);
+            *pooled.inbox.lock() = Some(tx);
+            rx
+        });
+        pooled.busy.fetch_add(1, Ordering::Relaxed);
+        let mut call = Call {
+            pooled: pooled.clone(),
+            method: method.clone(),
+            upstream_id,
+            upstream_token,
+            client_token,
+            log_level,
+            capabilities: envelope.capabilities.clone(),
+            digest: digest.clone(),
+            round: 0,
+            replies: Box::pin(futures_util::stream::empty()),
+            inbox,
+            questions: Vec::new(),
+            presupplied: params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default(),
+            params: params.clone(),
+            reissue: false,
+            stamp: bridge.stamp(&facts),
+            client: client.clone(),
+            modern: false,
+            log_inbox: false,
+            slot,
+        };
+        match pooled.send(request).await {
+            Ok(reply) => {
+                call.replies = reply.into_stream();
+                return Ok(spawn_drive(bridge, call, client_id));
+            }
+            Err(GatewayError::UnknownSession) if !retried => {
+                tracing::info!(session = %pooled.tag, "the upstream no longer knows this pooled session; the request goes to a new one");
+                retried = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Starts a request on a stateless (2026-07-28) stdio upstream: passed as it came, with

@@ -5,7 +5,8 @@
 //! is keyed by) and has its server-to-client stream open, read by a task of its own:
 //! server-to-client requests go to the one call on that session that may ask for
 //! input (see [`Pooled::input`]), or are answered by the gateway when there is none
-//! (`ping` with `{}`, `roots/list` with no roots, anything else with an error);
+//! (`ping` with `{}`, anything else, `roots/list` too, with an error: no client is
+//! there to ask, and an empty roots list would be a guess a server may keep);
 //! `list_changed` and `resources/updated` notifications go to the bridge's listeners.
 
 use std::collections::HashMap;
@@ -259,7 +260,6 @@ async fn unsolicited(pooled: &Pooled, m: Message, events: &broadcast::Sender<Mes
             let id = m.id_key().unwrap_or("null").to_owned();
             let answer = match method.as_str() {
                 "ping" => Ok(json!({})),
-                "roots/list" => Ok(json!({"roots": []})),
                 other => Err((
                     codes::INVALID_REQUEST,
                     format!("{other}: no client request is in progress on this session to ask"),

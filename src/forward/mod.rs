@@ -11,6 +11,9 @@
 //! - stdin closed, SIGTERM or SIGINT: the session ends (the child gets its stdin closed,
 //!   then SIGTERM, then SIGKILL) and Shadowcat exits 0. The child exiting on its own:
 //!   Shadowcat writes what it has and exits with the child's status.
+//! - A remote (HTTP) server that is down or loses the session: each request gets an
+//!   error (-32003, or -32001 once the session is gone); a new `initialize` starts a
+//!   new session, and stateless requests reach the server again once it is back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -237,10 +240,18 @@ impl StdioFront {
                 Ok(reply) => self.relay(reply).await,
                 Err(e) => tracing::warn!(error = %e, "no server-to-client stream"),
             }
-            if !session.upstream().is_alive() && !self.ending.load(std::sync::atomic::Ordering::SeqCst) {
-                let code = session.upstream().exit_code(std::time::Duration::from_secs(2)).await.unwrap_or(1);
+            let upstream = session.upstream();
+            if upstream.is_alive() || self.ending.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if upstream.is_process() {
+                let code = upstream.exit_code(std::time::Duration::from_secs(2)).await.unwrap_or(1);
                 tracing::info!(code, "the server exited; forward mode ends");
                 let _ = self.child_gone.send(code).await;
+            } else {
+                // A remote server that lost the session (it restarted): the client's
+                // next request gets -32001 and its next `initialize` a new session.
+                tracing::warn!("the remote server ended the session; the client must initialize again");
             }
         });
     }

@@ -121,6 +121,11 @@ impl UpstreamSession {
         }
     }
 
+    /// Whether the upstream side is a process of this session's own (stdio).
+    pub fn is_process(&self) -> bool {
+        matches!(self, UpstreamSession::Stdio(_))
+    }
+
     /// Whether the upstream side still exists.
     pub fn is_alive(&self) -> bool {
         match self {

@@ -263,10 +263,15 @@ impl ModernServer {
 
     /// The server with extra arguments (`--modern-only`: 2026-07-28 only).
     pub fn start_args(args: &[&str]) -> ModernServer {
+        Self::start_on(0, args)
+    }
+
+    /// The server on `port` (0: any free one) with extra arguments.
+    pub fn start_on(port: u16, args: &[&str]) -> ModernServer {
         let d = deps();
         let mut child = Command::new(&d.node)
             .arg(fixture("modern-server.mjs"))
-            .args(["--port", "0"])
+            .args(["--port", &port.to_string()])
             .args(args)
             .env("SHADOWCAT_NODE_MODULES", &d.node_modules)
             .stdout(Stdio::piped())
@@ -311,4 +316,28 @@ pub fn readme_checks(heading: &str) -> Vec<(String, u16, i64)> {
         ));
     }
     rows
+}
+
+/// server-everything over Streamable HTTP, bound to loopback.
+pub struct Everything(Child);
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn everything_http(port: u16) -> Everything {
+    let d = deps();
+    let child = Command::new(&d.node)
+        .args(["-r", &fixture("bind-loopback.cjs"), &d.everything_js, "streamableHttp"])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server-everything");
+    let up = wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(up, "server-everything did not start on port {port}");
+    Everything(child)
 }
