@@ -10,7 +10,8 @@
 # and every process started here is stopped on exit (trap). See loadtest/README.md.
 #
 # Settings (environment):
-#   SCENARIOS="http stdio" (add or choose `pool`)  SESSIONS="1 16"  ROUNDS=3  DURATION=10  WARMUP=2
+#   SCENARIOS="http stdio" (add or choose `pool`, or `forward`: forward stdio against
+#   a direct pipe, with mcp-bench-pipe)  SESSIONS="1 16"  ROUNDS=3  DURATION=10  WARMUP=2
 #   POOLS="1 2 4" (pool scenario: pool.min = pool.max, one fresh gateway per size and
 #   round)  POOL_WORKERS=16 (its concurrent stateless clients, and 2025 sessions)
 #   PAYLOAD=32 (echo text bytes)  IDLE_SESSIONS=500  PIPELINE=default|none
@@ -58,8 +59,8 @@ for v in $POOLS; do
 done
 for v in $SCENARIOS; do
     case "$v" in
-        http | stdio | pool) ;;
-        *) echo "run.sh: unknown scenario $v (http, stdio, pool)" >&2; exit 2 ;;
+        http | stdio | pool | forward) ;;
+        *) echo "run.sh: unknown scenario $v (http, stdio, pool, forward)" >&2; exit 2 ;;
     esac
 done
 case "$PIPELINE" in
@@ -238,10 +239,21 @@ run_pool_scenario() {
     done
 }
 
+FORWARD_TABLE=""
 for scenario in $SCENARIOS; do
     log "== scenario $scenario"
     if [[ "$scenario" == pool ]]; then
         run_pool_scenario
+        continue
+    fi
+    if [[ "$scenario" == forward ]]; then
+        # forward stdio against a direct pipe to mcp-bench-upstream --stdio (no gateway
+        # listener; the driver interleaves the rounds itself).
+        wait_quiet >/dev/null
+        FORWARD_TABLE="$(timeout $((ROUNDS * 2 * 2 * (DURATION + WARMUP + 10) + 30)) "$BIN/mcp-bench-pipe" \
+            --shadowcat "$BIN/shadowcat" --rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" \
+            --payload-bytes "$PAYLOAD" --out "$OUT" -- "$BIN/mcp-bench-upstream" --stdio | grep '^|')" \
+            || log "forward scenario failed"
         continue
     fi
     # Memory: a fresh gateway per measurement, so freed memory from earlier work
@@ -292,5 +304,11 @@ pools=""
 [[ " $SCENARIOS " == *" pool "* ]] && pools=", pool scenario: $POOL_WORKERS clients, pool sizes $POOLS"
 echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, thread_per_core: $TPC_YAML, $pinning$pools, $(date -u +%Y-%m-%dT%H:%MZ))"
 "$BIN/mcp-bench" --report "$OUT"
+if [[ -n "$FORWARD_TABLE" ]]; then
+    echo
+    echo "forward stdio -- mcp-bench-upstream --stdio against a direct pipe (tools/call echo, medians of $ROUNDS rounds):"
+    echo
+    echo "$FORWARD_TABLE"
+fi
 echo
 echo "raw results: $OUT"

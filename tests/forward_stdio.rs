@@ -373,3 +373,49 @@ fn a_legacy_remote_upstream_that_drops_mid_session_gets_clear_errors_and_a_new_s
     drop(child.stdin.take());
     assert_eq!(wait_exit(&mut child), Some(0));
 }
+
+#[test]
+fn sigint_stops_the_child_and_exits_0() {
+    let (mut child, mut stdout) = spawn_forward(&[bin(), "demo-server"]);
+    let pid = initialized(&mut child, &mut stdout);
+    signal(pid, "INT");
+    assert_eq!(wait_exit(&mut child), Some(0));
+    assert!(wait_until(Duration::from_secs(5), || group_members(pid).is_empty()), "no process left: {:?}", processes());
+}
+
+#[test]
+fn the_clients_cancellation_reaches_the_server() {
+    let dir = common::scratch_dir("fwd-cancel");
+    let log = dir.join("cancelled.log");
+    let fake_log = format!("FAKE_LOG={}", log.display());
+    let fake = fixture("fake_upstream.py");
+    let (mut child, mut stdout) = spawn_forward(&["env", &fake_log, "python3", &fake, "cancel-log"]);
+    send(&mut child, INIT);
+    assert_eq!(read(&mut stdout)["id"], 1);
+    send(&mut child, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    send(&mut child, r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"work","arguments":{}}}"#);
+    send(
+        &mut child,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"user"}}"#,
+    );
+    let cancelled = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(5), || cancelled().contains("\"requestId\": 2")), "{}", cancelled());
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
+}
+
+#[test]
+fn lines_from_the_server_that_are_not_json_rpc_are_logged_and_skipped() {
+    let (mut child, mut stdout) = spawn_forward(&["python3", &fixture("fake_upstream.py"), "garbage"]);
+    send(&mut child, INIT);
+    assert_eq!(read(&mut stdout)["id"], 1, "the garbage before the answer is skipped");
+    send(&mut child, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    send(&mut child, r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"work","arguments":{}}}"#);
+    let r = read(&mut stdout);
+    assert_eq!(r["result"]["content"][0]["text"], "worked", "{r}");
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
+    assert!(err.contains("this line is not JSON"), "the skipped line is logged with its text: {err}");
+}

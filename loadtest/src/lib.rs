@@ -22,6 +22,7 @@ pub mod client;
 pub mod idle;
 pub mod load;
 pub mod mcp;
+pub mod pipe;
 pub mod procfs;
 pub mod report;
 pub mod server;

@@ -1,6 +1,7 @@
 //! The stateless mode against the real gateway: `shadowcat gateway` in front of
 //! `mcp-bench-upstream --stdio` with a pool of 2 sessions, driven briefly by stateless
-//! (2026-07-28) clients and by 2025 sessions, as `run.sh`'s `pool` scenario does.
+//! (2026-07-28) clients and by 2025 sessions, as `run.sh`'s `pool` scenario does; and
+//! the pipe driver of the `forward` scenario through `shadowcat forward stdio`.
 //!
 //! The gateway binary: `SHADOWCAT_BIN` if set, else the workspace's debug build,
 //! made up to date with `cargo build -p shadowcat --bin shadowcat` first.
@@ -138,4 +139,37 @@ async fn stateless_clients_through_the_pool() {
     assert!(out["requests"].as_u64().unwrap() > 10, "{out}");
     assert_eq!(out["errors"], 0, "{out}");
     assert!(out["cpu"]["upstream"]["processes"].as_u64().unwrap() >= 6, "{out}");
+}
+
+#[test]
+fn the_pipe_driver_measures_forward_stdio_and_the_direct_pipe() {
+    let upstream = env!("CARGO_BIN_EXE_mcp-bench-upstream").to_owned();
+    let gateway = gateway_binary().display().to_string();
+    let direct = vec![upstream.clone(), "--stdio".into()];
+    let forward = vec![gateway, "forward".into(), "stdio".into(), "--".into(), upstream, "--stdio".into()];
+    for command in [direct, forward] {
+        let opts = shadowcat_loadtest::pipe::PipeOptions {
+            command: command.clone(),
+            window: 4,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(400),
+            payload_bytes: 16,
+            timeout: Duration::from_secs(10),
+        };
+        let v = shadowcat_loadtest::pipe::run(&opts).unwrap_or_else(|e| panic!("{command:?}: {e}"));
+        assert_eq!(v["errors"], 0, "{v}");
+        assert!(v["calls"].as_u64().unwrap() > 10, "{v}");
+        assert!(v["p50_us"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    // A server that is not there: a clear error, no hang.
+    let opts = shadowcat_loadtest::pipe::PipeOptions {
+        command: vec!["/nonexistent/server".into()],
+        window: 1,
+        warmup: Duration::ZERO,
+        duration: Duration::from_millis(100),
+        payload_bytes: 1,
+        timeout: Duration::from_secs(1),
+    };
+    let e = shadowcat_loadtest::pipe::run(&opts).unwrap_err();
+    assert!(e.contains("cannot start"), "{e}");
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::io::Write as _;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tower::ServiceExt;
@@ -41,7 +41,7 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
     core.start().await;
     let route: Arc<str> = core.paths.first().map(|p| Arc::from(p.as_str())).ok_or("no route")?;
     let (out, out_rx) = mpsc::channel::<Message>(OUT_BUFFER);
-    let writer = tokio::spawn(write_stdout(out_rx));
+    let writer = write_stdout(out_rx);
     let (gone_tx, mut gone) = mpsc::channel::<i32>(1);
     let front = Arc::new(StdioFront {
         core,
@@ -53,13 +53,13 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
         max_line: config.server.max_body_bytes,
         ending: std::sync::atomic::AtomicBool::new(false),
     });
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = read_stdin();
     let code = loop {
         tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => front.clone().line(line).await,
-                Ok(None) => break 0,
-                Err(e) => {
+            line = lines.recv() => match line {
+                Some(Ok(line)) => front.clone().line(line).await,
+                None => break 0,
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "stdin failed; ending");
                     break 0;
                 }
@@ -75,16 +75,63 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
     Ok(code)
 }
 
-async fn write_stdout(mut rx: mpsc::Receiver<Message>) {
-    let mut stdout = tokio::io::stdout();
-    while let Some(m) = rx.recv().await {
-        let mut line = m.bytes().to_vec();
-        line.push(b'\n');
-        if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
-            tracing::warn!("stdout closed; messages to the client are dropped");
-            return;
+/// Lines of stdin, read by a thread of its own with blocking reads. (tokio's stdin
+/// runs each read as a blocking-pool task: a thread hand-off per read, which cost
+/// forward mode most of its time per message.) The thread is not waited for at exit.
+fn read_stdin() -> mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = mpsc::channel(OUT_BUFFER);
+    let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut stdin, &mut line) {
+                Ok(0) => return,
+                Ok(_) => {
+                    let end = line.trim_end_matches(['\n', '\r']).len();
+                    line.truncate(end);
+                    if tx.blocking_send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
         }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the stdin reader");
     }
+    rx
+}
+
+/// Writes the queued messages to stdout, one per line, from a thread of its own
+/// (blocking writes, flushed when the queue is empty); resolves when the queue is
+/// closed and written.
+fn write_stdout(mut rx: mpsc::Receiver<Message>) -> tokio::sync::oneshot::Receiver<()> {
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("stdout".into()).spawn(move || {
+        let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        let write = |out: &mut std::io::BufWriter<_>, m: &Message| {
+            out.write_all(m.bytes()).and_then(|()| out.write_all(b"\n")).is_ok()
+        };
+        while let Some(m) = rx.blocking_recv() {
+            let mut ok = write(&mut stdout, &m);
+            while let (true, Ok(m)) = (ok, rx.try_recv()) {
+                ok = write(&mut stdout, &m);
+            }
+            if !ok || stdout.flush().is_err() {
+                tracing::warn!("stdout closed; messages to the client are dropped");
+                break;
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the stdout writer");
+    }
+    done
 }
 
 struct StdioFront {
