@@ -419,3 +419,35 @@ fn lines_from_the_server_that_are_not_json_rpc_are_logged_and_skipped() {
     let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
     assert!(err.contains("this line is not JSON"), "the skipped line is logged with its text: {err}");
 }
+
+#[test]
+fn the_servers_notifications_reach_the_client() {
+    let (mut child, mut stdout) = spawn_forward(&[bin(), "demo-server"]);
+    initialized(&mut child, &mut stdout);
+    send(
+        &mut child,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_trigger_tool_change","arguments":{}}}"#,
+    );
+    let mut seen = Vec::new();
+    loop {
+        let m = read(&mut stdout);
+        if m["id"] == 3 {
+            assert!(m["result"].is_object(), "{m}");
+            break;
+        }
+        seen.push(m["method"].as_str().unwrap_or_default().to_owned());
+    }
+    // The notification may come on the call's stream or the session's: either way
+    // before or just after the result.
+    if !seen.iter().any(|m| m == "notifications/tools/list_changed") {
+        let m = read(&mut stdout);
+        assert_eq!(m["method"], "notifications/tools/list_changed", "{m}");
+    }
+    send(&mut child, r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#);
+    let list = read_response(&mut stdout);
+    let names: Vec<&str> =
+        list["result"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"test_dynamic_tool"), "{names:?}");
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(&mut child), Some(0));
+}
