@@ -96,6 +96,19 @@ fn spawn_forward(server: &[&str]) -> (Child, BufReader<std::process::ChildStdout
     (child, stdout)
 }
 
+/// `forward stdio --upstream URL` with piped stdin/stdout (logs dropped).
+fn spawn_remote(url: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(bin())
+        .args(["forward", "stdio", "--upstream", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    (child, stdout)
+}
+
 fn send(child: &mut Child, line: &str) {
     let stdin = child.stdin.as_mut().expect("stdin");
     stdin.write_all(line.as_bytes()).expect("write");
@@ -136,6 +149,12 @@ fn initialized(child: &mut Child, stdout: &mut BufReader<std::process::ChildStdo
     i32::try_from(child.id()).expect("pid")
 }
 
+/// Closes forward mode's stdin and expects it to exit 0.
+fn close_stdin_expect_0(child: &mut Child) {
+    drop(child.stdin.take());
+    assert_eq!(wait_exit(child), Some(0));
+}
+
 fn wait_exit(child: &mut Child) -> Option<i32> {
     let mut status = None;
     wait_until(Duration::from_secs(10), || {
@@ -150,8 +169,7 @@ fn stdin_closed_stops_the_child_and_exits_0() {
     let (mut child, mut stdout) = spawn_forward(&[bin(), "demo-server"]);
     let pid = initialized(&mut child, &mut stdout);
     assert!(!children_of(pid).is_empty(), "the server runs as a child");
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
+    close_stdin_expect_0(&mut child);
     assert!(wait_until(Duration::from_secs(5), || group_members(pid).is_empty()), "no process left: {:?}", processes());
     let mut err = String::new();
     let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
@@ -159,12 +177,15 @@ fn stdin_closed_stops_the_child_and_exits_0() {
 }
 
 #[test]
-fn sigterm_stops_the_child_and_exits_0() {
-    let (mut child, mut stdout) = spawn_forward(&[bin(), "demo-server"]);
-    let pid = initialized(&mut child, &mut stdout);
-    signal(pid, "TERM");
-    assert_eq!(wait_exit(&mut child), Some(0));
-    assert!(wait_until(Duration::from_secs(5), || group_members(pid).is_empty()), "no process left: {:?}", processes());
+fn sigterm_and_sigint_stop_the_child_and_exit_0() {
+    for sig in ["TERM", "INT"] {
+        let (mut child, mut stdout) = spawn_forward(&[bin(), "demo-server"]);
+        let pid = initialized(&mut child, &mut stdout);
+        signal(pid, sig);
+        assert_eq!(wait_exit(&mut child), Some(0), "SIG{sig}");
+        let gone = wait_until(Duration::from_secs(5), || group_members(pid).is_empty());
+        assert!(gone, "SIG{sig}: no process left: {:?}", processes());
+    }
 }
 
 #[test]
@@ -216,8 +237,7 @@ fn log_file_takes_the_logs_and_stderr_stays_quiet() {
         .expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     initialized(&mut child, &mut stdout);
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
+    close_stdin_expect_0(&mut child);
     let mut err = String::new();
     let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
     assert!(!err.contains("INFO") && !err.contains("WARN"), "stderr has no logs: {err}");
@@ -229,14 +249,7 @@ fn log_file_takes_the_logs_and_stderr_stays_quiet() {
 fn a_remote_upstream_that_is_down_gets_a_clear_error_and_no_hang() {
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let mut child = Command::new(bin())
-        .args(["forward", "stdio", "--upstream", &url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut child, mut stdout) = spawn_remote(&url);
     send(&mut child, INIT);
     let r = read(&mut stdout);
     assert_eq!(r["id"], 1, "{r}");
@@ -249,8 +262,7 @@ fn a_remote_upstream_that_is_down_gets_a_clear_error_and_no_hang() {
     );
     let r = read(&mut stdout);
     assert_eq!((r["id"].as_i64(), r["error"]["code"].as_i64()), (Some(2), Some(-32003)), "{r}");
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
+    close_stdin_expect_0(&mut child);
 }
 
 #[test]
@@ -282,8 +294,7 @@ fn an_oversized_line_is_logged_and_skipped() {
     );
     let r = read(&mut stdout);
     assert_eq!((r["id"].as_i64(), r["result"]["content"][0]["text"].as_str()), (Some(6), Some("after")), "{r}");
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
+    close_stdin_expect_0(&mut child);
     let mut err = String::new();
     let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
     assert!(err.contains("exceeds server.max_body_bytes"), "{err}");
@@ -309,14 +320,7 @@ fn legacy_call(id: u64, tool: &str) -> String {
 fn drop_and_return<S>(tool: &str, start: impl Fn(u16) -> S) -> (Value, Child, BufReader<std::process::ChildStdout>, S) {
     let port = common::free_port();
     let server = start(port);
-    let mut child = Command::new(bin())
-        .args(["forward", "stdio", "--upstream", &format!("http://127.0.0.1:{port}/mcp")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut child, mut stdout) = spawn_remote(&format!("http://127.0.0.1:{port}/mcp"));
     send(&mut child, INIT);
     assert!(read_response(&mut stdout)["result"].is_object());
     send(&mut child, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -353,8 +357,7 @@ fn a_modern_remote_upstream_that_drops_mid_session_gets_clear_errors_and_is_reco
     let (after, mut child, _, _server) =
         drop_and_return("test_simple_text", |port| common::ModernServer::start_on(port, &[]));
     assert!(after["result"]["content"].is_array(), "the session carries on: {after}");
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
+    close_stdin_expect_0(&mut child);
 }
 
 #[test]
@@ -370,17 +373,7 @@ fn a_legacy_remote_upstream_that_drops_mid_session_gets_clear_errors_and_a_new_s
     send(&mut child, &legacy_call(9, "echo"));
     let r = read_response(&mut stdout);
     assert!(r["result"]["content"].is_array(), "a new session: {r}");
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
-}
-
-#[test]
-fn sigint_stops_the_child_and_exits_0() {
-    let (mut child, mut stdout) = spawn_forward(&[bin(), "demo-server"]);
-    let pid = initialized(&mut child, &mut stdout);
-    signal(pid, "INT");
-    assert_eq!(wait_exit(&mut child), Some(0));
-    assert!(wait_until(Duration::from_secs(5), || group_members(pid).is_empty()), "no process left: {:?}", processes());
+    close_stdin_expect_0(&mut child);
 }
 
 #[test]
@@ -400,8 +393,7 @@ fn the_clients_cancellation_reaches_the_server() {
     );
     let cancelled = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(wait_until(Duration::from_secs(5), || cancelled().contains("\"requestId\": 2")), "{}", cancelled());
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
+    close_stdin_expect_0(&mut child);
 }
 
 #[test]
@@ -413,8 +405,7 @@ fn lines_from_the_server_that_are_not_json_rpc_are_logged_and_skipped() {
     send(&mut child, r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"work","arguments":{}}}"#);
     let r = read(&mut stdout);
     assert_eq!(r["result"]["content"][0]["text"], "worked", "{r}");
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
+    close_stdin_expect_0(&mut child);
     let mut err = String::new();
     let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
     assert!(err.contains("this line is not JSON"), "the skipped line is logged with its text: {err}");
@@ -448,6 +439,5 @@ fn the_servers_notifications_reach_the_client() {
     let names: Vec<&str> =
         list["result"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
     assert!(names.contains(&"test_dynamic_tool"), "{names:?}");
-    drop(child.stdin.take());
-    assert_eq!(wait_exit(&mut child), Some(0));
+    close_stdin_expect_0(&mut child);
 }
