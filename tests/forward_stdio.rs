@@ -327,6 +327,9 @@ fn drop_and_return<S>(tool: &str, start: impl Fn(u16) -> S) -> (Value, Child, Bu
     send(&mut child, &legacy_call(2, tool));
     let r = read_response(&mut stdout);
     assert!(r["result"]["content"].is_array(), "{r}");
+    // A 2025 client sees a 2025 result, whatever the server's era.
+    assert!(r["result"].get("resultType").is_none(), "{r}");
+    assert!(r["result"].pointer("/_meta/io.modelcontextprotocol~1serverInfo").is_none(), "{r}");
     send(&mut child, &stateless_list(3));
     let r = read_response(&mut stdout);
     assert!(r["result"]["tools"].is_array(), "{r}");

@@ -278,6 +278,9 @@ impl ModernSession {
             let is_input = value.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required");
             if !is_input {
                 value["id"] = id_value(client_id);
+                if let Some(Value::Object(result)) = value.get_mut("result") {
+                    super::stamp::to_legacy_result(result);
+                }
                 return Message::from_value(&value);
             }
             let result = value.get("result").cloned().unwrap_or_default();

@@ -1,5 +1,6 @@
 //! Turning a legacy upstream's answers into 2026-07-28 ones: `resultType`, cache hints
-//! and `serverInfo` on results, retired error codes mapped.
+//! and `serverInfo` on results, retired error codes mapped; and back
+//! ([`to_legacy_result`]) for a 2025 client served by a modern upstream.
 
 use serde_json::{json, Map, Value};
 
@@ -60,9 +61,35 @@ impl Stamp {
     }
 }
 
+/// A modern (2026-07-28) result as a 2025 client knows it: without `resultType`, the
+/// cache hints (`ttlMs`, `cacheScope`) and `_meta.serverInfo` (an emptied `_meta`
+/// goes too). Everything else is the server's and stays.
+pub fn to_legacy_result(result: &mut Map<String, Value>) {
+    for key in ["resultType", "ttlMs", "cacheScope"] {
+        result.remove(key);
+    }
+    if let Some(Value::Object(meta)) = result.get_mut("_meta") {
+        meta.remove(META_SERVER_INFO);
+        if meta.is_empty() {
+            result.remove("_meta");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_modern_result_loses_what_2025_clients_do_not_know() {
+        let mut r = json!({"content": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
+            "_meta": {META_SERVER_INFO: {"name": "s"}}});
+        to_legacy_result(r.as_object_mut().expect("object"));
+        assert_eq!(r, json!({"content": []}));
+        let mut r = json!({"tools": [], "_meta": {META_SERVER_INFO: {}, "vendor/key": 1}});
+        to_legacy_result(r.as_object_mut().expect("object"));
+        assert_eq!(r, json!({"tools": [], "_meta": {"vendor/key": 1}}));
+    }
 
     fn stamp() -> Stamp {
         Stamp { server_info: json!({"name": "up", "version": "1"}), ttl_ms: 0, scope: CacheScope::Private }
