@@ -80,12 +80,13 @@ fn the_python_sdk_uses_server_everything_through_forward_stdio() {
     }
 }
 
-/// `forward stdio` with piped stdin/stdout, in a process group of its own.
-fn spawn_forward(server: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+/// `shadowcat forward stdio <args>` with piped stdin/stdout/stderr, in a process group
+/// of its own.
+fn spawn_with(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
     use std::os::unix::process::CommandExt;
     let mut child = Command::new(bin())
-        .args(["forward", "stdio", "--"])
-        .args(server)
+        .args(["forward", "stdio"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -96,17 +97,14 @@ fn spawn_forward(server: &[&str]) -> (Child, BufReader<std::process::ChildStdout
     (child, stdout)
 }
 
-/// `forward stdio --upstream URL` with piped stdin/stdout (logs dropped).
+/// `forward stdio -- <server>`.
+fn spawn_forward(server: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    spawn_with(&[&["--"], server].concat())
+}
+
+/// `forward stdio --upstream URL`.
 fn spawn_remote(url: &str) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut child = Command::new(bin())
-        .args(["forward", "stdio", "--upstream", url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    (child, stdout)
+    spawn_with(&["--upstream", url])
 }
 
 fn send(child: &mut Child, line: &str) {
@@ -140,6 +138,8 @@ fn initialized(child: &mut Child, stdout: &mut BufReader<std::process::ChildStdo
     assert_eq!(read(stdout)["id"], 1);
     send(child, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     send(child, "this line is not JSON");
+    let stdin = child.stdin.as_mut().expect("stdin");
+    stdin.write_all(b"\xff\xfe not UTF-8\n").expect("write");
     send(
         child,
         r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#,
@@ -224,18 +224,9 @@ fn forward_stdio_reaches_a_remote_streamable_http_server() {
 
 #[test]
 fn log_file_takes_the_logs_and_stderr_stays_quiet() {
-    use std::os::unix::process::CommandExt;
     let dir = common::scratch_dir("fwd-log");
     let log = dir.join("forward.log");
-    let mut child = Command::new(bin())
-        .args(["forward", "stdio", "--log-file", log.to_str().expect("utf8"), "--", bin(), "demo-server"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut child, mut stdout) = spawn_with(&["--log-file", log.to_str().expect("utf8"), "--", bin(), "demo-server"]);
     initialized(&mut child, &mut stdout);
     close_stdin_expect_0(&mut child);
     let mut err = String::new();
@@ -256,10 +247,7 @@ fn a_remote_upstream_that_is_down_gets_a_clear_error_and_no_hang() {
     assert_eq!(r["error"]["code"], -32003, "{r}");
     assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains("cannot connect")), "{r}");
     // A stateless request too, then stdin closes: exit 0.
-    send(
-        &mut child,
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
-    );
+    send(&mut child, &stateless_list(2));
     let r = read(&mut stdout);
     assert_eq!((r["id"].as_i64(), r["error"]["code"].as_i64()), (Some(2), Some(-32003)), "{r}");
     close_stdin_expect_0(&mut child);
@@ -267,20 +255,11 @@ fn a_remote_upstream_that_is_down_gets_a_clear_error_and_no_hang() {
 
 #[test]
 fn an_oversized_line_is_logged_and_skipped() {
-    use std::os::unix::process::CommandExt;
     let dir = common::scratch_dir("fwd-big");
     let config = dir.join("c.yaml");
     std::fs::write(&config, "server:\n  max_body_bytes: 4096\nupstreams:\n  x:\n    stdio:\n      command: self\n")
         .expect("write");
-    let mut child = Command::new(bin())
-        .args(["forward", "stdio", "--config", config.to_str().expect("utf8"), "--", bin(), "demo-server"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut child, mut stdout) = spawn_with(&["--config", config.to_str().expect("utf8"), "--", bin(), "demo-server"]);
     send(&mut child, INIT);
     assert_eq!(read(&mut stdout)["id"], 1);
     let big = format!(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use std::io::Write as _;
+use std::io::{BufRead, Read, Write as _};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tower::ServiceExt;
@@ -50,14 +50,18 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
         session: Mutex::new(None),
         in_flight: Mutex::new(HashMap::new()),
         child_gone: gone_tx,
-        max_line: config.server.max_body_bytes,
         ending: std::sync::atomic::AtomicBool::new(false),
     });
-    let mut lines = read_stdin();
+    let mut lines = read_stdin(config.server.max_body_bytes);
     let code = loop {
         tokio::select! {
             line = lines.recv() => match line {
-                Some(Ok(line)) => front.clone().line(line).await,
+                Some(Ok(Input::Line(line))) => front.clone().line(line).await,
+                Some(Ok(Input::TooLong(bytes))) => tracing::warn!(
+                    bytes,
+                    max = config.server.max_body_bytes,
+                    "a line from the client exceeds server.max_body_bytes; skipped"
+                ),
                 None => break 0,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "stdin failed; ending");
@@ -75,28 +79,32 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
     Ok(code)
 }
 
+/// One line of stdin.
+enum Input {
+    /// The line, without its line ending (any bytes: checked by the parser).
+    Line(Vec<u8>),
+    /// A line longer than the limit, skipped without being held: its length.
+    TooLong(usize),
+}
+
 /// Lines of stdin, read by a thread of its own with blocking reads. (tokio's stdin
 /// runs each read as a blocking-pool task: a thread hand-off per read, which cost
-/// forward mode most of its time per message.) The thread is not waited for at exit.
-fn read_stdin() -> mpsc::Receiver<std::io::Result<String>> {
+/// forward mode most of its time per message.) A line over `max` bytes is read past,
+/// never held whole. The thread is not waited for at exit.
+fn read_stdin(max: usize) -> mpsc::Receiver<std::io::Result<Input>> {
     let (tx, rx) = mpsc::channel(OUT_BUFFER);
     let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
         let mut stdin = std::io::stdin().lock();
         loop {
-            let mut line = String::new();
-            match std::io::BufRead::read_line(&mut stdin, &mut line) {
-                Ok(0) => return,
-                Ok(_) => {
-                    let end = line.trim_end_matches(['\n', '\r']).len();
-                    line.truncate(end);
-                    if tx.blocking_send(Ok(line)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
+            let next = next_line(&mut stdin, max);
+            let end = matches!(next, Ok(None) | Err(_));
+            if let Some(input) = next.transpose() {
+                if tx.blocking_send(input).is_err() {
                     return;
                 }
+            }
+            if end {
+                return;
             }
         }
     });
@@ -104,6 +112,38 @@ fn read_stdin() -> mpsc::Receiver<std::io::Result<String>> {
         tracing::error!(error = %e, "cannot start the stdin reader");
     }
     rx
+}
+
+/// The next line of `input` (`None` at its end).
+fn next_line(input: &mut impl BufRead, max: usize) -> std::io::Result<Option<Input>> {
+    let mut line = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    if input.take(limit).read_until(b'\n', &mut line)? == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') && line.len() > max {
+        let mut skipped = line.len();
+        loop {
+            let buf = input.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
+            let (used, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            input.consume(used);
+            skipped += used;
+            if done {
+                break;
+            }
+        }
+        return Ok(Some(Input::TooLong(skipped)));
+    }
+    while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+    }
+    Ok(Some(Input::Line(line)))
 }
 
 /// Writes the queued messages to stdout, one per line, from a thread of its own
@@ -142,7 +182,6 @@ struct StdioFront {
     /// Stateless requests in flight, by id, for `notifications/cancelled`.
     in_flight: Mutex<HashMap<String, AbortHandle>>,
     child_gone: mpsc::Sender<i32>,
-    max_line: usize,
     /// Forward mode is ending (the child's exit is then expected).
     ending: std::sync::atomic::AtomicBool,
 }
@@ -151,22 +190,15 @@ impl StdioFront {
     /// One line from the client. Its message is handed to the pipeline before the next
     /// line is read (a stdio server sees the client's messages in order); the reply is
     /// relayed by a task of its own.
-    async fn line(self: Arc<Self>, line: String) {
-        if line.trim().is_empty() {
+    async fn line(self: Arc<Self>, line: Vec<u8>) {
+        if line.trim_ascii().is_empty() {
             return;
         }
-        if line.len() > self.max_line {
-            tracing::warn!(
-                bytes = line.len(),
-                max = self.max_line,
-                "a line from the client exceeds server.max_body_bytes; skipped"
-            );
-            return;
-        }
-        let m = match Message::parse(line.clone().into_bytes()) {
+        let line = bytes::Bytes::from(line);
+        let m = match Message::parse(line.clone()) {
             Ok(m) => m,
             Err(e) => {
-                let preview: String = line.chars().take(200).collect();
+                let preview: String = String::from_utf8_lossy(&line).chars().take(200).collect();
                 tracing::warn!(error = %e, line = %preview, "a line from the client is not a JSON-RPC message; skipped");
                 return;
             }
@@ -310,5 +342,30 @@ impl StdioFront {
             task.abort();
         }
         self.core.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &[u8], max: usize) -> Vec<String> {
+        let mut input = std::io::BufReader::with_capacity(4, text);
+        let mut out = Vec::new();
+        while let Some(line) = next_line(&mut input, max).expect("read") {
+            out.push(match line {
+                Input::Line(l) => String::from_utf8_lossy(&l).into_owned(),
+                Input::TooLong(n) => format!("too long: {n}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn lines_lose_their_endings_and_long_ones_are_read_past() {
+        assert_eq!(lines(b"ab\r\ncd\nef", 8), ["ab", "cd", "ef"]);
+        assert_eq!(lines(b"0123456789abc\nok\n", 8), ["too long: 14", "ok"]);
+        assert_eq!(lines(b"12345678\n123456789", 8), ["12345678", "too long: 9"]);
+        assert_eq!(lines(b"\xff\xfe\nok\n", 8), ["\u{fffd}\u{fffd}", "ok"], "bytes are passed on as they are");
     }
 }
