@@ -157,7 +157,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Serve with one single-threaded runtime per front thread, each on its own
     /// `SO_REUSEPORT` listener: a request stays on one thread from socket to
-    /// upstream and back (less CPU per call and more throughput on small machines).
+    /// upstream and back (less CPU per call and more throughput). The default;
+    /// `false` serves on one shared multi-threaded (work-stealing) runtime instead,
+    /// which spreads a few very busy connections better.
     pub thread_per_core: bool,
     /// Threads serving requests; 0 means one per CPU core. On a small machine shared
     /// with its upstreams, 1 costs less CPU per request (see the README's Performance).
@@ -179,7 +181,7 @@ impl Default for ServerConfig {
             sse_keepalive: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
-            thread_per_core: false,
+            thread_per_core: true,
             worker_threads: 0,
         }
     }

@@ -1,5 +1,11 @@
-//! The pooled HTTP client of one upstream: plain TCP or TLS (rustls with the aws-lc-rs
+//! The pooled HTTP clients of one upstream: plain TCP or TLS (rustls with the aws-lc-rs
 //! provider and the system's roots), HTTP/1.1 or h2 by ALPN, with a connect timeout.
+//!
+//! One client (and so one connection pool) per thread that sends: a pooled connection
+//! is driven by a task on the runtime that opened it, so a connection shared between
+//! threads would cost two cross-thread wake-ups per request (request in, response
+//! out). With `server.thread_per_core` a request is then read, proxied and answered
+//! on one thread; on the multi-threaded runtime the pools follow the worker threads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +18,29 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// The client every session of one upstream shares.
+/// One thread's client of an upstream.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The clients of one upstream, one per thread that uses it, built on first use from
+/// one connector (one TLS configuration).
+pub struct Clients {
+    connector: HttpsConnector<HttpConnector>,
+    per_thread: thread_local::ThreadLocal<HttpClient>,
+}
+
+impl Clients {
+    /// The calling thread's client.
+    pub fn get(&self) -> &HttpClient {
+        self.per_thread.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_max_idle_per_host(POOL_MAX_IDLE)
+                .build(self.connector.clone())
+        })
+    }
+}
 
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -29,8 +56,9 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// Builds the client for an upstream at `uri`.
-pub fn build_client(uri: &Uri, connect_timeout: Duration) -> Result<HttpClient, String> {
+/// Builds the clients for an upstream at `uri` (the TLS configuration now, each
+/// thread's client on its first request).
+pub fn build_clients(uri: &Uri, connect_timeout: Duration) -> Result<Clients, String> {
     install_crypto_provider();
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
@@ -43,12 +71,7 @@ pub fn build_client(uri: &Uri, connect_timeout: Duration) -> Result<HttpClient, 
         .enable_http1()
         .enable_http2()
         .wrap_connector(tcp);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(POOL_MAX_IDLE)
-        .build(connector))
+    Ok(Clients { connector, per_thread: thread_local::ThreadLocal::new() })
 }
 
 fn tls_config(uri: &Uri) -> Result<rustls::ClientConfig, String> {

@@ -1,8 +1,8 @@
 //! HTTP upstreams: remote Streamable HTTP MCP servers (revisions 2025-03-26,
 //! 2025-06-18 and 2025-11-25).
 //!
-//! One pooled hyper-util client per upstream (keep-alive; HTTP/1.1, or h2 over TLS
-//! when the server offers it) serves every session. A gateway session maps to one
+//! Pooled hyper-util clients per upstream, one per thread (keep-alive; HTTP/1.1, or h2
+//! over TLS when the server offers it), serve every session. A gateway session maps to one
 //! upstream session: [`HttpUpstream::open`] contacts nobody, the client's `initialize`
 //! goes upstream like any other message, and the `Mcp-Session-Id` the upstream
 //! answers with is sent on every later request of that session (the client only ever
@@ -38,7 +38,7 @@ use crate::config::{EraSetting, HttpConfig};
 use crate::error::GatewayError;
 use crate::pipeline::McpReply;
 use crate::protocol::Message;
-use connect::HttpClient;
+use connect::Clients;
 use shared::{is_sse, read_body, SessionShared, ACCEPT_POST, CONTROL_TIMEOUT, ERROR_BODY_LIMIT};
 
 /// How often readiness is checked until the upstream has answered once.
@@ -64,7 +64,8 @@ pub(crate) struct Target {
     pub uri: Uri,
     /// The URL for logs (without user info and query).
     pub display: String,
-    pub client: HttpClient,
+    /// One pooled client per thread (see [`connect`]).
+    pub clients: Clients,
     /// The config's `headers`, resolved once at start-up.
     pub static_headers: HeaderMap,
     pub limits: Limits,
@@ -80,7 +81,7 @@ impl Target {
     /// authorization server. Any HTTP answer marks the upstream ready.
     pub async fn exchange(&self, req: Request<Full<Bytes>>, session: &str) -> Result<Response<Incoming>, GatewayError> {
         let method = req.method().clone();
-        match self.client.request(req).await {
+        match self.clients.get().request(req).await {
             Ok(resp) if resp.status() == http::StatusCode::UNAUTHORIZED => {
                 self.ready.store(true, Ordering::SeqCst);
                 Err(self.unauthorized(resp.headers(), session, &method).await)
@@ -110,7 +111,7 @@ impl Target {
         let found = match kept {
             Some((_, c)) => c,
             None => {
-                let c = Arc::new(challenge::discover(&self.client, &self.uri, 401, headers).await);
+                let c = Arc::new(challenge::discover(self.clients.get(), &self.uri, 401, headers).await);
                 *self.challenge.lock() = Some((std::time::Instant::now(), c.clone()));
                 c
             }
@@ -139,7 +140,7 @@ impl Target {
     }
 }
 
-/// An HTTP upstream: its shared client, its session bound and its readiness.
+/// An HTTP upstream: its clients, its session bound and its readiness.
 pub struct HttpUpstream {
     target: Arc<Target>,
     sessions: Arc<Semaphore>,
@@ -155,7 +156,7 @@ pub struct HttpUpstream {
 
 impl HttpUpstream {
     /// Builds the upstream from its config: resolves the static headers (secrets are
-    /// read now) and builds the client. Contacts nobody.
+    /// read now) and the TLS configuration. Contacts nobody.
     pub fn new(name: &str, cfg: &HttpConfig) -> Result<Arc<Self>, String> {
         let parsed: Uri = cfg.url.parse().map_err(|e| format!("url: {e}"))?;
         if !matches!(parsed.scheme_str(), Some("http") | Some("https")) || parsed.host().is_none() {
@@ -175,13 +176,13 @@ impl HttpUpstream {
             v.set_sensitive(true);
             static_headers.append(header, v);
         }
-        let client = connect::build_client(&uri, cfg.connect_timeout).map_err(|e| format!("url: {e}"))?;
+        let clients = connect::build_clients(&uri, cfg.connect_timeout).map_err(|e| format!("url: {e}"))?;
         let target = Target {
             name: name.into(),
             display: connect::display_url(&uri),
             probe_address: connect::probe_address(&uri),
             uri,
-            client,
+            clients,
             static_headers,
             limits: Limits {
                 max_in_flight: cfg.max_in_flight.max(1),
