@@ -19,7 +19,8 @@
 #   it, whether client and upstream share a CPU decides the direct latency, 13 or
 #   87 us at one session on the 2-core VM this was written on)
 #   WORKERS=0 (the gateway's server.worker_threads; 0 = one per core)
-#   TPC=0 (1: the gateway's server.thread_per_core: true)
+#   TPC= (the gateway's server.thread_per_core: unset = its default, true; 0: false,
+#   one shared multi-threaded runtime; 1: true)
 #   BUILD=1 (0: use the release binaries already built)  OUT=FILE  KEEP_LOGS=0
 #   QUIET_WAIT=300 QUIET_CORES=0.15 (before each round, wait up to QUIET_WAIT s for
 #   the machine's background load to drop under QUIET_CORES cores; rounds that ran
@@ -44,8 +45,13 @@ QUIET_WAIT="${QUIET_WAIT:-300}"
 QUIET_CORES="${QUIET_CORES:-0.15}"
 PIN="${PIN:-1}"
 WORKERS="${WORKERS:-0}"
-TPC="${TPC:-0}"
-if [[ "$TPC" == 1 ]]; then TPC_YAML=true; else TPC_YAML=false; fi
+TPC="${TPC:-}"
+case "$TPC" in
+    "") TPC_YAML="" TPC_LABEL="default (true)" ;;
+    1) TPC_YAML="  thread_per_core: true" TPC_LABEL=true ;;
+    0) TPC_YAML="  thread_per_core: false" TPC_LABEL=false ;;
+    *) echo "run.sh: TPC must be empty, 0 or 1 (got $TPC)" >&2; exit 2 ;;
+esac
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
 mkdir -p "$TARGET_DIR/loadtest"
@@ -178,7 +184,7 @@ server:
   listen: 127.0.0.1:0
   shutdown_grace: 2s
   worker_threads: $WORKERS
-  thread_per_core: $TPC_YAML
+$TPC_YAML
 admin:
   listen: null
 pipeline: $PIPELINE_YAML
@@ -302,7 +308,7 @@ pinning="client on CPU 0, upstream on CPU 1, gateway unpinned"
 ((${#CLIENT_PIN[@]})) || pinning="nothing pinned"
 pools=""
 [[ " $SCENARIOS " == *" pool "* ]] && pools=", pool scenario: $POOL_WORKERS clients, pool sizes $POOLS"
-echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, thread_per_core: $TPC_YAML, $pinning$pools, $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, thread_per_core: $TPC_LABEL, $pinning$pools, $(date -u +%Y-%m-%dT%H:%MZ))"
 "$BIN/mcp-bench" --report "$OUT"
 if [[ -n "$FORWARD_TABLE" ]]; then
     echo

@@ -9,7 +9,7 @@
 //! let m = Message::parse(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}"#.to_vec()).unwrap();
 //! assert_eq!(m.method(), Some("tools/call"));
 //! assert_eq!(m.id_key(), Some("7"));
-//! assert_eq!(m.tool_name().as_deref(), Some("echo"));
+//! assert_eq!(m.tool_name(), Some("echo"));
 //! ```
 
 use std::fmt;
@@ -56,6 +56,8 @@ pub struct Message {
     /// For an error the gateway made itself: the HTTP status it calls for, used when
     /// the message ends up as a whole HTTP answer.
     status: Option<u16>,
+    /// `params.name` of a `tools/call` or `prompts/get`, parsed once when first asked.
+    tool: std::sync::OnceLock<Option<Box<str>>>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +140,7 @@ impl Message {
             params: env.params.map(|p| span_of(&raw, p.get())),
             is_error: env.error.is_some(),
             status: None,
+            tool: std::sync::OnceLock::new(),
             raw,
         })
     }
@@ -177,6 +180,7 @@ impl Message {
             params: None,
             is_error: true,
             status: None,
+            tool: std::sync::OnceLock::new(),
         }
     }
 
@@ -244,16 +248,16 @@ impl Message {
         serde_json::from_slice(&self.raw).ok()
     }
 
-    /// `params.name` of a `tools/call` or `prompts/get`.
-    pub fn tool_name(&self) -> Option<String> {
+    /// `params.name` of a `tools/call` or `prompts/get` (parsed on the first call).
+    pub fn tool_name(&self) -> Option<&str> {
         #[derive(Deserialize)]
         struct Named {
-            name: Option<String>,
+            name: Option<Box<str>>,
         }
         if !matches!(self.method(), Some("tools/call") | Some("prompts/get")) {
             return None;
         }
-        self.params::<Named>()?.name
+        self.tool.get_or_init(|| self.params::<Named>().and_then(|n| n.name)).as_deref()
     }
 
     /// `params._meta.progressToken` as JSON text, if the request asks for progress.
@@ -329,7 +333,7 @@ mod tests {
         assert_eq!(m.bytes().as_ref(), text.as_bytes());
         assert_eq!(m.kind(), MessageKind::Request);
         assert_eq!(m.id_key(), Some(r#""a-1""#));
-        assert_eq!(m.tool_name().as_deref(), Some("add"));
+        assert_eq!(m.tool_name(), Some("add"));
         assert_eq!(m.progress_token().as_deref(), Some("5"));
     }
 

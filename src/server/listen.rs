@@ -49,8 +49,9 @@ pub async fn serve<F, Fut>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
+                let client: std::sync::Arc<str> = peer.ip().to_string().into();
                 let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
+                    req.extensions_mut().insert(PeerAddr(peer, client.clone()));
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
@@ -86,6 +87,7 @@ pub async fn serve<F, Fut>(
     }
 }
 
-/// The address of the peer a request came from (in the request's extensions).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub std::net::SocketAddr);
+/// The address of the peer a request came from (in the request's extensions), and
+/// its IP address as text (made once per connection).
+#[derive(Debug, Clone)]
+pub struct PeerAddr(pub std::net::SocketAddr, pub std::sync::Arc<str>);

@@ -433,7 +433,7 @@ impl Front {
 /// Who the client is, for per-client bounds: the peer's IP address (the authenticated
 /// principal, once authentication exists).
 fn client_of(extensions: &http::Extensions) -> Option<Arc<str>> {
-    extensions.get::<PeerAddr>().map(|p| Arc::from(p.0.ip().to_string()))
+    extensions.get::<PeerAddr>().map(|p| p.1.clone())
 }
 
 /// A JSON answer to a stateless request, with the status its error code calls for.

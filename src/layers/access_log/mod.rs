@@ -93,7 +93,7 @@ impl CallObserver for AccessLogger {
         Some(Entry {
             session: req.session.as_ref().map(|s| s.id().to_owned()),
             method: req.method_label().to_owned(),
-            tool: req.msg().and_then(|m| m.tool_name()),
+            tool: req.msg().and_then(|m| m.tool_name()).map(str::to_owned),
             id: req.msg().and_then(|m| m.id_key()).map(str::to_owned),
             route: req.route.to_string(),
             started: req.received_at,

@@ -101,7 +101,7 @@ impl CallObserver for Recorder {
     fn begin(&self, req: &McpRequest) -> CallLabels {
         CallLabels {
             method: method_label(req.method_label()),
-            tool: req.msg().and_then(|m| m.tool_name()),
+            tool: req.msg().and_then(|m| m.tool_name()).map(str::to_owned),
             route: req.route.clone(),
             started: req.received_at,
         }
