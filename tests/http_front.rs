@@ -104,6 +104,27 @@ async fn checks_answer_as_the_readme_table_says_in_its_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn request_heads_are_bounded_by_max_header_bytes() {
+    let filler = "f".repeat(9000);
+    let headers = [
+        ("accept", "application/json, text/event-stream"),
+        ("content-type", "application/json"),
+        ("x-filler", filler.as_str()),
+    ];
+    let gw = Gateway::start(&demo_config("", ""));
+    let http = Http::new();
+    let r = http.send(Method::POST, &gw.mcp_url, &headers, Some(INIT)).await;
+    assert_eq!(r.status, 431, "a head over the default 8 KiB: {}", r.text());
+    // The connection's limit does not outlive the refusal: a normal request works.
+    let r = http.send(Method::POST, &gw.mcp_url, &headers[..2], Some(INIT)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let gw = Gateway::start(&demo_config("  max_header_bytes: 32768\n", ""));
+    let r = http.send(Method::POST, &gw.mcp_url, &headers, Some(INIT)).await;
+    assert_eq!(r.status, 200, "raised limit: {}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sessions_are_minted_used_and_ended() {
     let gw = Gateway::start(&demo_config("", ""));
     let mut a = McpClient::new(&gw.mcp_url);

@@ -69,6 +69,13 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes: must be greater than 0".into());
         }
+        if self.server.max_header_bytes < crate::server::MIN_HEADER_BYTES {
+            return Err(format!(
+                "server.max_header_bytes: must be at least {} (got {})",
+                crate::server::MIN_HEADER_BYTES,
+                self.server.max_header_bytes
+            ));
+        }
         if self.server.sse_buffer_events == 0 {
             return Err("server.sse_buffer_events: must be greater than 0".into());
         }

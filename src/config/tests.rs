@@ -44,6 +44,15 @@ fn validates_references_and_pipeline() {
 }
 
 #[test]
+fn max_header_bytes_is_at_least_what_hyper_takes() {
+    let yaml = "server: {max_header_bytes: 4096}\nupstreams: {a: {stdio: {command: x}}}\n";
+    let err = Config::from_yaml(yaml, "t").expect_err("too small").to_string();
+    assert!(err.contains("server.max_header_bytes: must be at least 8192"), "{err}");
+    let yaml = "server: {max_header_bytes: 65536}\nupstreams: {a: {stdio: {command: x}}}\n";
+    assert_eq!(Config::from_yaml(yaml, "t").expect("valid").server.max_header_bytes, 65536);
+}
+
+#[test]
 fn durations_and_stage_options_parse() {
     let yaml = "server: {session_idle_timeout: 90s}\npipeline: [{access_log: {level: debug}}]\n\
                 upstreams: {a: {stdio: {command: x, request_timeout: 250ms}}}\n";

@@ -155,6 +155,9 @@ pub struct ServerConfig {
     /// first bytes within this time of connecting), or it is closed.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes; larger gets 431. At
+    /// least 8192.
+    pub max_header_bytes: usize,
     /// Serve with one single-threaded runtime per front thread, each on its own
     /// `SO_REUSEPORT` listener: a request stays on one thread from socket to
     /// upstream and back (less CPU per call and more throughput). The default;
@@ -181,6 +184,7 @@ impl Default for ServerConfig {
             sse_keepalive: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 8192,
             thread_per_core: true,
             worker_threads: 0,
         }

@@ -150,7 +150,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let front = Arc::new(Front::new(service, store.clone(), paths.clone(), policy, settings, shutdown_rx.clone()));
     let grace = config.server.shutdown_grace;
-    let header_timeout = config.server.header_read_timeout;
+    let limits = crate::server::ConnLimits {
+        header_timeout: config.server.header_read_timeout,
+        max_header_bytes: config.server.max_header_bytes,
+    };
 
     core.start().await;
 
@@ -162,7 +165,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         let admin =
             Arc::new(Admin { metrics, upstreams: upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect() });
         let handler = move |req| admin.clone().handle(req);
-        tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, header_timeout))
+        tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, limits))
     });
 
     // Boxed: hyper keeps one slot for the request future per connection, as big as
@@ -179,9 +182,9 @@ pub async fn run(config: Config) -> Result<(), String> {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        per_core::spawn(listener, threads, handler, shutdown_rx, release_rx, grace, header_timeout)?
+        per_core::spawn(listener, threads, handler, shutdown_rx, release_rx, grace, limits)?
     } else {
-        tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace, header_timeout))
+        tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace, limits))
     };
 
     eprintln!("{announce}");

@@ -41,7 +41,7 @@ pub fn spawn<F, Fut>(
     shutdown: watch::Receiver<bool>,
     release: watch::Receiver<bool>,
     grace: Duration,
-    header_timeout: Duration,
+    limits: crate::server::ConnLimits,
 ) -> Result<JoinHandle<()>, String>
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -69,7 +69,7 @@ where
                 };
                 runtime.block_on(async move {
                     match TcpListener::from_std(std_listener) {
-                        Ok(l) => crate::server::serve(l, handler, shutdown, grace, header_timeout).await,
+                        Ok(l) => crate::server::serve(l, handler, shutdown, grace, limits).await,
                         Err(e) => tracing::error!(error = %e, "cannot use a front thread's listener"),
                     }
                     let _ = done_tx.send(());

@@ -18,23 +18,34 @@ use super::ResponseBody;
 /// accepting and gives open connections `grace` to finish. Each request carries the
 /// connection's [`PeerAddr`] in its extensions.
 ///
-/// A connection must send its first bytes within `header_timeout`, and each HTTP/1.1
-/// request head within `header_timeout` of its first byte, or it is closed (slowloris
-/// protection; hyper's own header timeout does not cover the wait before the first
-/// byte, when it still detects the HTTP version).
+/// A connection must send its first bytes within `limits.header_timeout`, and each
+/// HTTP/1.1 request head within that time of its first byte, or it is closed
+/// (slowloris protection; hyper's own header timeout does not cover the wait before
+/// the first byte, when it still detects the HTTP version). A request head over
+/// `limits.max_header_bytes` gets 431 from hyper.
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     handler: F,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
-    header_timeout: Duration,
+    limits: ConnLimits,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let header_timeout = limits.header_timeout;
+    // hyper reads into a buffer that must always have 8 KiB free: at its default
+    // maximum it doubles to 16 KiB on a connection's second request and keeps that for
+    // as long as the connection lives. A maximum of 8 KiB keeps it at 8 KiB (about
+    // 4 KiB less RSS per idle keep-alive connection); request heads are then bounded
+    // by it too.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
     builder.http2().timer(TokioTimer::new());
     loop {
         tokio::select! {
@@ -85,6 +96,18 @@ pub async fn serve<F, Fut>(
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
     }
+}
+
+/// The smallest `max_header_bytes` hyper accepts.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// Per-connection bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Time to send the first bytes, and each request head.
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers), at least [`MIN_HEADER_BYTES`].
+    pub max_header_bytes: usize,
 }
 
 /// The address of the peer a request came from (in the request's extensions), and
