@@ -14,6 +14,9 @@
 #   a direct pipe, with mcp-bench-pipe)  SESSIONS="1 16"  ROUNDS=3  DURATION=10  WARMUP=2
 #   POOLS="1 2 4" (pool scenario: pool.min = pool.max, one fresh gateway per size and
 #   round)  POOL_WORKERS=16 (its concurrent stateless clients, and 2025 sessions)
+#   UPSTREAM_WORK_US=0 (microseconds each tools/call of the bench upstream spends in a
+#   busy loop: 0 is the minimal upstream, about 5 us of CPU per call; 9 stands in for
+#   an upstream costing about 14 us, the reference the issue's ratio target assumed)
 #   PAYLOAD=32 (echo text bytes)  IDLE_SESSIONS=500  PIPELINE=default|none
 #   PIN=1 (load generator on CPU 0, bench upstream on CPU 1, gateway free: without
 #   it, whether client and upstream share a CPU decides the direct latency, 13 or
@@ -37,6 +40,7 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 PAYLOAD="${PAYLOAD:-32}"
+UPSTREAM_WORK_US="${UPSTREAM_WORK_US:-0}"
 IDLE_SESSIONS="${IDLE_SESSIONS:-500}"
 PIPELINE="${PIPELINE:-default}"
 BUILD="${BUILD:-1}"
@@ -57,7 +61,7 @@ BIN="$TARGET_DIR/release"
 mkdir -p "$TARGET_DIR/loadtest"
 OUT="${OUT:-$TARGET_DIR/loadtest/results-$(date +%Y%m%d-%H%M%S).jsonl}"
 
-for v in ROUNDS DURATION WARMUP PAYLOAD IDLE_SESSIONS QUIET_WAIT WORKERS POOL_WORKERS; do
+for v in ROUNDS DURATION WARMUP PAYLOAD IDLE_SESSIONS QUIET_WAIT WORKERS POOL_WORKERS UPSTREAM_WORK_US; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "run.sh: $v must be a whole number (got ${!v})" >&2; exit 2; }
 done
 for v in $POOLS; do
@@ -170,7 +174,7 @@ if [[ "$PIN" == 1 ]] && command -v taskset >/dev/null && (($(nproc) >= 2)); then
     UPSTREAM_PIN=(taskset -c 1)
 fi
 
-"${UPSTREAM_PIN[@]}" "$BIN/mcp-bench-upstream" --listen 127.0.0.1:0 --exit-after "$LIFETIME" 2>"$WORK/upstream.log" &
+"${UPSTREAM_PIN[@]}" "$BIN/mcp-bench-upstream" --listen 127.0.0.1:0 --exit-after "$LIFETIME" --work-us "$UPSTREAM_WORK_US" 2>"$WORK/upstream.log" &
 UPSTREAM_PID=$!
 STARTED+=("$UPSTREAM_PID")
 UPSTREAM_URL="$(wait_for_line "$WORK/upstream.log" "mcp-bench-upstream listening: " "$UPSTREAM_PID")"
@@ -193,7 +197,7 @@ upstreams:
 EOF
     case "$1" in
         http) printf '    http:\n      url: %s\n      max_sessions: 100000\n' "$UPSTREAM_URL" ;;
-        stdio) printf '    stdio:\n      command: %s\n      args: [--stdio]\n      max_sessions: 100000\n' "$BIN/mcp-bench-upstream" ;;
+        stdio) printf '    stdio:\n      command: %s\n      args: [--stdio, --work-us, "%s"]\n      max_sessions: 100000\n' "$BIN/mcp-bench-upstream" "$UPSTREAM_WORK_US" ;;
         pool)
             printf '    stdio:\n      command: %s\n      args: [--stdio]\n      max_sessions: 100000\n' "$BIN/mcp-bench-upstream"
             printf '      era: legacy\n      pool: {min: %s, max: %s, idle_timeout: 5m}\n' "$POOL_SIZE" "$POOL_SIZE"
@@ -308,7 +312,7 @@ pinning="client on CPU 0, upstream on CPU 1, gateway unpinned"
 ((${#CLIENT_PIN[@]})) || pinning="nothing pinned"
 pools=""
 [[ " $SCENARIOS " == *" pool "* ]] && pools=", pool scenario: $POOL_WORKERS clients, pool sizes $POOLS"
-echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, thread_per_core: $TPC_LABEL, $pinning$pools, $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "# Shadowcat benchmark ($(nproc) cores, pipeline: $PIPELINE, gateway worker_threads: $WORKERS, thread_per_core: $TPC_LABEL, upstream work per call: ${UPSTREAM_WORK_US} us, $pinning$pools, $(date -u +%Y-%m-%dT%H:%MZ))"
 "$BIN/mcp-bench" --report "$OUT"
 if [[ -n "$FORWARD_TABLE" ]]; then
     echo

@@ -5,6 +5,8 @@
 //! and encoded again.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -59,6 +61,27 @@ const TOOLS_LIST_RESULT: &str = concat!(
     r#""inputSchema":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}}]}"#
 );
 
+/// Nanoseconds each `tools/call` spends in a busy loop (see [`set_call_work`]).
+static CALL_WORK_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes each `tools/call` spend `work` in a busy loop before answering, so that the
+/// upstream stands in for one that does real work per call (0: none, the default).
+/// Throughput ratios through a gateway depend on how much the upstream costs.
+pub fn set_call_work(work: Duration) {
+    CALL_WORK_NS.store(u64::try_from(work.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+fn spend_call_work() {
+    let ns = CALL_WORK_NS.load(Ordering::Relaxed);
+    if ns == 0 {
+        return;
+    }
+    let until = Instant::now() + Duration::from_nanos(ns);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
 /// Answers one JSON-RPC message (a single message; batches are refused).
 pub fn answer(body: &[u8]) -> Answer {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -90,6 +113,7 @@ fn call(id: &RawValue, params: Option<&RawValue>) -> Vec<u8> {
     if params.name != "echo" {
         return error(Some(id), -32602, "unknown tool (this upstream has only echo)");
     }
+    spend_call_work();
     let text = params.arguments.and_then(|a| a.text).map_or(r#""""#, RawValue::get);
     let mut out = Vec::with_capacity(80 + id.get().len() + text.len());
     out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);

@@ -26,10 +26,15 @@ struct Args {
     /// for scripts); 0 means never.
     #[arg(long, default_value_t = 0)]
     exit_after: u64,
+    /// Microseconds of CPU each `tools/call` spends in a busy loop before answering,
+    /// to stand in for an upstream that does real work (0: none, the minimal upstream).
+    #[arg(long, default_value_t = 0)]
+    work_us: u64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    shadowcat_loadtest::mcp::set_call_work(Duration::from_micros(args.work_us));
     if args.stdio {
         return match shadowcat_loadtest::stdio::serve() {
             Ok(()) => ExitCode::SUCCESS,
