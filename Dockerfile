@@ -8,6 +8,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY config ./config
+# A workspace member: cargo loads its manifest even when building only the gateway.
+COPY loadtest ./loadtest
 RUN cargo build --release --locked --bin shadowcat
 
 FROM debian:bookworm-slim
