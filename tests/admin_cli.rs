@@ -62,6 +62,17 @@ async fn admin_endpoints_and_bounded_metric_labels() {
     for field in [format!("session={session}"), "method=tools/call".into(), "status=ok".into(), "duration_ms=".into()] {
         assert!(echo_line.contains(&field), "{field} missing from {echo_line}");
     }
+
+    // A client's control characters cannot forge log lines or reach a terminal: they
+    // are escaped wherever they land in a line.
+    let forged = "x\n2026-01-01T00:00:00.000000Z  INFO shadowcat::access: request forged=yes\u{1b}[31m";
+    c.request("tools/call", json!({"name": forged, "arguments": {}})).await;
+    assert!(gw.wait_log("forged=yes", Duration::from_secs(5)), "{}", gw.log());
+    let log = gw.log();
+    assert!(!log.lines().any(|l| l.starts_with("2026-01-01T")), "a forged line:\n{log}");
+    assert!(!log.contains('\u{1b}'), "an escape character reached the log:\n{log}");
+    let escaped = log.lines().find(|l| l.contains("forged=yes")).expect("the line");
+    assert!(escaped.contains("tool=x\\n2026-01-01T") && escaped.contains("\\u{1b}[31m"), "{escaped}");
     assert_eq!(http.send(Method::GET, &format!("{admin}/nope"), &[], None).await.status, 404);
 }
 

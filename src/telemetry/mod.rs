@@ -5,12 +5,14 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+pub mod format;
 pub mod writer;
 
 use crate::layers::metrics::REQUEST_DURATION;
 
 /// Logs go to stderr (stdout may carry protocol messages), filtered by `RUST_LOG`
-/// (default `info`), as text or, with `json`, one JSON object per line. Lines are
+/// (default `info`), as text ([`format`]: control characters escaped, no colours) or,
+/// with `json`, one JSON object per line. Lines are
 /// buffered and written in batches (see [`writer`]); keep the returned guard until
 /// exit, since dropping it writes what is still buffered.
 pub fn init_logging(json: bool) -> writer::FlushGuard {
@@ -20,10 +22,13 @@ pub fn init_logging(json: bool) -> writer::FlushGuard {
 /// The same, logging to `file` instead of stderr when given (`--log-file`).
 pub fn init_logging_to(json: bool, file: Option<std::fs::File>) -> writer::FlushGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = writer::BufferedStderr::to_file(file);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
-    let result = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer);
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.event_format(format::PlainText).fmt_fields(format::PlainFields).try_init()
+    };
     if let Err(e) = result {
         eprintln!("shadowcat: logging already initialised: {e}");
     }
