@@ -153,13 +153,7 @@ pub async fn open_raw(
     let session = upstream.open(&tag).await?;
     session.set_stateless();
     let (pooled, flushes) = new_pooled(tag, session);
-    match pooled.session.open_stream(&HeaderMap::new()).await {
-        Ok(McpReply { body: ReplyBody::Stream(stream), .. }) => {
-            tokio::spawn(read_unsolicited(pooled.clone(), stream, events, flushes));
-        }
-        Ok(_) => {}
-        Err(e) => tracing::debug!(session = %pooled.tag, error = %e, "no server-to-client stream"),
-    }
+    listen(&pooled, events, flushes).await;
     Ok(pooled)
 }
 
@@ -210,6 +204,17 @@ async fn initialize(
             let _ = first_response(reply, &id).await;
         }
     }
+    listen(pooled, events, flushes).await;
+    Ok(facts)
+}
+
+/// Opens the session's server-to-client stream, if it has one, and reads it in the
+/// background (`read_unsolicited`).
+async fn listen(
+    pooled: &Arc<Pooled>,
+    events: broadcast::Sender<Message>,
+    flushes: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+) {
     match pooled.session.open_stream(&HeaderMap::new()).await {
         Ok(McpReply { body: ReplyBody::Stream(stream), .. }) => {
             tokio::spawn(read_unsolicited(pooled.clone(), stream, events, flushes));
@@ -217,7 +222,6 @@ async fn initialize(
         Ok(_) => {}
         Err(e) => tracing::debug!(session = %pooled.tag, error = %e, "no server-to-client stream"),
     }
-    Ok(facts)
 }
 
 /// Reads the session's server-to-client stream until it ends; on a flush, hands on

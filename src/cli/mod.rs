@@ -94,10 +94,7 @@ pub struct ForwardStdioArgs {
 impl ForwardStdioArgs {
     /// The configuration this stands for (no listeners are opened in forward stdio).
     pub fn resolve(&self) -> Result<Config, String> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-            None => Config::embedded_default().map_err(|e| e.to_string())?,
-        };
+        let mut config = base_config(self.config.as_deref())?;
         config.admin.listen = None;
         let upstream = match &self.upstream {
             Some(url) => {
@@ -114,17 +111,9 @@ impl ForwardStdioArgs {
                     .map_err(|e| format!("--upstream: {e}"))?;
                 UpstreamConfig::Http(cfg)
             }
-            None => {
-                let (program, args) =
-                    self.command.split_first().ok_or("forward stdio needs -- COMMAND or --upstream")?;
-                let cfg: StdioConfig = serde_json::from_value(serde_json::json!({ "command": program, "args": args }))
-                    .map_err(|e| format!("-- COMMAND: {e}"))?;
-                UpstreamConfig::Stdio(cfg)
-            }
+            None => stdio_upstream(&self.command)?.ok_or("forward stdio needs -- COMMAND or --upstream")?,
         };
-        config.upstreams.clear();
-        config.upstreams.insert("forward".into(), upstream);
-        config.routes.clear();
+        only_upstream(&mut config, "forward", upstream);
         config.validate().map_err(|e| format!("<command line>: {e}"))?;
         Ok(config)
     }
@@ -151,10 +140,7 @@ pub struct ForwardHttpArgs {
 impl ForwardHttpArgs {
     /// The gateway configuration this stands for.
     pub fn resolve(&self) -> Result<Config, String> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-            None => Config::embedded_default().map_err(|e| e.to_string())?,
-        };
+        let mut config = base_config(self.config.as_deref())?;
         config.admin.listen = self.admin.clone();
         let args = GatewayArgs {
             config: None,
@@ -182,11 +168,7 @@ pub enum ConfigCommand {
 impl GatewayArgs {
     /// The configuration: the file or the embedded default, with flags applied.
     pub fn resolve(&self) -> Result<Config, String> {
-        let config = match &self.config {
-            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-            None => Config::embedded_default().map_err(|e| e.to_string())?,
-        };
-        self.apply(config)
+        self.apply(base_config(self.config.as_deref())?)
     }
 
     /// Applies the flags to `config`.
@@ -201,21 +183,38 @@ impl GatewayArgs {
             let cfg: HttpConfig =
                 serde_json::from_value(serde_json::json!({ "url": url })).map_err(|e| format!("--upstream: {e}"))?;
             Some(UpstreamConfig::Http(cfg))
-        } else if let Some((program, args)) = self.command.split_first() {
-            let cfg: StdioConfig = serde_json::from_value(serde_json::json!({ "command": program, "args": args }))
-                .map_err(|e| format!("-- COMMAND: {e}"))?;
-            Some(UpstreamConfig::Stdio(cfg))
         } else {
-            None
+            stdio_upstream(&self.command)?
         };
         if let Some(upstream) = cli_upstream {
-            config.upstreams.clear();
-            config.upstreams.insert("cli".into(), upstream);
-            config.routes.clear();
+            only_upstream(&mut config, "cli", upstream);
         }
         config.validate().map_err(|e| format!("<command line>: {e}"))?;
         Ok(config)
     }
+}
+
+/// The configuration file at `path`, else the embedded default.
+fn base_config(path: Option<&std::path::Path>) -> Result<Config, String> {
+    match path {
+        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+        None => Config::embedded_default().map_err(|e| e.to_string()),
+    }
+}
+
+/// The stdio upstream of a `-- COMMAND [ARGS...]`, if one was given.
+fn stdio_upstream(command: &[String]) -> Result<Option<UpstreamConfig>, String> {
+    let Some((program, args)) = command.split_first() else { return Ok(None) };
+    let cfg: StdioConfig = serde_json::from_value(serde_json::json!({ "command": program, "args": args }))
+        .map_err(|e| format!("-- COMMAND: {e}"))?;
+    Ok(Some(UpstreamConfig::Stdio(cfg)))
+}
+
+/// Makes `upstream` the configuration's only upstream (and so the one route's).
+fn only_upstream(config: &mut Config, name: &str, upstream: UpstreamConfig) {
+    config.upstreams.clear();
+    config.upstreams.insert(name.into(), upstream);
+    config.routes.clear();
 }
 
 /// Runs the command line; returns the process exit code.
