@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::protocol::{codes, Message};
@@ -114,9 +114,76 @@ pub enum GatewayError {
     /// A gateway bug or an unexpected internal state.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A stage refused the call with a status, code and headers of its own (401 with
+    /// `WWW-Authenticate`, 403, 429 with `Retry-After`).
+    #[error("{}", .0.message)]
+    Rejected(Box<Rejection>),
+}
+
+/// A stage's refusal: what the HTTP front answers with (status, headers and a
+/// JSON-RPC error body) and the stdio front writes (the JSON-RPC error).
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The JSON-RPC error code.
+    pub code: i32,
+    /// The error message (the client sees it).
+    pub message: String,
+    /// The JSON-RPC error's `data`, if any.
+    pub data: Option<serde_json::Value>,
+    /// Headers of the HTTP answer (`WWW-Authenticate`, `Retry-After`).
+    pub headers: HeaderMap,
+    /// A short label for metrics and logs (`unauthorized`, `rate_limited`).
+    pub label: &'static str,
+}
+
+impl Rejection {
+    /// A refusal with this status, JSON-RPC code and message (label `rejected`).
+    pub fn new(status: StatusCode, code: i32, message: impl Into<String>) -> Self {
+        Rejection { status, code, message: message.into(), data: None, headers: HeaderMap::new(), label: "rejected" }
+    }
+
+    /// Adds a header to the HTTP answer.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Sets the error's `data`.
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// Sets the label for metrics and logs.
+    pub fn label(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
+    }
+}
+
+impl From<Rejection> for GatewayError {
+    fn from(r: Rejection) -> Self {
+        GatewayError::Rejected(Box::new(r))
+    }
 }
 
 impl GatewayError {
+    /// A stage's refusal with this status, JSON-RPC code and message; see
+    /// [`Rejection`] for headers and data.
+    pub fn rejected(status: StatusCode, code: i32, message: impl Into<String>) -> Self {
+        Rejection::new(status, code, message).into()
+    }
+
+    /// Headers the HTTP answer must carry besides those the front sets.
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        match self {
+            GatewayError::Rejected(r) => Some(&r.headers),
+            _ => None,
+        }
+    }
+
     /// The HTTP status the HTTP front answers with before a response has started.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -142,6 +209,7 @@ impl GatewayError {
             }
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Rejected(r) => r.status,
         }
     }
 
@@ -161,6 +229,7 @@ impl GatewayError {
             }
             GatewayError::UpstreamTimeout { .. } => codes::REQUEST_TIMEOUT,
             GatewayError::Internal(_) => codes::INTERNAL_ERROR,
+            GatewayError::Rejected(r) => r.code,
             GatewayError::NoRoute(_)
             | GatewayError::Forbidden(_)
             | GatewayError::MethodNotAllowed(_)
@@ -185,12 +254,17 @@ impl GatewayError {
 
     /// Whether the same request may succeed if sent again.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            GatewayError::Overloaded(_)
-                | GatewayError::UpstreamUnavailable { .. }
-                | GatewayError::UpstreamTimeout { .. }
-        )
+        match self {
+            GatewayError::Rejected(r) => {
+                r.status == StatusCode::TOO_MANY_REQUESTS || r.status == StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => matches!(
+                self,
+                GatewayError::Overloaded(_)
+                    | GatewayError::UpstreamUnavailable { .. }
+                    | GatewayError::UpstreamTimeout { .. }
+            ),
+        }
     }
 
     /// A short label for metrics and logs.
@@ -217,6 +291,7 @@ impl GatewayError {
             GatewayError::UpstreamUnauthorized { .. } => "upstream_unauthorized",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::Internal(_) => "internal",
+            GatewayError::Rejected(r) => r.label,
         }
     }
 
@@ -230,6 +305,7 @@ impl GatewayError {
             })),
             GatewayError::MissingCapability { required, .. } => Some(json!({ "requiredCapabilities": required })),
             GatewayError::UpstreamUnauthorized { challenge, .. } => Some(challenge.data()),
+            GatewayError::Rejected(r) => r.data.clone(),
             _ => None,
         };
         Message::error_response(id, self.jsonrpc_code(), &self.to_string(), data).with_status(self.status().as_u16())

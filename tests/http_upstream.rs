@@ -408,7 +408,7 @@ async fn headers_and_session_ids_are_mapped() {
     let fake = Fake::start(|_: &Seen| None).await;
     let gw = Gateway::start(&http_config(
         &fake.url(),
-        "      headers:\n        X-Team: platform\n        X-Override: from-config\n",
+        "      headers:\n        X-Team: platform\n        X-Override: from-config\n      forward_headers: [x-trace]\n",
     ));
     assert_eq!(readyz(&gw).await, 200);
     let mut c = McpClient::new(&gw.mcp_url);
@@ -434,7 +434,7 @@ async fn headers_and_session_ids_are_mapped() {
     assert_eq!(call.header("mcp-protocol-version").as_deref(), Some("2025-11-25"));
     assert_eq!(call.header("x-team").as_deref(), Some("platform"));
     assert_eq!(call.headers.get_all("x-override").iter().collect::<Vec<_>>(), ["from-config"], "static headers win");
-    assert_eq!(call.header("x-trace").as_deref(), Some("t-1"));
+    assert_eq!(call.header("x-trace").as_deref(), Some("t-1"), "named in forward_headers");
     assert_eq!(call.header("authorization"), None);
     assert_eq!(call.header("cookie"), None);
     assert_eq!(call.header("host"), Some(format!("127.0.0.1:{}", fake.port)));
@@ -724,4 +724,128 @@ async fn a_session_era_client_of_a_modern_only_upstream_gets_updates_of_resource
         seen.push(m);
     };
     assert!(found, "resources/updated on the GET stream; saw {seen:?}\n{}", gw.log());
+}
+
+/// Headers a client sends on every path of the allow-list test: what must arrive and
+/// what must not.
+const CLIENT_EXTRA: &[(&str, &str)] = &[
+    ("authorization", "Bearer client-secret"),
+    ("cookie", "sid=client-cookie"),
+    ("x-api-key", "client-api-key"),
+    ("x-auth-token", "client-auth-token"),
+    ("forwarded", "for=10.9.9.9"),
+    ("x-forwarded-for", "10.9.9.9"),
+    ("x-forwarded-host", "evil.example"),
+    ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ("user-agent", "header-test/1"),
+    ("x-tenant-id", "acme"),
+];
+
+/// What an upstream request carried of `CLIENT_EXTRA`.
+fn assert_allow_list(seen: &Seen, path: &str) {
+    for name in
+        ["authorization", "cookie", "x-api-key", "x-auth-token", "forwarded", "x-forwarded-for", "x-forwarded-host"]
+    {
+        assert_eq!(seen.header(name), None, "{path}: {name} reached the upstream");
+    }
+    assert_eq!(
+        seen.header("traceparent").as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        "{path}: trace context"
+    );
+    assert_eq!(seen.header("user-agent").as_deref(), Some("header-test/1"), "{path}: user-agent");
+    assert_eq!(seen.header("x-tenant-id").as_deref(), Some("acme"), "{path}: forward_headers");
+}
+
+/// A fake 2026-07-28-only server: discover, and `echo` as a complete result.
+fn modern_fake(s: &Seen) -> Option<fake::Reply> {
+    match s.rpc_method() {
+        Some("server/discover") => Some(modern_discover(s)),
+        Some("tools/call") => {
+            let text = s.body["params"]["arguments"]["message"].clone();
+            let result = json!({"resultType": "complete", "content": [{"type": "text", "text": text}]});
+            Some(json_reply(StatusCode::OK, &s.result(result)))
+        }
+        _ => None,
+    }
+}
+
+/// POSTs `body` to `url` with `headers` plus `CLIENT_EXTRA`; the upstream's copy of
+/// the request whose `echo` message is `message`, checked against the allow-list.
+async fn post_extra(fake: &Fake, url: &str, headers: Vec<(String, String)>, body: &str, message: &str) -> Seen {
+    let mut headers = headers;
+    headers.extend(CLIENT_EXTRA.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let reply = Http::new().send(Method::POST, url, &headers, Some(body)).await;
+    assert_eq!(reply.status, 200, "{message}: {}", reply.text());
+    let seen = fake.wait_for(SECS, |s| s.body["params"]["arguments"]["message"] == message).await;
+    let seen = seen.unwrap_or_else(|| panic!("{message}: no request upstream"));
+    assert_allow_list(&seen, message);
+    seen
+}
+
+/// A 2025 client's `tools/call echo` as (headers, body).
+fn session_echo(c: &McpClient, message: &str) -> (Vec<(String, String)>, String) {
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": message}}});
+    (c.headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), body.to_string())
+}
+
+/// A 2026-07-28 client's `tools/call echo` as (headers, body).
+fn stateless_echo(message: &str) -> (Vec<(String, String)>, String) {
+    use common::modern::ModernClient;
+    let params = json!({"name": "echo", "arguments": {"message": message}});
+    let body = ModernClient::body(&ModernClient::next_id(), "tools/call", &params, &json!({}));
+    (ModernClient::headers("tools/call", &params).into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_headers_follow_one_allow_list_on_every_path() {
+    let forward = "      forward_headers: [x-tenant-id]\n";
+
+    // 1. A 2025 client's session, relayed to a 2025 server.
+    let fake = Fake::start(|_: &Seen| None).await;
+    let gw = Gateway::start(&one_http_upstream("up", &fake.url(), &format!("      era: legacy\n{forward}")));
+    let mut c = McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    let (headers, body) = session_echo(&c, "session");
+    post_extra(&fake, &gw.mcp_url, headers, &body, "session").await;
+
+    // 2. A 2026-07-28 client, pooled onto a 2025 server by the bridge.
+    let (headers, body) = stateless_echo("pooled");
+    let call = post_extra(&fake, &gw.mcp_url, headers, &body, "pooled").await;
+    assert_eq!(call.header("mcp-protocol-version").as_deref(), Some("2025-11-25"), "the pooled session's own version");
+    assert_eq!(call.header("mcp-method"), None, "the stateless routing headers stay behind");
+    drop(gw);
+
+    // 3. A 2026-07-28 client of a 2026-07-28 server.
+    let fake = Fake::start(modern_fake).await;
+    let gw = Gateway::start(&one_http_upstream("up", &fake.url(), &format!("      era: modern\n{forward}")));
+    let (headers, body) = stateless_echo("stateless");
+    let call = post_extra(&fake, &gw.mcp_url, headers, &body, "stateless").await;
+    assert_eq!(call.header("mcp-name").as_deref(), Some("echo"), "routing headers go to a modern server");
+
+    // 4. A 2025 client of that server: the session the gateway owns.
+    let mut c = McpClient::new(&gw.mcp_url);
+    c.initialize("2025-06-18").await;
+    let (headers, body) = session_echo(&c, "owned");
+    let call = post_extra(&fake, &gw.mcp_url, headers, &body, "owned").await;
+    assert_eq!(call.header("mcp-protocol-version").as_deref(), Some("2026-07-28"));
+}
+
+#[test]
+fn forward_headers_cannot_name_credentials() {
+    let dir = std::env::temp_dir().join(format!("shadowcat-fwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("bad.yaml");
+    let yaml = one_http_upstream("up", "http://127.0.0.1:9/mcp", "      forward_headers: [Authorization]\n");
+    std::fs::write(&file, yaml).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shadowcat"))
+        .args(["config", "validate"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("forward_headers[0]") && err.contains("passed through"), "{err}");
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use http::HeaderMap;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, OwnedMutexGuard};
@@ -161,6 +162,7 @@ pub(super) async fn start(
     envelope: Envelope,
     input: bool,
     client: Option<Arc<str>>,
+    headers: &HeaderMap,
 ) -> Result<McpReply, GatewayError> {
     let method = m.method().unwrap_or_default().to_owned();
     let client_id = m.id_key().unwrap_or("null").to_owned();
@@ -171,7 +173,7 @@ pub(super) async fn start(
         match params.get("requestState") {
             Some(Value::String(state)) => {
                 let state = state.clone();
-                return resume(bridge, &m, &params, &state, envelope, digest, client_id).await;
+                return resume(bridge, &m, &params, &state, envelope, digest, client_id, headers).await;
             }
             Some(_) => return Err(GatewayError::InvalidParams("requestState must be a string".into())),
             None => {}
@@ -218,7 +220,7 @@ pub(super) async fn start(
             log_inbox: false,
             slot,
         };
-        match pooled.send(request).await {
+        match pooled.send_for_client(request, headers).await {
             Ok(reply) => {
                 call.replies = reply.into_stream();
                 return Ok(spawn_drive(bridge, call, client_id));
@@ -302,6 +304,7 @@ pub(super) fn answer_with_id(m: &Message, client_id: &str) -> Message {
 }
 
 /// The retry of a parked call.
+#[allow(clippy::too_many_arguments)]
 async fn resume(
     bridge: Arc<Bridge>,
     m: &Message,
@@ -310,6 +313,7 @@ async fn resume(
     envelope: Envelope,
     digest: String,
     client_id: String,
+    headers: &HeaderMap,
 ) -> Result<McpReply, GatewayError> {
     let opened = bridge
         .settings
@@ -336,7 +340,7 @@ async fn resume(
         call.questions.clear();
         call.upstream_id = call.pooled.next_id("req");
         let request = upstream_request(&call.method, &call.params, &call.upstream_id, call.upstream_token.as_deref());
-        call.replies = call.pooled.send(request).await?.into_stream();
+        call.replies = call.pooled.send_for_client(request, headers).await?.into_stream();
         return Ok(spawn_drive(bridge, call, client_id));
     }
     let answers = params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();

@@ -130,8 +130,9 @@ impl ModernSession {
         format!("\"sc-{kind}-{}\"", self.seq.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// One message from the client.
-    pub async fn send(self: &Arc<Self>, m: Message) -> Result<McpReply, GatewayError> {
+    /// One message from the client, with the client's headers (those the upstream
+    /// may get travel with the gateway's stateless requests).
+    pub async fn send(self: &Arc<Self>, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
         if !self.is_alive() {
             return Err(GatewayError::UnknownSession);
         }
@@ -154,11 +155,11 @@ impl ModernSession {
                 }
                 Ok(McpReply::accepted())
             }
-            MessageKind::Request => self.request(m).await,
+            MessageKind::Request => self.request(m, headers).await,
         }
     }
 
-    async fn request(self: &Arc<Self>, m: Message) -> Result<McpReply, GatewayError> {
+    async fn request(self: &Arc<Self>, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
         let id = m.id_key().unwrap_or("null").to_owned();
         let params: Map<String, Value> = m.params().unwrap_or_default();
         let method = m.method().unwrap_or_default().to_owned();
@@ -195,8 +196,9 @@ impl ModernSession {
         let (out, rx) = mpsc::channel(OUT_BUFFER);
         let this = self.clone();
         let client_id = id.clone();
+        let client_headers = headers.clone();
         let task = tokio::spawn(async move {
-            let answer = this.run(&method, params, &client_id, &out).await;
+            let answer = this.run(&method, params, &client_id, &client_headers, &out).await;
             let _ = out.send(answer).await;
             this.state.lock().in_flight.remove(&client_id);
         });
@@ -233,6 +235,7 @@ impl ModernSession {
         method: &str,
         params: Map<String, Value>,
         client_id: &str,
+        client_headers: &HeaderMap,
         out: &mpsc::Sender<Message>,
     ) -> Message {
         let (caps, info, level) = {
@@ -250,8 +253,13 @@ impl ModernSession {
                 p.insert("requestState".into(), s);
             }
             let up_id = self.next_id("req");
-            let (msg, headers) =
+            let (msg, mut headers) =
                 envelope_request(method, Value::Object(p), &up_id, &caps, info.as_ref(), level.as_deref());
+            for (name, value) in client_headers {
+                if !headers.contains_key(name) {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
             let reply = match stateless(&self.upstream, msg, &headers).await {
                 Ok(r) => r,
                 Err(e) => return e.to_message(Some(client_id)),

@@ -354,27 +354,34 @@ impl Bridge {
             }
             // A dual-era stdio server: served through the pool in its session era
             // (stateless stdio pass-through is not built).
-            (era @ Era::Modern { .. }, Upstream::Stdio(_)) if era.serves_legacy() => self.serve_legacy(m, client).await,
+            (era @ Era::Modern { .. }, Upstream::Stdio(_)) if era.serves_legacy() => {
+                self.serve_legacy(m, headers, client).await
+            }
             (Era::Modern { .. }, Upstream::Stdio(_)) => match m.method() {
                 Some("subscriptions/listen") => self.listen_stdio(m).await,
                 Some("server/discover") => Ok(widen_discover(call::start_modern(self.clone(), m).await?).await),
                 _ => call::start_modern(self.clone(), m).await,
             },
-            (Era::Legacy, _) => self.serve_legacy(m, client).await,
+            (Era::Legacy, _) => self.serve_legacy(m, headers, client).await,
         }
     }
 
-    async fn serve_legacy(self: &Arc<Self>, m: Message, client: Option<Arc<str>>) -> Result<McpReply, GatewayError> {
+    async fn serve_legacy(
+        self: &Arc<Self>,
+        m: Message,
+        headers: &HeaderMap,
+        client: Option<Arc<str>>,
+    ) -> Result<McpReply, GatewayError> {
         let envelope = Envelope::of(&m).map_err(|e| GatewayError::InvalidParams(e.to_string()))?;
         let method = m.method().unwrap_or_default().to_owned();
         match method.as_str() {
             "server/discover" => self.discover(&m).await,
             "subscriptions/listen" => self.listen(&m).await,
             _ if modern::INPUT_METHODS.contains(&method.as_str()) => {
-                call::start(self.clone(), m, envelope, true, client).await
+                call::start(self.clone(), m, envelope, true, client, headers).await
             }
             _ if modern::CLIENT_METHODS.contains(&method.as_str()) => {
-                call::start(self.clone(), m, envelope, false, client).await
+                call::start(self.clone(), m, envelope, false, client, headers).await
             }
             _ => Err(GatewayError::MethodNotFound(format!("{method} is not served by this upstream"))),
         }
@@ -765,7 +772,8 @@ pub(crate) async fn first_response(reply: McpReply, id: &str) -> Option<Message>
     match reply.body {
         ReplyBody::Message(m) => (m.kind() == MessageKind::Response).then_some(m),
         ReplyBody::Accepted => None,
-        ReplyBody::Stream(mut s) => {
+        body @ (ReplyBody::Stream(_) | ReplyBody::Resumed(_)) => {
+            let mut s = McpReply::new(body).into_stream();
             while let Some(m) = s.next().await {
                 if m.kind() == MessageKind::Response && m.id_key() == Some(id) {
                     return Some(m);
@@ -799,6 +807,6 @@ async fn widen_discover(reply: McpReply) -> McpReply {
                 m
             }
         })))),
-        ReplyBody::Accepted => reply,
+        ReplyBody::Accepted | ReplyBody::Resumed(_) => reply,
     }
 }

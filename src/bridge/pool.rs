@@ -69,10 +69,27 @@ impl Pooled {
         format!("\"sc-{kind}-{}\"", self.seq.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Sends a message to the upstream session.
+    /// Sends a message of the gateway's own to the upstream session.
     pub async fn send(&self, m: Message) -> Result<McpReply, GatewayError> {
+        self.send_for_client(m, &HeaderMap::new()).await
+    }
+
+    /// Sends a client's request (its ids rewritten) with the client's headers; which
+    /// of them reach the upstream is decided where the request leaves (see
+    /// `upstream::OutboundHeaders`).
+    /// The client's 2026-07-28 routing headers (`MCP-Protocol-Version`, `Mcp-Method`,
+    /// `Mcp-Name`, `Mcp-Param-*`) describe its stateless request, not the session-era
+    /// request that leaves: they stay behind, and the session's own version goes.
+    pub async fn send_for_client(&self, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
         *self.last_used.lock() = Instant::now();
-        self.session.send(m, &HeaderMap::new()).await
+        let mut kept = HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            let n = name.as_str();
+            if !(n == "mcp-protocol-version" || n == "mcp-method" || n == "mcp-name" || n.starts_with("mcp-param-")) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        self.session.send(m, &kept).await
     }
 
     /// Answers a server-to-client request (`id` is its JSON text).

@@ -171,6 +171,9 @@ fn validate_upstream(upstream: &UpstreamConfig) -> Result<(), String> {
             if h.max_sessions == 0 {
                 return Err("http.max_sessions: must be greater than 0".into());
             }
+            for (i, name) in h.forward_headers.iter().enumerate() {
+                forward_header(name).map_err(|e| format!("http.forward_headers[{i}]: {e}"))?;
+            }
             for (key, value) in &h.headers {
                 http::HeaderName::from_bytes(key.as_bytes())
                     .map_err(|_| format!("http.headers.{key}: not a valid header name"))?;
@@ -179,6 +182,37 @@ fn validate_upstream(upstream: &UpstreamConfig) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+/// Headers `forward_headers` may not name, with why.
+const UNFORWARDABLE: &[(&str, &str)] = &[
+    ("authorization", "a client's token must not be passed through to an upstream (MCP authorization)"),
+    ("proxy-authorization", "a client's credentials must not reach an upstream"),
+    ("cookie", "a client's cookies are credentials"),
+    ("host", "the gateway sets it"),
+    ("content-length", "the gateway sets it"),
+    ("content-type", "the gateway sets it"),
+    ("accept", "the gateway sets it"),
+    ("mcp-session-id", "the gateway rewrites it to the upstream's session"),
+    ("last-event-id", "the gateway resumes upstream streams itself"),
+    ("connection", "hop-by-hop"),
+    ("keep-alive", "hop-by-hop"),
+    ("proxy-connection", "hop-by-hop"),
+    ("te", "hop-by-hop"),
+    ("trailer", "hop-by-hop"),
+    ("transfer-encoding", "hop-by-hop"),
+    ("upgrade", "hop-by-hop"),
+];
+
+/// A name from an upstream's `forward_headers`: a header name that is neither a
+/// credential nor one the gateway owns.
+pub fn forward_header(name: &str) -> Result<http::HeaderName, String> {
+    let header =
+        http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| format!("{name:?} is not a header name"))?;
+    match UNFORWARDABLE.iter().find(|(n, _)| *n == header.as_str()) {
+        Some((_, why)) => Err(format!("{name} cannot be forwarded: {why}")),
+        None => Ok(header),
     }
 }
 

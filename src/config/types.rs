@@ -301,6 +301,10 @@ pub struct HttpConfig {
     /// Static headers sent upstream (credentials from `env:` or `file:`).
     #[serde(default)]
     pub headers: BTreeMap<String, SecretValue>,
+    /// Client headers forwarded besides the default allow-list (`x-tenant-id`);
+    /// never credentials or transport headers.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
     /// Most concurrent sessions; more get 503.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,

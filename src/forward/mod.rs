@@ -27,7 +27,7 @@ use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::gateway::Core;
-use crate::pipeline::{McpReply, McpRequest, ReplyBody, RequestKind};
+use crate::pipeline::{McpReply, McpRequest, RequestContext, RequestKind, Transport};
 use crate::protocol::{modern, Message, MessageKind, ProtocolVersion};
 use crate::session::Session;
 
@@ -217,7 +217,7 @@ impl StdioFront {
             headers: http::HeaderMap::new(),
             version,
             received_at: std::time::Instant::now(),
-            client: None,
+            context: RequestContext::new(Transport::Stdio, None),
         };
         let id = req.msg().and_then(|m| m.id_key()).map(str::to_owned);
         match self.core.service.clone().oneshot(req).await {
@@ -267,7 +267,7 @@ impl StdioFront {
             headers,
             version: ProtocolVersion::V2026_07_28,
             received_at: std::time::Instant::now(),
-            client: None,
+            context: RequestContext::new(Transport::Stdio, None),
         };
         let reply = match self.core.service.clone().oneshot(req).await {
             Ok(reply) => reply,
@@ -287,17 +287,10 @@ impl StdioFront {
 
     /// Writes a reply's messages to stdout.
     async fn relay(&self, reply: McpReply) {
-        match reply.body {
-            ReplyBody::Accepted => {}
-            ReplyBody::Message(m) => {
-                let _ = self.out.send(m).await;
-            }
-            ReplyBody::Stream(mut s) => {
-                while let Some(m) = s.next().await {
-                    if self.out.send(m).await.is_err() {
-                        return;
-                    }
-                }
+        let mut s = reply.into_stream();
+        while let Some(m) = s.next().await {
+            if self.out.send(m).await.is_err() {
+                return;
             }
         }
     }
@@ -307,13 +300,13 @@ impl StdioFront {
     fn open_stream(self: Arc<Self>, session: Arc<Session>) {
         tokio::spawn(async move {
             let req = McpRequest {
-                kind: RequestKind::OpenStream,
+                kind: RequestKind::OpenStream { resume: None },
                 session: Some(session.clone()),
                 route: self.route.clone(),
                 headers: http::HeaderMap::new(),
                 version: session.version().unwrap_or(ProtocolVersion::LATEST_HANDSHAKE),
                 received_at: std::time::Instant::now(),
-                client: None,
+                context: RequestContext::new(Transport::Stdio, None),
             };
             match self.core.service.clone().oneshot(req).await {
                 Ok(reply) => self.relay(reply).await,

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::bridge::Bridge;
 use crate::config::Config;
-use crate::pipeline::{build_pipeline, BuildContext, McpService};
+use crate::pipeline::{build_pipeline, BuildContext, McpService, RefusalObservers, StageControls};
 use crate::router::{Router, StreamLimits};
 use crate::server::admin::Admin;
 use crate::server::{Front, FrontSettings, OriginPolicy};
@@ -31,6 +31,10 @@ pub(crate) struct Core {
     pub bridges: HashMap<Arc<str>, Arc<Bridge>>,
     /// Endpoint paths, sorted.
     pub paths: Vec<String>,
+    /// The stages' admin handles.
+    pub controls: StageControls,
+    /// Who hears of refusals before the pipeline.
+    pub refusals: RefusalObservers,
     reaper: tokio::task::JoinHandle<()>,
 }
 
@@ -93,9 +97,11 @@ impl Core {
             }
         });
         let specs = config.stage_specs()?;
-        let service = build_pipeline(&specs, &BuildContext::default(), McpService::new(router))?;
+        let ctx = BuildContext::default();
+        let service = build_pipeline(&specs, &ctx, McpService::new(router))?;
+        let BuildContext { controls, refusals, .. } = ctx;
 
-        Ok(Core { service, store, upstreams, bridges, paths, reaper })
+        Ok(Core { service, store, upstreams, bridges, paths, controls, refusals, reaper })
     }
 
     /// Starts background work (warm pools, readiness checks).
@@ -130,8 +136,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     };
     let core = Core::build(&config)?;
-    let Core { service, store, upstreams, paths, .. } = &core;
+    let Core { service, store, upstreams, paths, controls, refusals, .. } = &core;
     let (service, store, upstreams, paths) = (service.clone(), store.clone(), upstreams.clone(), paths.clone());
+    let (controls, refusals) = (controls.clone(), refusals.clone());
     let listen = config.listen_addr()?;
     let listener = if config.server.thread_per_core { per_core::bind(listen) } else { TcpListener::bind(listen).await }
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -148,7 +155,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         sse_keepalive: config.server.sse_keepalive,
         sse_retry: config.server.sse_retry,
     };
-    let front = Arc::new(Front::new(service, store.clone(), paths.clone(), policy, settings, shutdown_rx.clone()));
+    let front = Front::new(service, store.clone(), paths.clone(), policy, settings, shutdown_rx.clone());
+    let front = Arc::new(front.with_refusals(refusals));
     let grace = config.server.shutdown_grace;
     let limits = crate::server::ConnLimits {
         header_timeout: config.server.header_read_timeout,
@@ -162,8 +170,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         if let Ok(addr) = l.local_addr() {
             announce.push_str(&format!(" admin=http://{addr}"));
         }
-        let admin =
-            Arc::new(Admin { metrics, upstreams: upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect() });
+        let upstreams = upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect();
+        let admin = Arc::new(Admin { metrics, upstreams, controls });
         let handler = move |req| admin.clone().handle(req);
         tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, limits))
     });

@@ -5,18 +5,25 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::McpService;
+use tower::Layer;
+
+use super::{links::CallLinks, McpService, RefusalObservers, StageControls, StageLayer};
 use crate::config::StageSpec;
 use crate::layers;
 
 /// Wraps an inner service in one stage.
 pub type StageFn = Arc<dyn Fn(McpService) -> McpService + Send + Sync>;
 
-/// What a stage constructor gets besides its own options.
+/// What a stage constructor gets besides its own options: shared facts, and where
+/// it registers what it offers beyond calls.
 #[derive(Clone, Default)]
 pub struct BuildContext {
     /// Tool names each upstream has listed, for bounded metric labels.
     pub known_tools: layers::metrics::KnownTools,
+    /// Where a stage registers its admin handle ([`StageControl`](super::StageControl)).
+    pub controls: StageControls,
+    /// Where a stage registers to hear of refusals before the pipeline.
+    pub refusals: RefusalObservers,
 }
 
 /// One entry of the registry.
@@ -64,10 +71,12 @@ pub fn check_pipeline(specs: &[StageSpec], ctx: &BuildContext) -> Result<Vec<Sta
     Ok(out)
 }
 
-/// Builds the whole pipeline around `inner` (the router).
+/// Builds the whole pipeline around `inner` (the router), with the pipeline's own
+/// call linking ([`CallLinks`]) outermost.
 pub fn build_pipeline(specs: &[StageSpec], ctx: &BuildContext, inner: McpService) -> Result<McpService, String> {
     let stages = check_pipeline(specs, ctx)?;
-    Ok(stages.iter().rev().fold(inner, |svc, stage| stage(svc)))
+    let staged = stages.iter().rev().fold(inner, |svc, stage| stage(svc));
+    Ok(McpService::new(StageLayer::new(CallLinks::default()).layer(staged)))
 }
 
 #[cfg(test)]

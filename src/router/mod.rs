@@ -12,7 +12,7 @@ use tower::Service;
 
 use crate::bridge::Bridge;
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, McpRequest, Outcome, RequestKind};
+use crate::pipeline::{McpReply, McpRequest, Outcome, ReplyBody, RequestKind};
 use crate::protocol::{Message, ProtocolVersion};
 use crate::session::{mint_id, Session, SessionStore, StreamRegistry};
 use crate::upstream::Upstream;
@@ -110,7 +110,7 @@ impl Router {
             .get(&name)
             .cloned()
             .ok_or_else(|| GatewayError::Internal(format!("no bridge for upstream {name}")))?;
-        let mut reply = bridge.serve(m, &req.headers, req.client.clone()).await?;
+        let mut reply = bridge.serve(m, &req.headers, req.context.client_key().map(Arc::from)).await?;
         reply.upstream = Some(name);
         Ok(reply)
     }
@@ -166,7 +166,13 @@ impl Service<McpRequest> for Router {
             let name = session.upstream_name().clone();
             let mut reply = match req.kind {
                 RequestKind::Message(m) => session.upstream().send(m, &req.headers).await?,
-                RequestKind::OpenStream => session.upstream().open_stream(&req.headers).await?,
+                RequestKind::OpenStream { resume: Some(last) } => {
+                    McpReply::new(ReplyBody::Resumed(Box::new(session.streams.resume(&last)?)))
+                }
+                RequestKind::OpenStream { resume: None } => match session.streams.reattach_get()? {
+                    Some(reattached) => McpReply::new(ReplyBody::Resumed(Box::new(reattached))),
+                    None => session.upstream().open_stream(&req.headers).await?,
+                },
                 RequestKind::EndSession => {
                     this.store.end(session.id()).await;
                     McpReply::accepted()

@@ -1,5 +1,7 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (every upstream can
-//! serve), `/metrics` (Prometheus text format).
+//! serve), `/metrics` (Prometheus text format), `/stages` (the stages with an admin
+//! handle, as a JSON list of names) and `/stages/<name>` (that stage's state, JSON).
+//! Everything here is read-only.
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::ResponseBody;
+use crate::pipeline::StageControls;
 use crate::upstream::Upstream;
 
 /// What the admin endpoints look at.
@@ -17,6 +20,14 @@ pub struct Admin {
     pub metrics: Option<PrometheusHandle>,
     /// Upstreams by name, for `/readyz`.
     pub upstreams: Vec<(String, Upstream)>,
+    /// The stages' handles, for `/stages`.
+    pub controls: StageControls,
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+    let mut resp = text(status, format!("{value}\n"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
@@ -29,6 +40,11 @@ fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
 impl Admin {
     /// Serves one admin request.
     pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<ResponseBody> {
+        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "the admin listener is read-only\n".into());
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
             "/readyz" => {
@@ -49,7 +65,11 @@ impl Admin {
                 }
                 None => text(StatusCode::NOT_FOUND, "metrics recorder not installed\n".into()),
             },
-            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+            "/stages" => json(StatusCode::OK, &serde_json::json!(self.controls.names())),
+            path => match path.strip_prefix("/stages/").and_then(|name| self.controls.get(name)) {
+                Some(control) => json(StatusCode::OK, &control.status()),
+                None => text(StatusCode::NOT_FOUND, "not found\n".into()),
+            },
         }
     }
 }

@@ -74,10 +74,40 @@ pub fn error_response(e: &GatewayError, id: Option<&str>) -> Response<ResponseBo
         }
         _ => {}
     }
+    if let Some(extra) = e.headers() {
+        for (name, value) in extra {
+            h.append(name.clone(), value.clone());
+        }
+    }
     if e.status().is_server_error() {
         tracing::warn!(error = %e, "request failed");
     } else {
         tracing::debug!(error = %e, "request refused");
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Rejection;
+
+    #[test]
+    fn a_stages_rejection_carries_its_status_and_headers() {
+        let challenge = HeaderValue::from_static(r#"Bearer resource_metadata="http://127.0.0.1/.well-known/x""#);
+        let e: GatewayError = Rejection::new(StatusCode::UNAUTHORIZED, -32001, "token required")
+            .header(header::WWW_AUTHENTICATE, challenge.clone())
+            .label("unauthorized")
+            .into();
+        let resp = error_response(&e, Some("4"));
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers().get(header::WWW_AUTHENTICATE), Some(&challenge));
+        assert_eq!(resp.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()), Some(&b"application/json"[..]));
+        let body = e.to_message(Some("4")).to_value().expect("json");
+        assert_eq!(
+            (body["id"].clone(), body["error"]["code"].clone()),
+            (serde_json::json!(4), serde_json::json!(-32001))
+        );
+        assert_eq!(e.label(), "unauthorized");
+    }
 }

@@ -99,6 +99,9 @@ pub struct Resumed {
     pub source: Option<MessageStream>,
     /// Events the client missed that are no longer kept.
     pub lost: u64,
+    /// A GET stream taken up without `Last-Event-ID` (a new stream over the old
+    /// source): the front primes it as a new one.
+    pub reattached: bool,
 }
 
 /// The streams of one session.
@@ -178,7 +181,16 @@ impl StreamRegistry {
         state.attached = true;
         let source = state.source.take();
         drop(state);
-        Ok(Resumed { stream, replay, source, lost })
+        Ok(Resumed { stream, replay, source, lost, reattached: false })
+    }
+
+    /// Takes up the session's GET stream that no client is reading, as a new stream
+    /// over its live source; `Ok(None)` if there is none; `Err(Conflict)` if a client
+    /// reads it.
+    pub fn reattach_get(&self) -> Result<Option<Resumed>, GatewayError> {
+        let Some(source) = self.take_detached_get()? else { return Ok(None) };
+        let stream = self.create(true);
+        Ok(Some(Resumed { stream, replay: Vec::new(), source: Some(source), lost: 0, reattached: true }))
     }
 
     /// Whether a client is reading any stream of this session.

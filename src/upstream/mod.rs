@@ -2,9 +2,11 @@
 
 pub mod era;
 pub mod http;
+mod outbound;
 pub mod stdio;
 
 pub use http::Challenge;
+pub use outbound::OutboundHeaders;
 
 use std::sync::Arc;
 
@@ -79,8 +81,8 @@ pub enum UpstreamSession {
 }
 
 impl UpstreamSession {
-    /// Sends one client message; `headers` are the client's forwardable headers
-    /// (already without credentials and hop-by-hop headers).
+    /// Sends one client message with the client's headers; an HTTP upstream gets only
+    /// those [`OutboundHeaders`] allows.
     pub async fn send(&self, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
         match self {
             UpstreamSession::Stdio(s) => {
@@ -88,7 +90,7 @@ impl UpstreamSession {
                 s.send(m).await
             }
             UpstreamSession::Http(s) => s.send(m, headers).await,
-            UpstreamSession::Modern(s) => s.send(m).await,
+            UpstreamSession::Modern(s) => s.send(m, headers).await,
         }
     }
 

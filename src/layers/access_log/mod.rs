@@ -17,7 +17,11 @@ use std::time::Instant;
 use serde::Deserialize;
 use tower::Layer;
 
-use crate::pipeline::{BuildContext, CallEnd, CallObserver, McpRequest, McpService, ObserveLayer, StageDef, StageFn};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::pipeline::{
+    BuildContext, CallEnd, McpRequest, McpService, Stage, StageControl, StageDef, StageFn, StageLayer,
+};
 
 /// The registry entry.
 pub const STAGE: StageDef = StageDef { name: "access_log", build, must_follow: &[] };
@@ -42,25 +46,43 @@ struct Options {
     level: Level,
 }
 
-fn build(options: &serde_json::Value, _ctx: &BuildContext) -> Result<StageFn, String> {
+fn build(options: &serde_json::Value, ctx: &BuildContext) -> Result<StageFn, String> {
     let options: Options = super::stage_options(options)?;
-    let layer: AccessLogLayer = ObserveLayer::new(AccessLogger::new(options.level));
+    let logger = AccessLogger::new(options.level);
+    ctx.controls.register(Arc::new(logger.clone()));
+    let layer: AccessLogLayer = StageLayer::new(logger);
     Ok(Arc::new(move |inner| McpService::new(layer.layer(inner))))
 }
 
 /// The `access_log` layer.
-pub type AccessLogLayer = ObserveLayer<AccessLogger>;
+pub type AccessLogLayer = StageLayer<AccessLogger>;
 
 /// Logs one event per call.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct AccessLogger {
     level: Level,
+    logged: Arc<AtomicU64>,
 }
 
 impl AccessLogger {
     /// A logger at `level`.
     pub fn new(level: Level) -> Self {
-        AccessLogger { level }
+        AccessLogger { level, logged: Arc::default() }
+    }
+}
+
+/// `GET /stages/access_log` on the admin listener: the level and the events logged.
+impl StageControl for AccessLogger {
+    fn name(&self) -> &str {
+        STAGE.name
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let level = match self.level {
+            Level::Info => "info",
+            Level::Debug => "debug",
+        };
+        serde_json::json!({ "level": level, "logged": self.logged.load(Ordering::Relaxed) })
     }
 }
 
@@ -83,7 +105,7 @@ impl AccessLogger {
     }
 }
 
-impl CallObserver for AccessLogger {
+impl Stage for AccessLogger {
     type Call = Option<Entry>;
 
     fn begin(&self, req: &McpRequest) -> Option<Entry> {
@@ -100,10 +122,12 @@ impl CallObserver for AccessLogger {
         })
     }
 
-    fn end(&self, e: Option<Entry>, end: CallEnd<'_>) {
+    fn end(&self, e: &Option<Entry>, end: &CallEnd<'_>) {
         let Some(e) = e else { return };
+        self.logged.fetch_add(1, Ordering::Relaxed);
         let duration_ms = e.started.elapsed().as_secs_f64() * 1000.0;
-        let session = end.new_session.or(e.session.as_deref()).unwrap_or("-");
+        let new_session = end.new_session.map(|s| s.id());
+        let session = new_session.or(e.session.as_deref()).unwrap_or("-");
         let tool = e.tool.as_deref().unwrap_or("-");
         let id = e.id.as_deref().unwrap_or("-");
         let upstream = end.upstream.unwrap_or("-");

@@ -21,12 +21,16 @@ use tower::Layer;
 
 pub use known_tools::KnownTools;
 
-use crate::pipeline::{BuildContext, CallEnd, CallObserver, McpRequest, McpService, ObserveLayer, StageDef, StageFn};
+use crate::pipeline::{
+    BuildContext, CallEnd, McpRequest, McpService, Refusal, RefusalObserver, Stage, StageDef, StageFn, StageLayer,
+};
 
 /// Counter of finished calls.
 pub const REQUESTS_TOTAL: &str = "shadowcat_requests_total";
 /// Histogram of call latency in seconds (until the final response).
 pub const REQUEST_DURATION: &str = "shadowcat_request_duration_seconds";
+/// Counter of requests the front refused before the pipeline, by reason.
+pub const REFUSED_TOTAL: &str = "shadowcat_refused_total";
 
 /// The registry entry.
 pub const STAGE: StageDef = StageDef { name: "metrics", build, must_follow: &[] };
@@ -38,7 +42,8 @@ struct Options {}
 
 fn build(options: &serde_json::Value, ctx: &BuildContext) -> Result<StageFn, String> {
     let _options: Options = super::stage_options(options)?;
-    let layer: MetricsLayer = ObserveLayer::new(Recorder::new(ctx.known_tools.clone()));
+    ctx.refusals.register(Arc::new(RefusalCounter));
+    let layer: MetricsLayer = StageLayer::new(Recorder::new(ctx.known_tools.clone()));
     Ok(Arc::new(move |inner| McpService::new(layer.layer(inner))))
 }
 
@@ -71,7 +76,17 @@ fn method_label(method: &str) -> &'static str {
 }
 
 /// The `metrics` layer.
-pub type MetricsLayer = ObserveLayer<Recorder>;
+pub type MetricsLayer = StageLayer<Recorder>;
+
+/// Counts refusals before the pipeline (`shadowcat_refused_total{reason}`; the
+/// reasons are the error labels, a fixed set).
+struct RefusalCounter;
+
+impl RefusalObserver for RefusalCounter {
+    fn refused(&self, refusal: &Refusal<'_>) {
+        metrics::counter!(REFUSED_TOTAL, "reason" => refusal.error.label()).increment(1);
+    }
+}
 
 /// Records request counts and latencies.
 #[derive(Clone, Default)]
@@ -95,7 +110,7 @@ pub struct CallLabels {
     started: Instant,
 }
 
-impl CallObserver for Recorder {
+impl Stage for Recorder {
     type Call = CallLabels;
 
     fn begin(&self, req: &McpRequest) -> CallLabels {
@@ -107,7 +122,7 @@ impl CallObserver for Recorder {
         }
     }
 
-    fn end(&self, call: CallLabels, end: CallEnd<'_>) {
+    fn end(&self, call: &CallLabels, end: &CallEnd<'_>) {
         let upstream = end.upstream.unwrap_or("none");
         if call.method == "tools/list" {
             if let Some(m) = end.response {

@@ -68,6 +68,8 @@ pub(crate) struct Target {
     pub clients: Clients,
     /// The config's `headers`, resolved once at start-up.
     pub static_headers: HeaderMap,
+    /// Which client headers this upstream gets.
+    pub outbound: super::OutboundHeaders,
     pub limits: Limits,
     ready: AtomicBool,
     probe_address: (String, u16),
@@ -184,6 +186,7 @@ impl HttpUpstream {
             uri,
             clients,
             static_headers,
+            outbound: super::OutboundHeaders::new(&cfg.forward_headers)?,
             limits: Limits {
                 max_in_flight: cfg.max_in_flight.max(1),
                 request_timeout: cfg.request_timeout,

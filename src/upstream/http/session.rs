@@ -47,7 +47,7 @@ impl HttpSession {
         self.shared.target.unavailable(detail)
     }
 
-    /// Sends one client message upstream. `headers` are the client's forwardable headers.
+    /// Sends one client message upstream. `headers` are the client's headers (the allow-list picks what goes).
     pub async fn send(&self, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
         if !self.is_alive() {
             return Err(GatewayError::UnknownSession);

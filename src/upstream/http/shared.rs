@@ -2,7 +2,7 @@
 //! protocol version, the session's state, the requests in flight, and how requests
 //! to the upstream are built.
 //!
-//! Every request carries the client's forwardable headers, then the upstream's static
+//! Every request carries the client headers the allow-list lets through (`OutboundHeaders`), then the upstream's static
 //! headers (which win over client headers of the same name), then the transport
 //! headers the gateway owns (`Accept`, `Content-Type`, `Mcp-Session-Id`,
 //! `Last-Event-ID`, and `MCP-Protocol-Version` when the client sent none).
@@ -39,26 +39,6 @@ pub(super) const ACCEPT_SSE: &str = "text/event-stream";
 pub(super) const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Bound on the requests the gateway sends on its own (DELETE, cancellations).
 pub(super) const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Client headers never forwarded: the gateway sets them itself, or they belong to
-/// one hop. (The front has already removed credentials and hop-by-hop headers; this
-/// list makes the upstream side safe on its own.)
-const OWNED: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "accept",
-    "accept-encoding",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "mcp-session-id",
-    "last-event-id",
-];
 
 /// The session serves.
 const ALIVE: u8 = 0;
@@ -172,14 +152,11 @@ impl SessionShared {
         self.upstream_id.lock().is_some()
     }
 
-    /// The request headers: client's (forwardable), then static, then ours.
+    /// The request headers: the client's the allow-list lets through, then static,
+    /// then ours. The one place a client's headers leave for an upstream.
     fn headers(&self, client: &HeaderMap, accept: &'static str, json: bool, last_event_id: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::with_capacity(client.len() + self.target.static_headers.len() + 5);
-        for (name, value) in client {
-            if !OWNED.contains(&name.as_str()) {
-                h.append(name.clone(), value.clone());
-            }
-        }
+        self.target.outbound.copy(client, &mut h);
         for name in self.target.static_headers.keys() {
             h.remove(name);
         }

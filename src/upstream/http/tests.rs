@@ -36,7 +36,10 @@ fn client_headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
 
 #[test]
 fn requests_carry_client_then_static_then_transport_headers() {
-    let s = session(json!({ "headers": { "X-Team": "platform", "X-Override": "from-config" } }));
+    let s = session(json!({
+        "headers": { "X-Team": "platform", "X-Override": "from-config" },
+        "forward_headers": ["x-trace", "x-override"],
+    }));
     let client = client_headers(&[
         ("x-override", "from-client"),
         ("x-trace", "t"),
