@@ -156,7 +156,10 @@ fn a_command_that_cannot_start_is_reported() {
             .await;
         assert_eq!(r.status, 502, "{}", r.text());
         assert_eq!(r.error_code(), -32003);
-        assert!(r.text().contains("/no/such/program"), "{}", r.text());
+        // The command line goes to the log, never to the client (it may hold secrets).
+        assert!(!r.text().contains("/no/such/program"), "{}", r.text());
+        assert!(r.text().contains("cannot start its command"), "{}", r.text());
+        assert!(gw.log().contains("/no/such/program"), "{}", gw.log());
         c.session = None;
     });
 }

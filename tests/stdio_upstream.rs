@@ -275,3 +275,21 @@ async fn requests_a_pooled_session_sends_outside_any_call_are_answered_by_the_ga
         "{answers:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spawn_failure_logs_the_command_but_never_sends_it_to_the_client() {
+    let yaml = "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  gone:\n    stdio:\n      command: /nonexistent/shadowcat-test-server\n      args: ['--token=sk-test-SECRET-4242']\n      era: legacy\n";
+    let gw = Gateway::start(yaml);
+    let c = McpClient::new(&gw.mcp_url);
+    let r = c.post_raw(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.error_code(), -32003);
+    assert!(r.text().contains("cannot start its command"), "{}", r.text());
+    assert!(!r.text().contains("SECRET") && !r.text().contains("/nonexistent"), "no command line: {}", r.text());
+    // 2026-07-28 through the bridge: the same.
+    let modern = common::modern::ModernClient::new(&gw.mcp_url);
+    let (status, m) = modern.call("tools/list", json!({}), &json!({})).await;
+    assert!(status >= 500, "{status} {m}");
+    assert!(!m.to_string().contains("SECRET"), "no command line: {m}");
+    assert!(gw.wait_log("sk-test-SECRET-4242", Duration::from_secs(5)), "the log has the command line: {}", gw.log());
+}
