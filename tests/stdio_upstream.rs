@@ -276,6 +276,35 @@ async fn requests_a_pooled_session_sends_outside_any_call_are_answered_by_the_ga
     );
 }
 
+/// The gateway's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_stderr_line_is_cut_and_bytes_that_are_not_utf8_do_not_stop_the_reading() {
+    let gw = Gateway::start(&fake_config("stderr-flood", ""));
+    let mut c = McpClient::new(&gw.mcp_url);
+    // The fake writes 128 MiB of stderr without a newline before it answers.
+    c.initialize("2025-06-18").await;
+    assert!(
+        gw.wait_log("fake-stderr-after-flood", Duration::from_secs(30)),
+        "stderr is still read after a line that is not UTF-8: {}",
+        gw.log().chars().take(2000).collect::<String>()
+    );
+    assert!(gw.log().contains("[stderr line cut]"), "the long line is logged as cut");
+    assert!(gw.log().contains("not utf-8"), "the line that is not UTF-8 is logged (lossily)");
+    let r = c.request("tools/call", json!({"name": "work", "arguments": {}})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "worked", "{r}");
+    let peak = peak_rss_kib(gw.pid());
+    assert!(peak < 64 * 1024, "the gateway's peak RSS stays under 64 MiB: {peak} KiB");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spawn_failure_logs_the_command_but_never_sends_it_to_the_client() {
     let yaml = "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  gone:\n    stdio:\n      command: /nonexistent/shadowcat-test-server\n      args: ['--token=sk-test-SECRET-4242']\n      era: legacy\n";
