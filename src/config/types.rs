@@ -140,6 +140,9 @@ pub struct ServerConfig {
     pub session_idle_timeout: Duration,
     /// Events kept per SSE stream for resumption with `Last-Event-ID`.
     pub sse_buffer_events: usize,
+    /// Bytes of events kept per SSE stream (oldest dropped first); an event larger
+    /// than this is delivered but not kept.
+    pub sse_buffer_bytes: usize,
     /// Finished SSE streams kept per session for resumption.
     pub sse_retained_streams: usize,
     /// The `retry` the gateway advises to 2025-11-25 clients.
@@ -179,6 +182,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             session_idle_timeout: Duration::from_secs(30 * 60),
             sse_buffer_events: 256,
+            sse_buffer_bytes: 1024 * 1024,
             sse_retained_streams: 16,
             sse_retry: Duration::from_secs(1),
             sse_keepalive: Duration::from_secs(20),

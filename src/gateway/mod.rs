@@ -55,6 +55,7 @@ impl Core {
         paths.sort();
         let limits = StreamLimits {
             buffer_events: config.server.sse_buffer_events,
+            buffer_bytes: config.server.sse_buffer_bytes,
             retained_streams: config.server.sse_retained_streams,
         };
         let bridge_settings = crate::bridge::BridgeSettings::new(&config.bridge)?;

@@ -22,6 +22,8 @@ use crate::upstream::Upstream;
 pub struct StreamLimits {
     /// Events kept per stream.
     pub buffer_events: usize,
+    /// Bytes of events kept per stream.
+    pub buffer_bytes: usize,
     /// Finished streams kept per session.
     pub retained_streams: usize,
 }
@@ -65,7 +67,8 @@ impl Router {
             Some(bridge) => bridge.open_session(&id).await?,
             None => upstream.open(&id).await?,
         };
-        let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams);
+        let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams)
+            .with_buffer_bytes(self.limits.buffer_bytes);
         let session = Arc::new(Session::new(id, req.route.clone(), name.clone(), upstream_session, streams));
         session.set_version(requested_version(&m).unwrap_or(req.version));
         self.store.insert(session.clone());

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
-pub use streams::{Resumed, SseStream, StreamRegistry};
+pub use streams::{Resumed, SseStream, StreamRegistry, DEFAULT_BUFFER_BYTES};
 
 use crate::protocol::ProtocolVersion;
 use crate::upstream::UpstreamSession;
