@@ -144,7 +144,12 @@ async fn stderr_is_logged_with_the_session_and_early_notifications_are_tolerated
     let session = c.session.clone().expect("session");
     assert!(gw.wait_log("fake-stderr initialize", Duration::from_secs(5)), "{}", gw.log());
     let line = gw.log().lines().find(|l| l.contains("fake-stderr initialize")).map(str::to_owned).unwrap_or_default();
-    assert!(line.contains(&session), "stderr line tagged with the session: {line}");
+    // Tagged with the session's log tag (the first 8 hex digits of the id's SHA-256),
+    // never the id: it is a bearer credential.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, session.as_bytes());
+    let tag: String = digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(line.contains(&format!("session={tag}")), "stderr line tagged with the session: {line}");
+    assert!(!gw.log().contains(&session), "the session id is never logged: {line}");
 
     let gw = Gateway::start(&fake_config("early-notify", ""));
     let mut c = McpClient::new(&gw.mcp_url);

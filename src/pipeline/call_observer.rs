@@ -41,7 +41,8 @@ use crate::protocol::Message;
 pub struct CallEnd<'a> {
     /// The upstream that served it, if it got that far.
     pub upstream: Option<&'a str>,
-    /// The session the call created (`initialize`), if any.
+    /// The tag of the session the call created (`initialize`), if any: never its id
+    /// (see `Session::tag`).
     pub new_session: Option<&'a str>,
     /// Its outcome.
     pub outcome: &'a Outcome,
@@ -136,7 +137,7 @@ where
         Poll::Ready(match result {
             Ok(reply) => {
                 let upstream = reply.upstream.clone();
-                let new_session = reply.new_session.as_ref().map(|s| s.id().to_owned());
+                let new_session = reply.new_session.as_ref().map(|s| s.tag().to_owned());
                 Ok(reply.observe(request_id, move |outcome, response| {
                     let end = CallEnd {
                         upstream: upstream.as_deref(),

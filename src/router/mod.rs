@@ -14,7 +14,7 @@ use crate::bridge::Bridge;
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, McpRequest, Outcome, RequestKind};
 use crate::protocol::{Message, ProtocolVersion};
-use crate::session::{mint_id, Session, SessionStore, StreamRegistry};
+use crate::session::{log_tag, mint_id, Session, SessionStore, StreamRegistry};
 use crate::upstream::Upstream;
 
 /// How SSE streams of new sessions are bounded.
@@ -63,9 +63,11 @@ impl Router {
             .cloned()
             .ok_or_else(|| GatewayError::Internal(format!("no upstream for route {}", req.route)))?;
         let id = mint_id();
+        // The upstream side logs the session by its tag: the id is a credential.
+        let tag = log_tag(&id);
         let upstream_session = match self.bridges.get(&name) {
-            Some(bridge) => bridge.open_session(&id).await?,
-            None => upstream.open(&id).await?,
+            Some(bridge) => bridge.open_session(&tag).await?,
+            None => upstream.open(&tag).await?,
         };
         let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams)
             .with_buffer_bytes(self.limits.buffer_bytes);
@@ -86,7 +88,7 @@ impl Router {
                 observed.set_version(v);
             }
             if outcome != Outcome::Ok {
-                tracing::info!(session = observed.id(), outcome = %outcome.label(), "initialize failed; session ended");
+                tracing::info!(session = observed.tag(), outcome = %outcome.label(), "initialize failed; session ended");
                 let id = observed.id().to_owned();
                 tokio::spawn(async move { store.end(&id).await });
             }

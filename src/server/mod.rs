@@ -375,7 +375,7 @@ impl Front {
             if resumed.lost > 0 {
                 metrics::counter!("shadowcat_sse_events_lost_total").increment(resumed.lost);
                 tracing::warn!(
-                    session = session.id(),
+                    session = session.tag(),
                     last_event_id = last,
                     lost = resumed.lost,
                     "resumed stream: events older than the buffer were lost"

@@ -3,6 +3,9 @@
 //! A session id is 160 random bits in hex (unpredictable; its format may later carry
 //! sealed routing state). Unknown or ended sessions are answered with 404; `DELETE`,
 //! idle expiry and shutdown end a session and free its upstream.
+//!
+//! A session id is a bearer credential for its session, so it is never logged: logs
+//! carry the session's [`tag`](Session::tag), which cannot be turned back into it.
 
 mod streams;
 
@@ -26,9 +29,17 @@ pub fn mint_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The tag that stands for session id `id` in logs: the first 8 hex digits of the
+/// id's SHA-256 (one-way, so a log reader cannot use it to join the session).
+pub fn log_tag(id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One client session.
 pub struct Session {
     id: Arc<str>,
+    tag: Arc<str>,
     route: Arc<str>,
     upstream_name: Arc<str>,
     upstream: UpstreamSession,
@@ -49,6 +60,7 @@ impl Session {
         streams: StreamRegistry,
     ) -> Self {
         Session {
+            tag: log_tag(&id).into(),
             id: id.into(),
             route,
             upstream_name,
@@ -63,6 +75,11 @@ impl Session {
     /// The id the client sends in `Mcp-Session-Id`.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// What stands for the id in logs (see [`log_tag`]); never log [`Session::id`].
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
     /// The endpoint path it was created on; it is unknown on every other.
@@ -181,7 +198,7 @@ impl SessionStore {
             ids.iter().filter_map(|id| map.remove(id)).collect()
         };
         for s in expired {
-            tracing::info!(session = %s.id, upstream = %s.upstream_name, "session expired");
+            tracing::info!(session = %s.tag, upstream = %s.upstream_name, "session expired");
             s.close().await;
         }
     }
@@ -225,5 +242,17 @@ mod tests {
         assert_eq!(a.len(), 40);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(a, mint_id());
+    }
+
+    #[test]
+    fn log_tags_are_short_stable_and_not_the_id() {
+        let id = mint_id();
+        let tag = log_tag(&id);
+        assert_eq!(tag.len(), 8);
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(tag, log_tag(&id));
+        assert!(!id.contains(&tag), "not a slice of the id");
+        // SHA-256("abc") starts with ba7816bf.
+        assert_eq!(log_tag("abc"), "ba7816bf");
     }
 }

@@ -1,7 +1,7 @@
 //! `access_log`: one structured `tracing` event per request, when its reply is
 //! complete (for a stream, when the final response has passed).
 //!
-//! Fields: `session`, `method`, `tool`, `id`, `route`, `upstream`, `status`,
+//! Fields: `session` (the session's tag, never its id), `method`, `tool`, `id`, `route`, `upstream`, `status`,
 //! `duration_ms`. The events have target `shadowcat::access`, so they can be routed
 //! or filtered on their own (`RUST_LOG=shadowcat::access=info`).
 //!
@@ -91,7 +91,7 @@ impl CallObserver for AccessLogger {
             return None;
         }
         Some(Entry {
-            session: req.session.as_ref().map(|s| s.id().to_owned()),
+            session: req.session.as_ref().map(|s| s.tag().to_owned()),
             method: req.method_label().to_owned(),
             tool: req.msg().and_then(|m| m.tool_name()).map(str::to_owned),
             id: req.msg().and_then(|m| m.id_key()).map(str::to_owned),
