@@ -62,6 +62,8 @@ impl Router {
             .get(&req.route)
             .cloned()
             .ok_or_else(|| GatewayError::Internal(format!("no upstream for route {}", req.route)))?;
+        // Taken before anything is opened upstream; given back when the session ends.
+        let client_slot = self.store.client_slot(req.client.as_ref())?;
         let id = mint_id();
         // The upstream side logs the session by its tag: the id is a credential.
         let tag = log_tag(&id);
@@ -71,7 +73,9 @@ impl Router {
         };
         let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams)
             .with_buffer_bytes(self.limits.buffer_bytes);
-        let session = Arc::new(Session::new(id, req.route.clone(), name.clone(), upstream_session, streams));
+        let session = Arc::new(
+            Session::new(id, req.route.clone(), name.clone(), upstream_session, streams).with_client_slot(client_slot),
+        );
         session.set_version(requested_version(&m).unwrap_or(req.version));
         self.store.insert(session.clone());
         let reply = match session.upstream().send(m.clone(), &req.headers).await {

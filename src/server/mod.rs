@@ -22,7 +22,7 @@ use tower::ServiceExt;
 
 pub use checks::{OriginPolicy, LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
 pub use headers::forwardable;
-pub use listen::{serve, ConnLimits, PeerAddr, MIN_HEADER_BYTES};
+pub use listen::{serve, ConnLimits, ConnectionGate, PeerAddr, MIN_HEADER_BYTES};
 pub use response::ResponseBody;
 
 use crate::error::GatewayError;

@@ -7,6 +7,7 @@
 //! A session id is a bearer credential for its session, so it is never logged: logs
 //! carry the session's [`tag`](Session::tag), which cannot be turned back into it.
 
+mod clients;
 mod streams;
 
 use std::collections::HashMap;
@@ -17,8 +18,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
+pub use clients::{ClientCounts, ClientSlot};
 pub use streams::{Resumed, SseStream, StreamRegistry, DEFAULT_BUFFER_BYTES};
 
+use crate::error::GatewayError;
 use crate::protocol::ProtocolVersion;
 use crate::upstream::UpstreamSession;
 
@@ -46,6 +49,8 @@ pub struct Session {
     version: AtomicU8,
     last_active: Mutex<Instant>,
     ended: AtomicBool,
+    /// Counts it against its client's `max_sessions_per_client` while it is open.
+    client_slot: Mutex<Option<ClientSlot>>,
     /// Its SSE streams.
     pub streams: StreamRegistry,
 }
@@ -68,8 +73,21 @@ impl Session {
             version: AtomicU8::new(0),
             last_active: Mutex::new(Instant::now()),
             ended: AtomicBool::new(false),
+            client_slot: Mutex::new(None),
             streams,
         }
+    }
+
+    /// Counts the session against its client (see [`SessionStore::client_slot`]) until
+    /// it ends.
+    pub fn with_client_slot(self, slot: Option<ClientSlot>) -> Self {
+        *self.client_slot.lock() = slot;
+        self
+    }
+
+    /// Gives its client's slot back (it has left the store).
+    fn release_client_slot(&self) {
+        self.client_slot.lock().take();
     }
 
     /// The id the client sends in `Mcp-Session-Id`.
@@ -130,6 +148,7 @@ impl Session {
     /// Ends the session: its streams close and its upstream is freed.
     pub async fn close(&self) {
         self.ended.store(true, Ordering::SeqCst);
+        self.release_client_slot();
         self.streams.close_all();
         self.upstream.close().await;
     }
@@ -139,12 +158,60 @@ impl Session {
 pub struct SessionStore {
     sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     idle_timeout: Duration,
+    clients: Arc<ClientCounts>,
 }
 
 impl SessionStore {
     /// An empty store whose sessions expire after `idle_timeout` without use.
     pub fn new(idle_timeout: Duration) -> Arc<Self> {
-        Arc::new(SessionStore { sessions: RwLock::new(HashMap::new()), idle_timeout })
+        Self::bounded(idle_timeout, 0)
+    }
+
+    /// The same, with at most `max_sessions_per_client` open sessions per client
+    /// (0: no bound).
+    pub fn bounded(idle_timeout: Duration, max_sessions_per_client: usize) -> Arc<Self> {
+        Arc::new(SessionStore {
+            sessions: RwLock::new(HashMap::new()),
+            idle_timeout,
+            clients: ClientCounts::new(max_sessions_per_client),
+        })
+    }
+
+    /// A slot for one more session of `client` (`None`: a front without clients to
+    /// tell apart, such as forward stdio). A client with `max_sessions_per_client`
+    /// open sessions gets [`GatewayError::TooManyRequests`] (after sessions of it
+    /// whose upstream is gone are removed).
+    pub fn client_slot(&self, client: Option<&Arc<str>>) -> Result<Option<ClientSlot>, GatewayError> {
+        let Some(client) = client else { return Ok(None) };
+        if let Some(slot) = self.clients.try_take(client) {
+            return Ok(Some(slot));
+        }
+        self.remove_dead();
+        if let Some(slot) = self.clients.try_take(client) {
+            return Ok(Some(slot));
+        }
+        metrics::counter!("shadowcat_sessions_refused_total", "reason" => "per_client").increment(1);
+        tracing::info!(%client, max = self.clients.max(), "initialize refused: the client has max_sessions_per_client sessions");
+        Err(GatewayError::TooManyRequests {
+            detail: format!(
+                "this client already has {} open sessions (server.max_sessions_per_client); end one (DELETE) first",
+                self.clients.max()
+            ),
+            retry_after: None,
+        })
+    }
+
+    /// Removes sessions whose upstream is gone (they are ended in the background).
+    fn remove_dead(&self) {
+        let dead: Vec<Arc<Session>> = {
+            let mut map = self.sessions.write();
+            let ids: Vec<Arc<str>> = map.values().filter(|s| !s.is_alive()).map(|s| s.id.clone()).collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for s in dead {
+            s.release_client_slot();
+            tokio::spawn(async move { s.close().await });
+        }
     }
 
     /// Adds a session.
@@ -159,6 +226,7 @@ impl SessionStore {
             return Some(session);
         }
         if let Some(dead) = self.sessions.write().remove(id) {
+            dead.release_client_slot();
             tokio::spawn(async move { dead.close().await });
         }
         None

@@ -83,6 +83,11 @@ pub struct Gateway {
     log: Arc<Mutex<String>>,
 }
 
+/// `server:` keys for a gateway whose clients open many sessions from one address
+/// and never end them (the conformance suites: a session per scenario, no DELETE; a
+/// gateway in front of another is the inner one's only client): no per-client bound.
+pub const MANY_SESSIONS: &str = "  max_sessions_per_client: 0\n";
+
 /// YAML for a stdio upstream named `up` running the demo server, with extra keys.
 pub fn demo_config(server_extra: &str, upstream_extra: &str) -> String {
     format!(
