@@ -86,6 +86,14 @@ pub enum GatewayError {
     /// A bound was hit (sessions per upstream, requests in flight, streams per session).
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// A per-client bound was hit (sessions per client): HTTP 429.
+    #[error("too many requests: {detail}")]
+    TooManyRequests {
+        /// Which bound, and what to do.
+        detail: String,
+        /// When to try again, if that is known (sent as `Retry-After`).
+        retry_after: Option<Duration>,
+    },
     /// The upstream could not be reached or failed.
     #[error("upstream {upstream} unavailable: {detail}")]
     UpstreamUnavailable {
@@ -204,6 +212,7 @@ impl GatewayError {
             }
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::UpstreamUnavailable { .. } | GatewayError::UpstreamUnauthorized { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -237,7 +246,8 @@ impl GatewayError {
             | GatewayError::UnsupportedMediaType(_)
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::Conflict(_)
-            | GatewayError::Overloaded(_) => codes::TRANSPORT_ERROR,
+            | GatewayError::Overloaded(_)
+            | GatewayError::TooManyRequests { .. } => codes::TRANSPORT_ERROR,
         }
     }
 
@@ -261,6 +271,7 @@ impl GatewayError {
             _ => matches!(
                 self,
                 GatewayError::Overloaded(_)
+                    | GatewayError::TooManyRequests { .. }
                     | GatewayError::UpstreamUnavailable { .. }
                     | GatewayError::UpstreamTimeout { .. }
             ),
@@ -287,6 +298,7 @@ impl GatewayError {
             GatewayError::UnknownSession => "unknown_session",
             GatewayError::Conflict(_) => "conflict",
             GatewayError::Overloaded(_) => "overloaded",
+            GatewayError::TooManyRequests { .. } => "too_many_requests",
             GatewayError::UpstreamUnavailable { .. } => "upstream_unavailable",
             GatewayError::UpstreamUnauthorized { .. } => "upstream_unauthorized",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -329,5 +341,15 @@ mod tests {
         assert_eq!(v["error"]["data"]["requested"], "1999-01-01");
         assert_eq!(v["error"]["code"], codes::UNSUPPORTED_PROTOCOL_VERSION);
         assert!(v["id"].is_null());
+    }
+
+    #[test]
+    fn too_many_requests_is_429_and_retryable() {
+        let e = GatewayError::TooManyRequests { detail: "per client".into(), retry_after: None };
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.jsonrpc_code(), codes::TRANSPORT_ERROR);
+        assert!(e.retryable());
+        assert_eq!(e.source_side(), ErrorSource::Client);
+        assert_eq!(e.label(), "too_many_requests");
     }
 }

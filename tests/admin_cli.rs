@@ -59,7 +59,11 @@ async fn admin_endpoints_and_bounded_metric_labels() {
         .lines()
         .find(|l| l.contains("shadowcat::access") && l.contains("tool=echo"))
         .unwrap_or_else(|| panic!("no access line for echo:\n{log}"));
-    for field in [format!("session={session}"), "method=tools/call".into(), "status=ok".into(), "duration_ms=".into()] {
+    // The session's log tag (the first 8 hex digits of its id's SHA-256), never its id.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, session.as_bytes());
+    let tag: String = digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!log.contains(&session), "the session id is never logged:\n{log}");
+    for field in [format!("session={tag}"), "method=tools/call".into(), "status=ok".into(), "duration_ms=".into()] {
         assert!(echo_line.contains(&field), "{field} missing from {echo_line}");
     }
 
@@ -156,7 +160,10 @@ fn a_command_that_cannot_start_is_reported() {
             .await;
         assert_eq!(r.status, 502, "{}", r.text());
         assert_eq!(r.error_code(), -32003);
-        assert!(r.text().contains("/no/such/program"), "{}", r.text());
+        // The command line goes to the log, never to the client (it may hold secrets).
+        assert!(!r.text().contains("/no/such/program"), "{}", r.text());
+        assert!(r.text().contains("cannot start its command"), "{}", r.text());
+        assert!(gw.log().contains("/no/such/program"), "{}", gw.log());
         c.session = None;
     });
 }

@@ -687,3 +687,63 @@ async fn idle_pooled_sessions_beyond_min_are_closed() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!gw.log().contains("pooled upstream session closed"), "{}", gw.log());
 }
+
+/// Sends `n` stateless `tools/call`s of `name` at once while counting the gateway's
+/// child processes; returns the most seen at any time and the count once all are
+/// answered.
+async fn burst(gw: &Gateway, n: usize, name: &str) -> (usize, usize) {
+    let pid = gw.pid();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(common::children_of(pid).len());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            most
+        })
+    };
+    let calls = (0..n).map(|i| {
+        // A client (and so a connection) each.
+        let client = ModernClient::new(&gw.mcp_url);
+        let name = name.to_owned();
+        async move {
+            client
+                .call("tools/call", json!({"name": name, "arguments": {"message": format!("m{i}")}}), &json!({}))
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for (status, r) in &answers {
+        assert_eq!(*status, 200, "{r}");
+        assert!(r.get("result").is_some(), "{r}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.join().expect("watcher");
+    (most, common::children_of(pid).len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_stateless_requests_opens_no_more_than_pool_max_sessions_of_a_legacy_upstream() {
+    let gw = Gateway::start(&demo_config("", "      era: legacy\n      pool:\n        max: 2\n"));
+    let (most, after) = burst(&gw, 16, "echo").await;
+    assert!(most <= 2 && after <= 2, "at most pool.max processes: {most} at once, {after} after");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_stateless_requests_opens_no_more_than_pool_max_processes_of_a_stateless_stdio_upstream() {
+    let d = common::deps();
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    stdio:\n      command: {}\n      args: [{}, --stdio, --modern-only]\n      era: modern\n      env:\n        SHADOWCAT_NODE_MODULES: {}\n      pool:\n        max: 2\n",
+        d.node,
+        common::fixture("modern-server.mjs"),
+        d.node_modules
+    );
+    let gw = Gateway::start(&yaml);
+    // The check at start spawns the command once and stops it.
+    assert!(common::wait_until(Duration::from_secs(20), || common::children_of(gw.pid()).is_empty()));
+    let (most, after) = burst(&gw, 16, "test_simple_text").await;
+    assert!(most <= 2 && after <= 2, "at most pool.max processes: {most} at once, {after} after");
+}

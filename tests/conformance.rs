@@ -7,7 +7,7 @@ use common::{demo_config, deps, everything_http, free_port, Gateway};
 
 #[test]
 fn every_scenario_passes_through_the_gateway_in_front_of_the_demo_server() {
-    let gw = Gateway::start(&demo_config("", "      warm: 2\n"));
+    let gw = Gateway::start(&demo_config(common::MANY_SESSIONS, "      warm: 2\n"));
     let results = run_server_suite(&gw.mcp_url, &[]);
     assert!(results.len() >= 32, "all scenarios ran: {:?}", results.keys());
     assert_eq!(failures(&results), "", "scenarios failed through the gateway");
@@ -22,7 +22,7 @@ fn assert_no_regression_through_gateway(upstream_yaml: impl FnOnce(u16) -> Strin
     let direct_passed = passed(&run_server_suite(&format!("http://localhost:{port}/mcp"), &[]));
     assert!(direct_passed.len() >= 5, "server-everything passes some scenarios directly: {direct_passed:?}");
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n{}",
+        "server:\n  listen: 127.0.0.1:0\n  max_sessions_per_client: 0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  everything:\n{}",
         upstream_yaml(port)
     );
     let gw = Gateway::start(&yaml);
@@ -46,10 +46,10 @@ fn no_scenario_that_passes_against_server_everything_over_http_fails_through_the
 
 #[test]
 fn every_scenario_passes_through_two_gateways_chained_over_http() {
-    let inner = Gateway::start(&demo_config("", "      warm: 2\n"));
+    let inner = Gateway::start(&demo_config(common::MANY_SESSIONS, "      warm: 2\n"));
     let inner_url = inner.mcp_url.replace("localhost", "127.0.0.1");
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  inner:\n    http:\n      url: {inner_url}\n"
+        "server:\n  listen: 127.0.0.1:0\n  max_sessions_per_client: 0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  inner:\n    http:\n      url: {inner_url}\n"
     );
     let outer = Gateway::start(&yaml);
     let results = run_server_suite(&outer.mcp_url, &[]);

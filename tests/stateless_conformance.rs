@@ -11,7 +11,7 @@ use common::conformance::{failures, required_scenarios, run_requirements};
 use common::{demo_config, Gateway, ModernServer};
 
 fn http_upstream(url: &str) -> String {
-    format!("server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {url}\n")
+    format!("server:\n  listen: 127.0.0.1:0\n  max_sessions_per_client: 0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    http:\n      url: {url}\n")
 }
 
 /// Every scenario `revision` requires passed, and the unscored ones in `also`.
@@ -54,7 +54,7 @@ fn every_2025_11_25_scenario_passes_through_a_gateway_owned_session_to_a_modern_
 
 #[test]
 fn every_required_2026_scenario_passes_through_the_bridge_to_the_legacy_demo_server() {
-    let gw = Gateway::start(&demo_config("", "      warm: 1\n"));
+    let gw = Gateway::start(&demo_config(common::MANY_SESSIONS, "      warm: 1\n"));
     assert_required_pass(&gw.mcp_url, "2026-07-28", &["http-header-validation"]);
 }
 
@@ -70,7 +70,7 @@ fn stdio_modern_upstream() -> String {
 fn stdio_modern_upstream_with(args: &str, keys: &str) -> String {
     let d = common::deps();
     format!(
-        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    stdio:\n      command: {}\n      args: [{}, --stdio{args}]\n      warm: 2\n      env:\n        SHADOWCAT_NODE_MODULES: {}\n{keys}",
+        "server:\n  listen: 127.0.0.1:0\n  max_sessions_per_client: 0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  modern:\n    stdio:\n      command: {}\n      args: [{}, --stdio{args}]\n      warm: 2\n      env:\n        SHADOWCAT_NODE_MODULES: {}\n{keys}",
         d.node,
         common::fixture("modern-server.mjs"),
         d.node_modules

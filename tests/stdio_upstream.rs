@@ -144,7 +144,12 @@ async fn stderr_is_logged_with_the_session_and_early_notifications_are_tolerated
     let session = c.session.clone().expect("session");
     assert!(gw.wait_log("fake-stderr initialize", Duration::from_secs(5)), "{}", gw.log());
     let line = gw.log().lines().find(|l| l.contains("fake-stderr initialize")).map(str::to_owned).unwrap_or_default();
-    assert!(line.contains(&session), "stderr line tagged with the session: {line}");
+    // Tagged with the session's log tag (the first 8 hex digits of the id's SHA-256),
+    // never the id: it is a bearer credential.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, session.as_bytes());
+    let tag: String = digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(line.contains(&format!("session={tag}")), "stderr line tagged with the session: {line}");
+    assert!(!gw.log().contains(&session), "the session id is never logged: {line}");
 
     let gw = Gateway::start(&fake_config("early-notify", ""));
     let mut c = McpClient::new(&gw.mcp_url);
@@ -274,4 +279,51 @@ async fn requests_a_pooled_session_sends_outside_any_call_are_answered_by_the_ga
         by_id("srv-roots")["error"]["message"].as_str().is_some_and(|m| m.contains("no client request")),
         "{answers:?}"
     );
+}
+
+/// The gateway's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_stderr_line_is_cut_and_bytes_that_are_not_utf8_do_not_stop_the_reading() {
+    let gw = Gateway::start(&fake_config("stderr-flood", ""));
+    let mut c = McpClient::new(&gw.mcp_url);
+    // The fake writes 128 MiB of stderr without a newline before it answers.
+    c.initialize("2025-06-18").await;
+    assert!(
+        gw.wait_log("fake-stderr-after-flood", Duration::from_secs(30)),
+        "stderr is still read after a line that is not UTF-8: {}",
+        gw.log().chars().take(2000).collect::<String>()
+    );
+    assert!(gw.log().contains("[stderr line cut]"), "the long line is logged as cut");
+    assert!(gw.log().contains("not utf-8"), "the line that is not UTF-8 is logged (lossily)");
+    let r = c.request("tools/call", json!({"name": "work", "arguments": {}})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "worked", "{r}");
+    let peak = peak_rss_kib(gw.pid());
+    assert!(peak < 64 * 1024, "the gateway's peak RSS stays under 64 MiB: {peak} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spawn_failure_logs_the_command_but_never_sends_it_to_the_client() {
+    let yaml = "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  gone:\n    stdio:\n      command: /nonexistent/shadowcat-test-server\n      args: ['--token=sk-test-SECRET-4242']\n      era: legacy\n";
+    let gw = Gateway::start(yaml);
+    let c = McpClient::new(&gw.mcp_url);
+    let r = c.post_raw(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.error_code(), -32003);
+    assert!(r.text().contains("cannot start its command"), "{}", r.text());
+    assert!(!r.text().contains("SECRET") && !r.text().contains("/nonexistent"), "no command line: {}", r.text());
+    // 2026-07-28 through the bridge: the same.
+    let modern = common::modern::ModernClient::new(&gw.mcp_url);
+    let (status, m) = modern.call("tools/list", json!({}), &json!({})).await;
+    assert!(status >= 500, "{status} {m}");
+    assert!(!m.to_string().contains("SECRET"), "no command line: {m}");
+    assert!(gw.wait_log("sk-test-SECRET-4242", Duration::from_secs(5)), "the log has the command line: {}", gw.log());
 }

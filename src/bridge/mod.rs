@@ -656,24 +656,32 @@ impl Bridge {
     async fn modern_session(self: &Arc<Self>) -> Result<Arc<Pooled>, GatewayError> {
         const KEY: &str = "stateless";
         let max = self.pool_config.max.max(1);
-        let sessions: Vec<Arc<Pooled>> = {
-            let mut pools = self.pools.lock();
-            let list = pools.entry(KEY.into()).or_default();
-            list.retain(|p| p.session.is_alive());
-            list.clone()
-        };
-        let least = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)).cloned();
-        if let Some(p) = &least {
-            if sessions.len() >= max || p.busy.load(Ordering::Relaxed) == 0 {
-                return Ok(p.clone());
+        // Looked at once without the lock, then again under it: a burst of requests
+        // that all found the pool short must not each open a process.
+        let mut creating = None;
+        loop {
+            let sessions: Vec<Arc<Pooled>> = {
+                let mut pools = self.pools.lock();
+                let list = pools.entry(KEY.into()).or_default();
+                list.retain(|p| p.session.is_alive());
+                list.clone()
+            };
+            let least = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)).cloned();
+            if let Some(p) = &least {
+                if sessions.len() >= max || p.busy.load(Ordering::Relaxed) == 0 {
+                    return Ok(p.clone());
+                }
             }
+            if creating.is_none() {
+                creating = Some(self.creating.lock().await);
+                continue;
+            }
+            let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+            let p = pool::open_raw(&self.upstream, format!("{}-stateless-{n}", self.name), self.events.clone()).await?;
+            tracing::info!(upstream = %self.name, session = %p.tag, "stateless upstream process opened");
+            self.pools.lock().entry(KEY.into()).or_default().push(p.clone());
+            return Ok(p);
         }
-        let _one = self.creating.lock().await;
-        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let p = pool::open_raw(&self.upstream, format!("{}-stateless-{n}", self.name), self.events.clone()).await?;
-        tracing::info!(upstream = %self.name, session = %p.tag, "stateless upstream process opened");
-        self.pools.lock().entry(KEY.into()).or_default().push(p.clone());
-        Ok(p)
     }
 
     /// `subscriptions/listen` on a stateless stdio upstream: the request goes to one of

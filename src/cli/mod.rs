@@ -142,6 +142,11 @@ impl ForwardHttpArgs {
     pub fn resolve(&self) -> Result<Config, String> {
         let mut config = base_config(self.config.as_deref())?;
         config.admin.listen = self.admin.clone();
+        if self.config.is_none() {
+            // One developer's local clients, which often leave sessions behind (an SDK
+            // client does not DELETE its session on close): no per-client bound.
+            config.server.max_sessions_per_client = 0;
+        }
         let args = GatewayArgs {
             config: None,
             listen: Some(self.listen.clone()),

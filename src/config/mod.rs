@@ -79,6 +79,9 @@ impl Config {
         if self.server.sse_buffer_events == 0 {
             return Err("server.sse_buffer_events: must be greater than 0".into());
         }
+        if self.server.sse_buffer_bytes == 0 {
+            return Err("server.sse_buffer_bytes: must be greater than 0".into());
+        }
         if self.upstreams.is_empty() {
             return Err("upstreams: at least one upstream is required".into());
         }

@@ -140,6 +140,15 @@ pub struct ServerConfig {
     pub session_idle_timeout: Duration,
     /// Events kept per SSE stream for resumption with `Last-Event-ID`.
     pub sse_buffer_events: usize,
+    /// Bytes of events kept per SSE stream (oldest dropped first); an event larger
+    /// than this is delivered but not kept.
+    pub sse_buffer_bytes: usize,
+    /// Most open sessions per client (the peer's IP address; the principal once
+    /// authentication exists); past it `initialize` gets 429. 0: no bound.
+    pub max_sessions_per_client: usize,
+    /// Most open client connections to the MCP listener; past it a connection gets
+    /// one 503 and is closed. 0: no bound.
+    pub max_connections: usize,
     /// Finished SSE streams kept per session for resumption.
     pub sse_retained_streams: usize,
     /// The `retry` the gateway advises to 2025-11-25 clients.
@@ -179,6 +188,9 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             session_idle_timeout: Duration::from_secs(30 * 60),
             sse_buffer_events: 256,
+            sse_buffer_bytes: 1024 * 1024,
+            max_sessions_per_client: 16,
+            max_connections: 4096,
             sse_retained_streams: 16,
             sse_retry: Duration::from_secs(1),
             sse_keepalive: Duration::from_secs(20),

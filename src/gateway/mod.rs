@@ -45,7 +45,7 @@ impl Core {
         for (name, cfg) in &config.upstreams {
             upstreams.insert(name.clone(), Upstream::from_config(name, cfg)?);
         }
-        let store = SessionStore::new(config.server.session_idle_timeout);
+        let store = SessionStore::bounded(config.server.session_idle_timeout, config.server.max_sessions_per_client);
         store.spawn_reaper();
         let mut routes = HashMap::new();
         for route in config.effective_routes() {
@@ -59,6 +59,7 @@ impl Core {
         paths.sort();
         let limits = StreamLimits {
             buffer_events: config.server.sse_buffer_events,
+            buffer_bytes: config.server.sse_buffer_bytes,
             retained_streams: config.server.sse_retained_streams,
         };
         let bridge_settings = crate::bridge::BridgeSettings::new(&config.bridge)?;
@@ -161,6 +162,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     let limits = crate::server::ConnLimits {
         header_timeout: config.server.header_read_timeout,
         max_header_bytes: config.server.max_header_bytes,
+        connections: None,
+    };
+    // Shared by every front thread's listener; the admin listener is not bounded.
+    let mcp_limits = crate::server::ConnLimits {
+        connections: Some(crate::server::ConnectionGate::new(config.server.max_connections)),
+        ..limits.clone()
     };
 
     core.start().await;
@@ -173,7 +180,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         let upstreams = upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect();
         let admin = Arc::new(Admin { metrics, upstreams, controls });
         let handler = move |req| admin.clone().handle(req);
-        tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, limits))
+        tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, limits.clone()))
     });
 
     // Boxed: hyper keeps one slot for the request future per connection, as big as
@@ -190,9 +197,9 @@ pub async fn run(config: Config) -> Result<(), String> {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        per_core::spawn(listener, threads, handler, shutdown_rx, release_rx, grace, limits)?
+        per_core::spawn(listener, threads, handler, shutdown_rx, release_rx, grace, mcp_limits)?
     } else {
-        tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace, limits))
+        tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace, mcp_limits))
     };
 
     eprintln!("{announce}");

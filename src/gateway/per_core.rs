@@ -56,6 +56,7 @@ where
     let mut drained = Vec::with_capacity(listeners.len());
     for (index, std_listener) in listeners.into_iter().enumerate() {
         let (handler, shutdown, mut release) = (handler.clone(), shutdown.clone(), release.clone());
+        let limits = limits.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
             .name(format!("shadowcat-front-{index}"))

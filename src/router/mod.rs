@@ -14,7 +14,7 @@ use crate::bridge::Bridge;
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, McpRequest, Outcome, ReplyBody, RequestKind};
 use crate::protocol::{Message, ProtocolVersion};
-use crate::session::{mint_id, Session, SessionStore, StreamRegistry};
+use crate::session::{log_tag, mint_id, Session, SessionStore, StreamRegistry};
 use crate::upstream::Upstream;
 
 /// How SSE streams of new sessions are bounded.
@@ -22,6 +22,8 @@ use crate::upstream::Upstream;
 pub struct StreamLimits {
     /// Events kept per stream.
     pub buffer_events: usize,
+    /// Bytes of events kept per stream.
+    pub buffer_bytes: usize,
     /// Finished streams kept per session.
     pub retained_streams: usize,
 }
@@ -60,13 +62,21 @@ impl Router {
             .get(&req.route)
             .cloned()
             .ok_or_else(|| GatewayError::Internal(format!("no upstream for route {}", req.route)))?;
+        // Taken before anything is opened upstream; given back when the session ends.
+        let client = req.client_key().map(Arc::<str>::from);
+        let client_slot = self.store.client_slot(client.as_ref())?;
         let id = mint_id();
+        // The upstream side logs the session by its tag: the id is a credential.
+        let tag = log_tag(&id);
         let upstream_session = match self.bridges.get(&name) {
-            Some(bridge) => bridge.open_session(&id).await?,
-            None => upstream.open(&id).await?,
+            Some(bridge) => bridge.open_session(&tag).await?,
+            None => upstream.open(&tag).await?,
         };
-        let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams);
-        let session = Arc::new(Session::new(id, req.route.clone(), name.clone(), upstream_session, streams));
+        let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams)
+            .with_buffer_bytes(self.limits.buffer_bytes);
+        let session = Arc::new(
+            Session::new(id, req.route.clone(), name.clone(), upstream_session, streams).with_client_slot(client_slot),
+        );
         session.set_version(requested_version(&m).unwrap_or(req.version));
         self.store.insert(session.clone());
         let reply = match session.upstream().send(m.clone(), &req.headers).await {
@@ -83,7 +93,7 @@ impl Router {
                 observed.set_version(v);
             }
             if outcome != Outcome::Ok {
-                tracing::info!(session = observed.id(), outcome = %outcome.label(), "initialize failed; session ended");
+                tracing::info!(session = observed.tag(), outcome = %outcome.label(), "initialize failed; session ended");
                 let id = observed.id().to_owned();
                 tokio::spawn(async move { store.end(&id).await });
             }

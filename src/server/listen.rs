@@ -2,6 +2,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -9,10 +11,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::ResponseBody;
+use crate::error::GatewayError;
 
 /// Serves HTTP/1.1 and h2 on `listener` until `shutdown` turns true, then stops
 /// accepting and gives open connections `grace` to finish. Each request carries the
@@ -22,7 +26,9 @@ use super::ResponseBody;
 /// HTTP/1.1 request head within that time of its first byte, or it is closed
 /// (slowloris protection; hyper's own header timeout does not cover the wait before
 /// the first byte, when it still detects the HTTP version). A request head over
-/// `limits.max_header_bytes` gets 431 from hyper.
+/// `limits.max_header_bytes` gets 431 from hyper. Past `limits.connections`' bound a
+/// new connection gets one HTTP/1.1 503 with a JSON-RPC error body and
+/// `Connection: close` (see [`ConnectionGate`]).
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     handler: F,
@@ -59,6 +65,16 @@ pub async fn serve<F, Fut>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let entered = match &limits.connections {
+                    Some(gate) => match gate.try_enter() {
+                        Some(entered) => Some(entered),
+                        None => {
+                            tokio::spawn(refuse(stream, gate.max));
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 let handler = handler.clone();
                 let client: std::sync::Arc<str> = peer.ip().to_string().into();
                 let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -70,6 +86,7 @@ pub async fn serve<F, Fut>(
                 let watcher = graceful.watcher();
                 let mut stop = shutdown.clone();
                 tokio::spawn(async move {
+                    let _entered = entered;
                     // peek, not readable(): readiness can be reported before any byte is there.
                     // A connection that has sent nothing yet (a client's spare pooled
                     // connection, say) must not hold up a shutdown: it is just closed.
@@ -102,12 +119,85 @@ pub async fn serve<F, Fut>(
 pub const MIN_HEADER_BYTES: usize = 8192;
 
 /// Per-connection bounds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnLimits {
     /// Time to send the first bytes, and each request head.
     pub header_timeout: Duration,
     /// Largest request head (request line and headers), at least [`MIN_HEADER_BYTES`].
     pub max_header_bytes: usize,
+    /// The bound on open connections, shared by every listener of one front; `None`:
+    /// no bound (the admin listener).
+    pub connections: Option<Arc<ConnectionGate>>,
+}
+
+/// Counts the open connections of a front against `server.max_connections`, in the
+/// gauge `shadowcat_connections_open`; refusals are counted in
+/// `shadowcat_connections_refused_total`.
+#[derive(Debug)]
+pub struct ConnectionGate {
+    max: usize,
+    open: AtomicUsize,
+}
+
+impl ConnectionGate {
+    /// A gate letting `max` connections in at once (0: no bound).
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(ConnectionGate { max, open: AtomicUsize::new(0) })
+    }
+
+    /// Open connections now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Lets one more connection in, or `None` at the bound.
+    pub fn try_enter(self: &Arc<Self>) -> Option<Entered> {
+        let entered = self
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (self.max == 0 || n < self.max).then_some(n + 1));
+        entered.ok()?;
+        metrics::gauge!("shadowcat_connections_open").increment(1.0);
+        Some(Entered(self.clone()))
+    }
+}
+
+/// One open connection; dropping it lets another in.
+#[derive(Debug)]
+pub struct Entered(Arc<ConnectionGate>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!("shadowcat_connections_open").decrement(1.0);
+    }
+}
+
+/// Longest time a refused connection is kept to hand it its 503.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers a connection over the bound with one 503 and closes it. What the client
+/// already sent is read (briefly) and dropped, so that closing does not reset the
+/// connection before the client has read the answer.
+async fn refuse(mut stream: TcpStream, max: usize) {
+    metrics::counter!("shadowcat_connections_refused_total").increment(1);
+    let peer = stream.peer_addr().ok();
+    tracing::warn!(?peer, max, "connection refused: server.max_connections reached");
+    let e = GatewayError::Overloaded(format!("the gateway has reached server.max_connections ({max})"));
+    let body = e.to_message(None).bytes().clone();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         retry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let answer = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, answer).await;
 }
 
 /// The address of the peer a request came from (in the request's extensions), and

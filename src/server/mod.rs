@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 pub use checks::{OriginPolicy, LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
-pub use listen::{serve, ConnLimits, PeerAddr, MIN_HEADER_BYTES};
+pub use listen::{serve, ConnLimits, ConnectionGate, PeerAddr, MIN_HEADER_BYTES};
 pub use response::ResponseBody;
 
 use crate::error::GatewayError;
@@ -225,7 +225,7 @@ impl Front {
                 if resumed.lost > 0 {
                     metrics::counter!("shadowcat_sse_events_lost_total").increment(resumed.lost);
                     tracing::warn!(
-                        session = session.id(),
+                        session = session.tag(),
                         stream = resumed.stream.id(),
                         lost = resumed.lost,
                         "resumed stream: events older than the buffer were lost"

@@ -72,6 +72,11 @@ pub fn error_response(e: &GatewayError, id: Option<&str>) -> Response<ResponseBo
         GatewayError::Overloaded(_) => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        GatewayError::TooManyRequests { retry_after: Some(after), .. } => {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite a retry at once.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         _ => {}
     }
     if let Some(extra) = e.headers() {
@@ -109,5 +114,18 @@ mod tests {
             (serde_json::json!(4), serde_json::json!(-32001))
         );
         assert_eq!(e.label(), "unauthorized");
+    }
+
+    #[test]
+    fn too_many_requests_sends_retry_after_in_whole_seconds() {
+        let after = |d: Option<std::time::Duration>| {
+            let e = GatewayError::TooManyRequests { detail: "x".into(), retry_after: d };
+            let resp = error_response(&e, Some("1"));
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            resp.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap_or("").to_owned())
+        };
+        assert_eq!(after(None), None);
+        assert_eq!(after(Some(std::time::Duration::from_millis(1500))).as_deref(), Some("2"));
+        assert_eq!(after(Some(std::time::Duration::ZERO)).as_deref(), Some("1"));
     }
 }

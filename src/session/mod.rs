@@ -3,7 +3,11 @@
 //! A session id is 160 random bits in hex (unpredictable; its format may later carry
 //! sealed routing state). Unknown or ended sessions are answered with 404; `DELETE`,
 //! idle expiry and shutdown end a session and free its upstream.
+//!
+//! A session id is a bearer credential for its session, so it is never logged: logs
+//! carry the session's [`tag`](Session::tag), which cannot be turned back into it.
 
+mod clients;
 mod streams;
 
 use std::collections::HashMap;
@@ -14,8 +18,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
-pub use streams::{Resumed, SseStream, StreamRegistry};
+pub use clients::{ClientCounts, ClientSlot};
+pub use streams::{Resumed, SseStream, StreamRegistry, DEFAULT_BUFFER_BYTES};
 
+use crate::error::GatewayError;
 use crate::protocol::ProtocolVersion;
 use crate::upstream::UpstreamSession;
 
@@ -26,15 +32,25 @@ pub fn mint_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The tag that stands for session id `id` in logs: the first 8 hex digits of the
+/// id's SHA-256 (one-way, so a log reader cannot use it to join the session).
+pub fn log_tag(id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One client session.
 pub struct Session {
     id: Arc<str>,
+    tag: Arc<str>,
     route: Arc<str>,
     upstream_name: Arc<str>,
     upstream: UpstreamSession,
     version: AtomicU8,
     last_active: Mutex<Instant>,
     ended: AtomicBool,
+    /// Counts it against its client's `max_sessions_per_client` while it is open.
+    client_slot: Mutex<Option<ClientSlot>>,
     /// Its SSE streams.
     pub streams: StreamRegistry,
 }
@@ -49,6 +65,7 @@ impl Session {
         streams: StreamRegistry,
     ) -> Self {
         Session {
+            tag: log_tag(&id).into(),
             id: id.into(),
             route,
             upstream_name,
@@ -56,13 +73,31 @@ impl Session {
             version: AtomicU8::new(0),
             last_active: Mutex::new(Instant::now()),
             ended: AtomicBool::new(false),
+            client_slot: Mutex::new(None),
             streams,
         }
+    }
+
+    /// Counts the session against its client (see [`SessionStore::client_slot`]) until
+    /// it ends.
+    pub fn with_client_slot(self, slot: Option<ClientSlot>) -> Self {
+        *self.client_slot.lock() = slot;
+        self
+    }
+
+    /// Gives its client's slot back (it has left the store).
+    fn release_client_slot(&self) {
+        self.client_slot.lock().take();
     }
 
     /// The id the client sends in `Mcp-Session-Id`.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// What stands for the id in logs (see [`log_tag`]); never log [`Session::id`].
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
     /// The endpoint path it was created on; it is unknown on every other.
@@ -113,6 +148,7 @@ impl Session {
     /// Ends the session: its streams close and its upstream is freed.
     pub async fn close(&self) {
         self.ended.store(true, Ordering::SeqCst);
+        self.release_client_slot();
         self.streams.close_all();
         self.upstream.close().await;
     }
@@ -122,12 +158,60 @@ impl Session {
 pub struct SessionStore {
     sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     idle_timeout: Duration,
+    clients: Arc<ClientCounts>,
 }
 
 impl SessionStore {
     /// An empty store whose sessions expire after `idle_timeout` without use.
     pub fn new(idle_timeout: Duration) -> Arc<Self> {
-        Arc::new(SessionStore { sessions: RwLock::new(HashMap::new()), idle_timeout })
+        Self::bounded(idle_timeout, 0)
+    }
+
+    /// The same, with at most `max_sessions_per_client` open sessions per client
+    /// (0: no bound).
+    pub fn bounded(idle_timeout: Duration, max_sessions_per_client: usize) -> Arc<Self> {
+        Arc::new(SessionStore {
+            sessions: RwLock::new(HashMap::new()),
+            idle_timeout,
+            clients: ClientCounts::new(max_sessions_per_client),
+        })
+    }
+
+    /// A slot for one more session of `client` (`None`: a front without clients to
+    /// tell apart, such as forward stdio). A client with `max_sessions_per_client`
+    /// open sessions gets [`GatewayError::TooManyRequests`] (after sessions of it
+    /// whose upstream is gone are removed).
+    pub fn client_slot(&self, client: Option<&Arc<str>>) -> Result<Option<ClientSlot>, GatewayError> {
+        let Some(client) = client else { return Ok(None) };
+        if let Some(slot) = self.clients.try_take(client) {
+            return Ok(Some(slot));
+        }
+        self.remove_dead();
+        if let Some(slot) = self.clients.try_take(client) {
+            return Ok(Some(slot));
+        }
+        metrics::counter!("shadowcat_sessions_refused_total", "reason" => "per_client").increment(1);
+        tracing::info!(%client, max = self.clients.max(), "initialize refused: the client has max_sessions_per_client sessions");
+        Err(GatewayError::TooManyRequests {
+            detail: format!(
+                "this client already has {} open sessions (server.max_sessions_per_client); end one (DELETE) first",
+                self.clients.max()
+            ),
+            retry_after: None,
+        })
+    }
+
+    /// Removes sessions whose upstream is gone (they are ended in the background).
+    fn remove_dead(&self) {
+        let dead: Vec<Arc<Session>> = {
+            let mut map = self.sessions.write();
+            let ids: Vec<Arc<str>> = map.values().filter(|s| !s.is_alive()).map(|s| s.id.clone()).collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for s in dead {
+            s.release_client_slot();
+            tokio::spawn(async move { s.close().await });
+        }
     }
 
     /// Adds a session.
@@ -142,6 +226,7 @@ impl SessionStore {
             return Some(session);
         }
         if let Some(dead) = self.sessions.write().remove(id) {
+            dead.release_client_slot();
             tokio::spawn(async move { dead.close().await });
         }
         None
@@ -181,7 +266,7 @@ impl SessionStore {
             ids.iter().filter_map(|id| map.remove(id)).collect()
         };
         for s in expired {
-            tracing::info!(session = %s.id, upstream = %s.upstream_name, "session expired");
+            tracing::info!(session = %s.tag, upstream = %s.upstream_name, "session expired");
             s.close().await;
         }
     }
@@ -225,5 +310,17 @@ mod tests {
         assert_eq!(a.len(), 40);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(a, mint_id());
+    }
+
+    #[test]
+    fn log_tags_are_short_stable_and_not_the_id() {
+        let id = mint_id();
+        let tag = log_tag(&id);
+        assert_eq!(tag.len(), 8);
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(tag, log_tag(&id));
+        assert!(!id.contains(&tag), "not a slice of the id");
+        // SHA-256("abc") starts with ba7816bf.
+        assert_eq!(log_tag("abc"), "ba7816bf");
     }
 }

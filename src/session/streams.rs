@@ -2,7 +2,10 @@
 //!
 //! Each stream (a POST's reply stream or the GET stream) has an id unique in its
 //! session; its events are numbered from 1 (0 is the priming event), and an event id is
-//! `<stream>-<seq>`. The last `sse_buffer_events` events of each stream are kept. When
+//! `<stream>-<seq>`. The last `sse_buffer_events` events of each stream are kept, at
+//! most `sse_buffer_bytes` of them in all (older events are dropped first; an event
+//! larger than that bound is delivered live but not kept, and the events before it are
+//! dropped too, so that what is kept is always the stream's latest events). When
 //! a client disconnects, the stream's source stays here, and messages that arrive in
 //! the meantime wait in it (bounded); a GET with `Last-Event-ID` replays the kept
 //! events after that id, then goes on with the live source. Events that fell out of
@@ -19,16 +22,22 @@ use parking_lot::Mutex;
 use crate::error::GatewayError;
 use crate::pipeline::MessageStream;
 
+/// Bytes of events kept per stream unless configured (`server.sse_buffer_bytes`).
+pub const DEFAULT_BUFFER_BYTES: usize = 1024 * 1024;
+
 /// One SSE stream of a session.
 pub struct SseStream {
     id: u64,
     is_get: bool,
     capacity: usize,
+    max_bytes: usize,
     state: Mutex<SseState>,
 }
 
 struct SseState {
     buffer: VecDeque<(u64, Bytes)>,
+    /// Bytes of the events in `buffer`.
+    bytes: usize,
     next_seq: u64,
     source: Option<MessageStream>,
     attached: bool,
@@ -57,9 +66,18 @@ impl SseStream {
         let seq = state.next_seq;
         state.next_seq += 1;
         let bytes = encode(&self.event_id(seq));
-        if state.buffer.len() >= self.capacity {
-            state.buffer.pop_front();
+        if bytes.len() > self.max_bytes {
+            // Not kept, and neither is anything older: a resumption from before it
+            // starts after it, and the gap is counted as lost.
+            state.buffer.clear();
+            state.bytes = 0;
+            return bytes;
         }
+        while state.buffer.len() >= self.capacity || state.bytes + bytes.len() > self.max_bytes {
+            let Some((_, old)) = state.buffer.pop_front() else { break };
+            state.bytes -= old.len();
+        }
+        state.bytes += bytes.len();
         state.buffer.push_back((seq, bytes.clone()));
         bytes
     }
@@ -108,14 +126,28 @@ pub struct Resumed {
 pub struct StreamRegistry {
     next_id: AtomicU64,
     capacity: usize,
+    max_bytes: usize,
     retained: usize,
     streams: Mutex<VecDeque<Arc<SseStream>>>,
 }
 
 impl StreamRegistry {
-    /// A registry keeping `capacity` events per stream and `retained` finished streams.
+    /// A registry keeping `capacity` events per stream (at most
+    /// [`DEFAULT_BUFFER_BYTES`] of them) and `retained` finished streams.
     pub fn new(capacity: usize, retained: usize) -> Self {
-        StreamRegistry { next_id: AtomicU64::new(1), capacity, retained, streams: Mutex::new(VecDeque::new()) }
+        StreamRegistry {
+            next_id: AtomicU64::new(1),
+            capacity,
+            max_bytes: DEFAULT_BUFFER_BYTES,
+            retained,
+            streams: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Keeps at most `max_bytes` of events per stream (see the module docs).
+    pub fn with_buffer_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Registers a new attached stream.
@@ -124,8 +156,10 @@ impl StreamRegistry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             is_get,
             capacity: self.capacity,
+            max_bytes: self.max_bytes,
             state: Mutex::new(SseState {
                 buffer: VecDeque::new(),
+                bytes: 0,
                 next_seq: 0,
                 source: None,
                 attached: true,
@@ -228,6 +262,36 @@ mod tests {
         assert_eq!(r.lost, 1, "event 1 fell out of the buffer");
         assert!(matches!(reg.resume("9-1"), Err(GatewayError::InvalidRequest(_))));
         assert!(matches!(reg.resume("garbage"), Err(GatewayError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_in_bytes() {
+        let reg = StreamRegistry::new(100, 4).with_buffer_bytes(10);
+        let s = reg.create(false);
+        for _ in 0..5 {
+            s.record(|_| Bytes::from_static(b"abcd"));
+        }
+        s.detach(None);
+        let r = reg.resume("1-0").map_err(|e| e.to_string()).expect("resume");
+        assert_eq!(r.replay.len(), 2, "two 4-byte events fit in 10 bytes");
+        assert_eq!(r.lost, 2, "events 1 and 2 fell out");
+        r.stream.detach(None);
+
+        // An event larger than the bound is delivered but not kept, nor is anything older.
+        let s = reg.create(false);
+        s.record(|_| Bytes::from_static(b"abcd"));
+        let big = s.record(|_| Bytes::from_static(b"0123456789ABCDEF"));
+        assert_eq!(big.len(), 16, "delivered whole");
+        s.detach(None);
+        let r = reg.resume("2-0").map_err(|e| e.to_string()).expect("resume");
+        assert!(r.replay.is_empty());
+        assert_eq!(r.lost, 1, "the big event is counted as lost");
+        r.stream.detach(None);
+        let after = s.record(|_| Bytes::from_static(b"xyz"));
+        s.detach(None);
+        let r = reg.resume("2-1").map_err(|e| e.to_string()).expect("resume");
+        assert_eq!(r.replay, vec![after], "kept events start after the big one");
+        assert_eq!(s.state.lock().bytes, 3);
     }
 
     #[test]

@@ -168,6 +168,14 @@ impl Http {
         Http { client: Client::builder(TokioExecutor::new()).build_http() }
     }
 
+    /// A client whose connections come from `local` (on Linux any 127.0.0.0/8 address
+    /// reaches a loopback listener: another client, as the gateway sees it).
+    pub fn from_address(local: std::net::IpAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        Http { client: Client::builder(TokioExecutor::new()).build(connector) }
+    }
+
     fn build(method: Method, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Request<Full<Bytes>> {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {

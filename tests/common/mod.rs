@@ -83,6 +83,11 @@ pub struct Gateway {
     log: Arc<Mutex<String>>,
 }
 
+/// `server:` keys for a gateway whose clients open many sessions from one address
+/// and never end them (the conformance suites: a session per scenario, no DELETE; a
+/// gateway in front of another is the inner one's only client): no per-client bound.
+pub const MANY_SESSIONS: &str = "  max_sessions_per_client: 0\n";
+
 /// YAML for a stdio upstream named `up` running the demo server, with extra keys.
 pub fn demo_config(server_extra: &str, upstream_extra: &str) -> String {
     format!(
@@ -100,11 +105,25 @@ impl Gateway {
         Gateway::start_args(&["gateway", "--config", path.to_str().unwrap()])
     }
 
+    /// Like [`Gateway::start`], logging with the `RUST_LOG` filter `filter`.
+    pub fn start_logged(yaml: &str, filter: &str) -> Gateway {
+        let dir = scratch_dir("gw");
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Gateway::start_args_logged(&["gateway", "--config", path.to_str().unwrap()], filter)
+    }
+
     /// Starts the binary with `args` and waits for its listening line.
     pub fn start_args(args: &[&str]) -> Gateway {
+        let filter = std::env::var("SHADOWCAT_TEST_LOG").unwrap_or_else(|_| "info".into());
+        Gateway::start_args_logged(args, &filter)
+    }
+
+    /// Starts the binary with `args`, logging with the `RUST_LOG` filter `filter`.
+    pub fn start_args_logged(args: &[&str], filter: &str) -> Gateway {
         let mut child = Command::new(bin())
             .args(args)
-            .env("RUST_LOG", std::env::var("SHADOWCAT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,7 +1,7 @@
 //! `access_log`: one structured `tracing` event per request, when its reply is
 //! complete (for a stream, when the final response has passed).
 //!
-//! Fields: `session`, `method`, `tool`, `id`, `route`, `upstream`, `status`,
+//! Fields: `session` (the session's tag, never its id), `method`, `tool`, `id`, `route`, `upstream`, `status`,
 //! `duration_ms`. The events have target `shadowcat::access`, so they can be routed
 //! or filtered on their own (`RUST_LOG=shadowcat::access=info`).
 //!
@@ -113,7 +113,7 @@ impl Stage for AccessLogger {
             return None;
         }
         Some(Entry {
-            session: req.session.as_ref().map(|s| s.id().to_owned()),
+            session: req.session.as_ref().map(|s| s.tag().to_owned()),
             method: req.method_label().to_owned(),
             tool: req.msg().and_then(|m| m.tool_name()).map(str::to_owned),
             id: req.msg().and_then(|m| m.id_key()).map(str::to_owned),
@@ -126,7 +126,7 @@ impl Stage for AccessLogger {
         let Some(e) = e else { return };
         self.logged.fetch_add(1, Ordering::Relaxed);
         let duration_ms = e.started.elapsed().as_secs_f64() * 1000.0;
-        let new_session = end.new_session.map(|s| s.id());
+        let new_session = end.new_session.map(|s| s.tag());
         let session = new_session.or(e.session.as_deref()).unwrap_or("-");
         let tool = e.tool.as_deref().unwrap_or("-");
         let id = e.id.as_deref().unwrap_or("-");

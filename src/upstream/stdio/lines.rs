@@ -78,6 +78,56 @@ fn finish(mut line: BytesMut, len: usize, tail: Vec<u8>, max: usize) -> Line {
     Line::Data(line.freeze())
 }
 
+/// A line read with [`read_prefix`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prefix {
+    /// Its first bytes (at most the bound), without the newline.
+    pub kept: Bytes,
+    /// Its whole length; more than `kept.len()` when it was cut.
+    pub len: usize,
+}
+
+impl Prefix {
+    /// Whether the line was longer than the bound.
+    pub fn is_cut(&self) -> bool {
+        self.len > self.kept.len()
+    }
+}
+
+/// Reads the next line keeping at most its first `max` bytes: the rest, up to the
+/// newline, is read past and not kept (for text that is only logged, such as stderr).
+/// `None` at end of input. The bytes need not be UTF-8.
+pub async fn read_prefix<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Option<Prefix>> {
+    let mut kept = BytesMut::new();
+    let mut len = 0usize;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            if len == 0 {
+                return Ok(None);
+            }
+            break;
+        }
+        let (chunk, found) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        let room = max.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        len += chunk.len();
+        let used = chunk.len() + usize::from(found);
+        reader.consume(used);
+        if found {
+            break;
+        }
+    }
+    if len == kept.len() && kept.last() == Some(&b'\r') {
+        kept.truncate(kept.len() - 1);
+        len -= 1;
+    }
+    Ok(Some(Prefix { kept: kept.freeze(), len }))
+}
+
 /// Finds the JSON-RPC `"id"` of a message from a fragment of it (the head or tail of
 /// an oversized line). Returns the id's JSON text.
 pub fn find_id(fragment: &[u8]) -> Option<String> {
@@ -117,6 +167,20 @@ mod tests {
         }
         assert_eq!(read_line(&mut reader, 50).await.expect("io"), Line::Data(Bytes::from_static(b"last")));
         assert_eq!(read_line(&mut reader, 50).await.expect("io"), Line::Eof);
+    }
+
+    #[tokio::test]
+    async fn keeps_a_bounded_prefix_of_each_line() {
+        let mut input = vec![b'y'; 100];
+        input.extend_from_slice(b"\n\xff\xfe not utf-8\r\nend");
+        let mut reader = tokio::io::BufReader::with_capacity(8, input.as_slice());
+        let first = read_prefix(&mut reader, 10).await.expect("io").expect("a line");
+        assert_eq!((first.kept.as_ref(), first.len, first.is_cut()), (&b"yyyyyyyyyy"[..], 100, true));
+        let second = read_prefix(&mut reader, 64).await.expect("io").expect("a line");
+        assert_eq!((second.kept.as_ref(), second.is_cut()), (&b"\xff\xfe not utf-8"[..], false));
+        let last = read_prefix(&mut reader, 64).await.expect("io").expect("a line");
+        assert_eq!(last, Prefix { kept: Bytes::from_static(b"end"), len: 3 });
+        assert_eq!(read_prefix(&mut reader, 64).await.expect("io"), None);
     }
 
     #[test]

@@ -109,9 +109,14 @@ impl StdioUpstream {
         };
         let proc = match warm {
             Some(p) => p,
-            None => self.launch.spawn().map_err(|e| GatewayError::UpstreamUnavailable {
-                upstream: self.name.to_string(),
-                detail: format!("cannot start `{}`: {e}", self.launch.describe()),
+            // The command line may hold secrets (a token in an argument): it goes to
+            // the log, never to the client.
+            None => self.launch.spawn().map_err(|e| {
+                tracing::error!(upstream = %self.name, command = %self.launch.describe(), error = %e, "cannot start upstream");
+                GatewayError::UpstreamUnavailable {
+                    upstream: self.name.to_string(),
+                    detail: format!("cannot start its command: {e}"),
+                }
             })?,
         };
         self.spawned_once.store(true, Ordering::SeqCst);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
@@ -31,6 +31,8 @@ const BACKLOG: usize = 256;
 const STREAM_BUFFER: usize = 64;
 /// Messages waiting to be written to the process.
 const WRITE_BUFFER: usize = 64;
+/// Longest stderr line logged; the rest of a longer line is read past.
+const STDERR_LINE_MAX: usize = 64 * 1024;
 
 struct Pending {
     tx: mpsc::Sender<Message>,
@@ -411,11 +413,21 @@ async fn read_loop(shared: Arc<Shared>, stdout: tokio::process::ChildStdout, max
 }
 
 async fn stderr_loop(shared: Arc<Shared>, stderr: tokio::process::ChildStderr, per_second: u32) {
-    let mut lines = BufReader::new(stderr).lines();
+    // Bounded per line, and never ended by bytes that are not UTF-8: a process whose
+    // stderr is no longer read dies of SIGPIPE on its next write.
+    let mut reader = BufReader::new(stderr);
     let mut window = Instant::now();
     let mut in_window = 0u32;
     let mut suppressed = 0u64;
-    while let Ok(Some(line)) = lines.next_line().await {
+    loop {
+        let line = match lines::read_prefix(&mut reader, STDERR_LINE_MAX).await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(upstream = %shared.upstream, session = %shared.tag, error = %e, "reading stderr failed");
+                break;
+            }
+        };
         if window.elapsed() >= Duration::from_secs(1) {
             if suppressed > 0 {
                 tracing::warn!(upstream = %shared.upstream, session = %shared.tag, suppressed, "stderr lines suppressed (rate limit)");
@@ -429,7 +441,13 @@ async fn stderr_loop(shared: Arc<Shared>, stderr: tokio::process::ChildStderr, p
             suppressed += 1;
             continue;
         }
-        tracing::info!(target: "shadowcat::upstream::stderr", upstream = %shared.upstream, session = %shared.tag, "{line}");
+        let text = String::from_utf8_lossy(&line.kept);
+        if line.is_cut() {
+            tracing::info!(target: "shadowcat::upstream::stderr", upstream = %shared.upstream, session = %shared.tag,
+                len = line.len, cut_at = STDERR_LINE_MAX, "{text} [stderr line cut]");
+        } else {
+            tracing::info!(target: "shadowcat::upstream::stderr", upstream = %shared.upstream, session = %shared.tag, "{text}");
+        }
     }
 }
 
