@@ -104,6 +104,19 @@ fn config_validate_and_default() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.yaml") && err.contains("max_bdy_bytes") && err.contains('3'), "file, key, line: {err}");
 
+    // The pipeline is checked as the gateway builds it: names, order, options.
+    for (pipeline, expect) in
+        [("[metrics, nope]", "unknown stage \"nope\""), ("[{access_log: {levle: info}}]", "levle")]
+    {
+        let file = dir.join("bad-stage.yaml");
+        std::fs::write(&file, format!("pipeline: {pipeline}\nupstreams: {{a: {{stdio: {{command: x}}}}}}\n"))
+            .expect("write");
+        let out = Command::new(bin()).args(["config", "validate"]).arg(&file).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{pipeline}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad-stage.yaml") && err.contains("pipeline[") && err.contains(expect), "{err}");
+    }
+
     let missing = Command::new(bin()).args(["config", "validate", "/no/such/file.yaml"]).output().expect("run");
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/file.yaml"));

@@ -202,9 +202,19 @@ impl GatewayArgs {
 /// The configuration file at `path`, else the embedded default.
 fn base_config(path: Option<&std::path::Path>) -> Result<Config, String> {
     match path {
-        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+        Some(path) => load_checked(path),
         None => Config::embedded_default().map_err(|e| e.to_string()),
     }
+}
+
+/// A configuration file, with its pipeline checked as the gateway would build it
+/// (stage names, order and options: the stages are not the config's to know).
+fn load_checked(path: &std::path::Path) -> Result<Config, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let specs = config.stage_specs().map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::layers::check_pipeline(&specs, &crate::layers::BuildContext::default())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(config)
 }
 
 /// The stdio upstream of a `-- COMMAND [ARGS...]`, if one was given.
@@ -226,7 +236,7 @@ fn only_upstream(config: &mut Config, name: &str, upstream: UpstreamConfig) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Config(ConfigCommand::Validate { file }) => match Config::load(&file) {
+        Command::Config(ConfigCommand::Validate { file }) => match load_checked(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS

@@ -69,11 +69,10 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes: must be greater than 0".into());
         }
-        if self.server.max_header_bytes < crate::server::MIN_HEADER_BYTES {
+        if self.server.max_header_bytes < MIN_HEADER_BYTES {
             return Err(format!(
                 "server.max_header_bytes: must be at least {} (got {})",
-                crate::server::MIN_HEADER_BYTES,
-                self.server.max_header_bytes
+                MIN_HEADER_BYTES, self.server.max_header_bytes
             ));
         }
         if self.server.sse_buffer_events == 0 {
@@ -102,8 +101,7 @@ impl Config {
         if self.routes.is_empty() && self.upstreams.len() > 1 {
             return Err("routes: required when there is more than one upstream".into());
         }
-        let ctx = crate::pipeline::BuildContext::default();
-        crate::pipeline::registry::check_pipeline(&self.stage_specs()?, &ctx)?;
+        self.stage_specs()?;
         Ok(())
     }
 
@@ -218,6 +216,9 @@ pub fn forward_header(name: &str) -> Result<http::HeaderName, String> {
         None => Ok(header),
     }
 }
+
+/// The smallest `max_header_bytes` hyper accepts.
+pub const MIN_HEADER_BYTES: usize = 8192;
 
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;

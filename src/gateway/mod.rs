@@ -9,7 +9,8 @@ use tokio::sync::watch;
 
 use crate::bridge::Bridge;
 use crate::config::Config;
-use crate::pipeline::{build_pipeline, BuildContext, McpService, RefusalObservers, StageControls};
+use crate::layers::{build_pipeline, BuildContext};
+use crate::pipeline::{McpService, RefusalObservers, StageControls};
 use crate::router::{Router, StreamLimits};
 use crate::server::admin::Admin;
 use crate::server::{Front, FrontSettings, OriginPolicy};

@@ -1,9 +1,12 @@
 //! Pipeline stages, one folder each. Every stage is a `tower::Layer` over
 //! [`McpService`](crate::pipeline::McpService), registered in
-//! [`STAGES`](crate::pipeline::STAGES).
+//! [`STAGES`].
 
 pub mod access_log;
 pub mod metrics;
+pub mod registry;
+
+pub use registry::{build_pipeline, check_pipeline, BuildContext, StageDef, StageFn, STAGES};
 
 /// Parses a stage's options (`null` means all defaults).
 pub(crate) fn stage_options<T: serde::de::DeserializeOwned + Default>(

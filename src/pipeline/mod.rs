@@ -1,8 +1,8 @@
-//! The pipeline: the request and reply types every stage sees, the stage API, and the
-//! builder that turns the YAML `pipeline:` list into one [`McpService`].
+//! The pipeline: the request and reply types every stage sees, and the stage API.
 //!
 //! Every stage is a `tower::Layer` over [`McpService`], written as a [`Stage`] (see
-//! [`stage`] for the API and a runnable example). The first stage in the list is the
+//! [`stage`] for the API and a runnable example); the stages themselves and the
+//! builder of the YAML list live in `layers`. The first stage in the list is the
 //! outermost: it sees the request first and the reply last. Outermost of all, the
 //! pipeline links calls ([`links`]): the rounds of a multi-round-trip call share a
 //! [`CallId`], and a client's response names the server-to-client request it answers.
@@ -11,7 +11,6 @@ mod control;
 pub mod links;
 mod observe;
 mod refusal;
-pub mod registry;
 mod reply;
 mod request;
 mod shared;
@@ -24,7 +23,6 @@ use crate::error::GatewayError;
 pub use control::{StageControl, StageControls};
 pub use observe::{Observed, Outcome};
 pub use refusal::{Refusal, RefusalObserver, RefusalObservers};
-pub use registry::{build_pipeline, BuildContext, StageDef, StageFn, STAGES};
 pub use reply::{McpReply, MessageStream, ReplyBody};
 pub use request::{CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};
 pub use shared::Shared;

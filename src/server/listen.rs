@@ -115,8 +115,7 @@ pub async fn serve<F, Fut>(
     }
 }
 
-/// The smallest `max_header_bytes` hyper accepts.
-pub const MIN_HEADER_BYTES: usize = 8192;
+pub use crate::config::MIN_HEADER_BYTES;
 
 /// Per-connection bounds.
 #[derive(Debug, Clone)]

@@ -19,9 +19,8 @@ use tower::Layer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::pipeline::{
-    BuildContext, CallEnd, McpRequest, McpService, Stage, StageControl, StageDef, StageFn, StageLayer,
-};
+use super::{BuildContext, StageDef, StageFn};
+use crate::pipeline::{CallEnd, McpRequest, McpService, Stage, StageControl, StageLayer};
 
 /// The registry entry.
 pub const STAGE: StageDef = StageDef { name: "access_log", build, must_follow: &[] };

@@ -21,9 +21,8 @@ use tower::Layer;
 
 pub use known_tools::KnownTools;
 
-use crate::pipeline::{
-    BuildContext, CallEnd, McpRequest, McpService, Refusal, RefusalObserver, Stage, StageDef, StageFn, StageLayer,
-};
+use super::{BuildContext, StageDef, StageFn};
+use crate::pipeline::{CallEnd, McpRequest, McpService, Refusal, RefusalObserver, Stage, StageLayer};
 
 /// Counter of finished calls.
 pub const REQUESTS_TOTAL: &str = "shadowcat_requests_total";

@@ -36,7 +36,7 @@
 //! calls.
 //!
 //! Besides calls, a stage can register at build time (see
-//! [`BuildContext`](super::BuildContext)): a [`RefusalObserver`](super::RefusalObserver),
+//! `layers::BuildContext`): a [`RefusalObserver`](super::RefusalObserver),
 //! told of every request the fronts refuse before the pipeline (Origin, Accept, size,
 //! JSON, version and session checks), and a [`StageControl`](super::StageControl),
 //! which the admin listener serves read-only at `/stages/<name>`.

@@ -11,7 +11,8 @@ use tower::{service_fn, Layer, ServiceExt};
 
 use super::*;
 use crate::error::Rejection;
-use crate::pipeline::{build_pipeline, BuildContext, McpReply, McpService, MessageStream, ReplyBody};
+use crate::pipeline::links::CallLinks;
+use crate::pipeline::{McpReply, McpService, MessageStream, ReplyBody};
 use crate::session::{Session, StreamRegistry};
 
 fn msg(v: serde_json::Value) -> Message {
@@ -287,11 +288,16 @@ async fn a_dropped_reply_ends_the_call_once() {
     assert_eq!(*probe.ends.lock(), vec![Outcome::Dropped]);
 }
 
+/// `inner` behind the pipeline's linking stage, as `layers::build_pipeline` puts it.
+fn linked(inner: McpService) -> McpService {
+    McpService::new(StageLayer::new(CallLinks::default()).layer(inner))
+}
+
 #[tokio::test]
 async fn links_client_responses_and_input_rounds() {
     let received = Arc::new(Mutex::new(Vec::new()));
     // The real pipeline builder puts the linking stage outermost.
-    let svc = build_pipeline(&[], &BuildContext::default(), upstream(received.clone())).expect("pipeline");
+    let svc = linked(upstream(received.clone()));
 
     // A session's server request, then the client's response to it.
     let s = session().await;
@@ -326,7 +332,7 @@ async fn links_client_responses_and_input_rounds() {
         reply.upstream = Some(req.context.call.to_string().into());
         Ok::<_, GatewayError>(reply)
     }));
-    let svc = build_pipeline(&[], &BuildContext::default(), rounds).expect("pipeline");
+    let svc = linked(rounds);
     let stateless = |m: Message| McpRequest::message(m, "/mcp".into(), ProtocolVersion::V2026_07_28);
     let round1 = svc.clone().oneshot(stateless(call(1, "ask"))).await.expect("round 1");
     let retry = msg(json!({"jsonrpc":"2.0","id":2,"method":"tools/call",

@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use tower::Layer;
 
-use super::{links::CallLinks, McpService, RefusalObservers, StageControls, StageLayer};
 use crate::config::StageSpec;
 use crate::layers;
+use crate::pipeline::{links::CallLinks, McpService, RefusalObservers, StageControls, StageLayer};
 
 /// Wraps an inner service in one stage.
 pub type StageFn = Arc<dyn Fn(McpService) -> McpService + Send + Sync>;
@@ -20,7 +20,7 @@ pub type StageFn = Arc<dyn Fn(McpService) -> McpService + Send + Sync>;
 pub struct BuildContext {
     /// Tool names each upstream has listed, for bounded metric labels.
     pub known_tools: layers::metrics::KnownTools,
-    /// Where a stage registers its admin handle ([`StageControl`](super::StageControl)).
+    /// Where a stage registers its admin handle ([`StageControl`](crate::pipeline::StageControl)).
     pub controls: StageControls,
     /// Where a stage registers to hear of refusals before the pipeline.
     pub refusals: RefusalObservers,

@@ -11,6 +11,10 @@ use serde_json::json;
 
 use crate::protocol::{codes, Message};
 
+mod challenge;
+
+pub use challenge::Challenge;
+
 /// Where an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {
@@ -109,7 +113,7 @@ pub enum GatewayError {
         /// The upstream's name in the config.
         upstream: String,
         /// Its challenge and the authorization servers its metadata names.
-        challenge: Box<crate::upstream::Challenge>,
+        challenge: Box<Challenge>,
     },
     /// The upstream did not answer in time.
     #[error("upstream {upstream} did not answer within {after:?}")]
