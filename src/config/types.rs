@@ -149,6 +149,10 @@ pub struct ServerConfig {
     /// Most open client connections to the MCP listener; past it a connection gets
     /// one 503 and is closed. 0: no bound.
     pub max_connections: usize,
+    /// Most requests the front works on at once (until each has its response head;
+    /// a stream being read does not count); past it a request gets 503 with
+    /// `Retry-After` at once instead of waiting. 0: no bound.
+    pub max_concurrent_requests: usize,
     /// Finished SSE streams kept per session for resumption.
     pub sse_retained_streams: usize,
     /// The `retry` the gateway advises to 2025-11-25 clients.
@@ -191,6 +195,7 @@ impl Default for ServerConfig {
             sse_buffer_bytes: 1024 * 1024,
             max_sessions_per_client: 16,
             max_connections: 4096,
+            max_concurrent_requests: 4096,
             sse_retained_streams: 16,
             sse_retry: Duration::from_secs(1),
             sse_keepalive: Duration::from_secs(20),

@@ -180,18 +180,14 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
         let upstreams = upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect();
         let admin = Arc::new(Admin { metrics, upstreams, controls });
-        let handler = move |req| admin.clone().handle(req);
+        let handler = tower::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+        });
         tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, limits.clone()))
     });
 
-    // Boxed: hyper keeps one slot for the request future per connection, as big as
-    // the future, for as long as the connection lives; the whole request path
-    // (about 3 KiB) would otherwise stay allocated for every idle keep-alive
-    // connection. One allocation per request instead.
-    let handler = move |req| {
-        let front = front.clone();
-        Box::pin(async move { front.handle(req).await })
-    };
+    let handler = crate::server::http_service(front, config.server.max_concurrent_requests);
     let (release_tx, release_rx) = watch::channel(false);
     let server = if config.server.thread_per_core {
         let threads = match config.server.worker_threads {

@@ -4,7 +4,6 @@
 //! with its upstreams those wake-ups are a large part of the gateway's CPU per call).
 //! Sessions, upstream pools and everything else stay shared between the threads.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,18 +33,22 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// returned task ends when every thread has stopped accepting and drained its
 /// connections (after `shutdown`); the threads' runtimes, and the session tasks on
 /// them, stay up until `release` turns true.
-pub fn spawn<F, Fut>(
+pub fn spawn<S>(
     listener: TcpListener,
     threads: usize,
-    handler: F,
+    handler: S,
     shutdown: watch::Receiver<bool>,
     release: watch::Receiver<bool>,
     grace: Duration,
     limits: crate::server::ConnLimits,
 ) -> Result<JoinHandle<()>, String>
 where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
+    S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
 {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut listeners = vec![listener.into_std().map_err(|e| e.to_string())?];

@@ -1,7 +1,6 @@
 //! The accept loop shared by the MCP and admin listeners, with graceful shutdown.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,15 +28,19 @@ use crate::error::GatewayError;
 /// `limits.max_header_bytes` gets 431 from hyper. Past `limits.connections`' bound a
 /// new connection gets one HTTP/1.1 503 with a JSON-RPC error body and
 /// `Connection: close` (see [`ConnectionGate`]).
-pub async fn serve<F, Fut>(
+pub async fn serve<S>(
     listener: TcpListener,
-    handler: F,
+    service: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     limits: ConnLimits,
 ) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
+    S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -75,12 +78,11 @@ pub async fn serve<F, Fut>(
                     },
                     None => None,
                 };
-                let handler = handler.clone();
+                let front = service.clone();
                 let client: std::sync::Arc<str> = peer.ip().to_string().into();
                 let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     req.extensions_mut().insert(PeerAddr(peer, client.clone()));
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
+                    tower::ServiceExt::oneshot(front.clone(), req)
                 });
                 let builder = builder.clone();
                 let watcher = graceful.watcher();

@@ -7,6 +7,7 @@ mod listen;
 mod modern;
 mod post;
 mod response;
+mod service;
 pub mod sse;
 
 use std::collections::HashMap;
@@ -15,12 +16,19 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
+use http_body_util::BodyExt;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 pub use checks::{OriginPolicy, LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
 pub use listen::{serve, ConnLimits, ConnectionGate, PeerAddr, MIN_HEADER_BYTES};
 pub use response::ResponseBody;
+pub use service::{http_service, FrontService, Shed, ShedLayer};
+
+/// An endpoint on the MCP listener that is not an MCP endpoint (protected resource
+/// metadata, for one): it gets the request with its body read (bounded by
+/// `server.max_body_bytes`) after the `Origin`/`Host` check.
+pub type Endpoint = tower::util::BoxCloneSyncService<Request<Bytes>, Response<ResponseBody>, std::convert::Infallible>;
 
 use crate::error::GatewayError;
 use crate::pipeline::{
@@ -52,6 +60,7 @@ pub struct Front {
     settings: FrontSettings,
     shutdown: watch::Receiver<bool>,
     refusals: RefusalObservers,
+    endpoints: HashMap<String, Endpoint>,
 }
 
 impl Front {
@@ -65,7 +74,35 @@ impl Front {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let routes = routes.into_iter().map(|p| (p.clone(), Arc::from(p.as_str()))).collect();
-        Front { service, store, routes, policy, settings, shutdown, refusals: RefusalObservers::default() }
+        let refusals = RefusalObservers::default();
+        Front { service, store, routes, policy, settings, shutdown, refusals, endpoints: HashMap::new() }
+    }
+
+    /// Serves `endpoint` at `path`, beside the MCP endpoints.
+    pub fn with_endpoint(mut self, path: impl Into<String>, endpoint: Endpoint) -> Self {
+        self.endpoints.insert(path.into(), endpoint);
+        self
+    }
+
+    /// A request for an endpoint that is not an MCP one.
+    async fn endpoint<B>(&self, endpoint: Endpoint, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if let Err(e) = self.policy.check(req.headers(), req.uri().host()) {
+            return self.refuse(&req, &e, None);
+        }
+        let (parts, body) = req.into_parts();
+        let limit = self.settings.max_body_bytes;
+        let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return error_response(&GatewayError::PayloadTooLarge { limit }, None),
+        };
+        match tower::ServiceExt::oneshot(endpoint, Request::from_parts(parts, bytes)).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
     }
 
     /// Tells `refusals` of every request refused before the pipeline.
@@ -112,6 +149,11 @@ impl Front {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let received = Instant::now();
+        if !self.endpoints.is_empty() {
+            if let Some(endpoint) = self.endpoints.get(req.uri().path()).cloned() {
+                return self.endpoint(endpoint, req).await;
+            }
+        }
         let Some(route) = self.routes.get(req.uri().path()).cloned() else {
             return self.refuse(&req, &GatewayError::NoRoute(req.uri().path().to_owned()), None);
         };
