@@ -8,6 +8,11 @@
 //! (`ping` with `{}`, anything else, `roots/list` too, with an error: no client is
 //! there to ask, and an empty roots list would be a guess a server may keep);
 //! `list_changed` and `resources/updated` notifications go to the bridge's listeners.
+//!
+//! The bridge's choice of a session from the pool is here too: by capability set, with
+//! the input slot when the call may ask the client (`Bridge::session_for`), the least
+//! busy process of a stateless stdio upstream (`Bridge::modern_session`), and closing
+//! idle sessions (`Bridge::close_idle`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +25,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::first_response;
+use super::{first_response, Bridge, SLOT_WAIT};
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, MessageStream, ReplyBody};
 use crate::protocol::id_value;
@@ -331,4 +336,146 @@ async fn to_input_call(pooled: &Pooled, m: &Message) -> bool {
         Some(tx) => tx.send(m.clone()).await.is_ok(),
         None => false,
     }
+}
+
+// === impl Bridge: choosing a pooled session ===
+
+impl Bridge {
+    /// A pooled session for the capability set `caps`; with `for_input`, one whose
+    /// input slot is free (waiting for one when the pool is full), returned with the slot.
+    pub(super) async fn session_for(
+        self: &Arc<Self>,
+        caps: &Map<String, Value>,
+        for_input: bool,
+    ) -> Result<(Arc<Pooled>, Option<tokio::sync::OwnedMutexGuard<()>>), GatewayError> {
+        let key = pool_key(caps);
+        let max = self.pool_config.max.max(1);
+        loop {
+            let sessions: Vec<Arc<Pooled>> = {
+                let mut pools = self.pools.lock();
+                let list = pools.entry(key.clone()).or_default();
+                list.retain(|p| p.session.is_alive());
+                list.clone()
+            };
+            if for_input {
+                for p in &sessions {
+                    if let Ok(slot) = p.input.clone().try_lock_owned() {
+                        return Ok((p.clone(), Some(slot)));
+                    }
+                }
+            } else if let Some(p) = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)) {
+                if sessions.len() >= max || p.busy.load(Ordering::Relaxed) == 0 {
+                    return Ok((p.clone(), None));
+                }
+            }
+            if sessions.len() < max {
+                let _one = self.creating.lock().await;
+                let count =
+                    self.pools.lock().get(&key).map_or(0, |l| l.iter().filter(|p| p.session.is_alive()).count());
+                if count < max {
+                    let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+                    let tag = format!("{}-pool-{n}", self.name);
+                    let (p, facts) = open(&self.upstream, tag, normalized_caps(caps), self.events.clone()).await?;
+                    tracing::info!(upstream = %self.name, session = %p.tag, capabilities = %key, "pooled upstream session opened");
+                    self.facts.lock().get_or_insert(facts);
+                    self.pools.lock().entry(key.clone()).or_default().push(p.clone());
+                    let slot = if for_input { p.input.clone().try_lock_owned().ok() } else { None };
+                    return Ok((p, slot));
+                }
+                continue;
+            }
+            // Full: wait (bounded) for the least busy session's input slot.
+            // A waiter counts as busy, so waiters spread over the sessions (shortest queue).
+            let Some(p) = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)).cloned() else { continue };
+            p.busy.fetch_add(1, Ordering::Relaxed);
+            let waited = tokio::time::timeout(SLOT_WAIT, p.input.clone().lock_owned()).await;
+            p.busy.fetch_sub(1, Ordering::Relaxed);
+            let Ok(slot) = waited else {
+                return Err(GatewayError::Overloaded(format!(
+                    "all {max} pooled sessions of upstream {} are busy with calls (some may be waiting for client \
+                     input); raise pool.max",
+                    self.name
+                )));
+            };
+            if p.session.is_alive() {
+                return Ok((p, Some(slot)));
+            }
+        }
+    }
+
+    /// The least busy session of a stateless (2026-07-28) stdio upstream, opening one
+    /// (no handshake) while there are fewer than `pool.max`.
+    pub(super) async fn modern_session(self: &Arc<Self>) -> Result<Arc<Pooled>, GatewayError> {
+        const KEY: &str = "stateless";
+        let max = self.pool_config.max.max(1);
+        // Looked at once without the lock, then again under it: a burst of requests
+        // that all found the pool short must not each open a process.
+        let mut creating = None;
+        loop {
+            let sessions: Vec<Arc<Pooled>> = {
+                let mut pools = self.pools.lock();
+                let list = pools.entry(KEY.into()).or_default();
+                list.retain(|p| p.session.is_alive());
+                list.clone()
+            };
+            let least = sessions.iter().min_by_key(|p| p.busy.load(Ordering::Relaxed)).cloned();
+            if let Some(p) = &least {
+                if sessions.len() >= max || p.busy.load(Ordering::Relaxed) == 0 {
+                    return Ok(p.clone());
+                }
+            }
+            if creating.is_none() {
+                creating = Some(self.creating.lock().await);
+                continue;
+            }
+            let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+            let p = open_raw(&self.upstream, format!("{}-stateless-{n}", self.name), self.events.clone()).await?;
+            tracing::info!(upstream = %self.name, session = %p.tag, "stateless upstream process opened");
+            self.pools.lock().entry(KEY.into()).or_default().push(p.clone());
+            return Ok(p);
+        }
+    }
+
+    /// Closes idle sessions beyond `pool.min` and every session at shutdown.
+    pub async fn close_idle(&self, everything: bool) {
+        let idle = self.pool_config.idle_timeout;
+        let mut closing = Vec::new();
+        {
+            let mut pools = self.pools.lock();
+            for list in pools.values_mut() {
+                let mut keep = Vec::new();
+                for p in list.drain(..) {
+                    let idle_now = p.busy.load(Ordering::Relaxed) == 0 && p.last_used.lock().elapsed() >= idle;
+                    if everything || !p.session.is_alive() || (idle_now && keep.len() >= self.pool_config.min) {
+                        closing.push(p);
+                    } else {
+                        keep.push(p);
+                    }
+                }
+                *list = keep;
+            }
+        }
+        for p in closing {
+            if everything {
+                tracing::debug!(session = %p.tag, "closing pooled upstream session");
+            } else {
+                tracing::info!(upstream = %self.name, session = %p.tag, "pooled upstream session closed (idle or gone)");
+            }
+            p.session.close().await;
+        }
+    }
+}
+
+/// The client capabilities a pooled session declares: the ones that let a server ask
+/// the client something (`sampling`, `elicitation`, `roots`), as declared.
+fn normalized_caps(caps: &Map<String, Value>) -> Map<String, Value> {
+    caps.iter()
+        .filter(|(k, _)| matches!(k.as_str(), "sampling" | "elicitation" | "roots"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The pool key of a capability set.
+fn pool_key(caps: &Map<String, Value>) -> String {
+    serde_json::to_string(&Value::Object(normalized_caps(caps))).unwrap_or_default()
 }
