@@ -188,6 +188,8 @@ server:
   listen: 127.0.0.1:0
   shutdown_grace: 2s
   worker_threads: $WORKERS
+  # One load generator opens every session (IDLE_SESSIONS of them): no per-client bound.
+  max_sessions_per_client: 0
 $TPC_YAML
 admin:
   listen: null

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod layers;
 pub mod pipeline;
 pub mod protocol;
+pub mod reply;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -137,3 +137,29 @@ async fn stage_handles_are_served_read_only_on_the_admin_listener() {
     let post = http.send(Method::POST, &format!("{admin}/stages/access_log"), &[], Some("{}")).await;
     assert_eq!(post.status, 405, "nothing on the admin listener changes a stage yet");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stages_see_the_upstream_wire_where_the_gateway_talks_itself() {
+    // A 2026-07-28 client of the (2025) demo server: the bridge pools a session,
+    // initializes it and relays the call on it; none of that is on the client's wire.
+    let gw = Gateway::start(&demo_config("", "      era: legacy\n"));
+    let admin = gw.admin_url.clone().expect("admin");
+    let http = Http::new();
+    let client = common::modern::ModernClient::new(&gw.mcp_url);
+    let (status, list) = client.call("tools/list", json!({}), &json!({})).await;
+    assert_eq!(status, 200, "{list}");
+    let text = metrics(&http, &admin).await;
+    let sent = counter(&text, "shadowcat_upstream_messages_total", &["origin=\"pooled\"", "direction=\"to_upstream\""]);
+    let got =
+        counter(&text, "shadowcat_upstream_messages_total", &["origin=\"pooled\"", "direction=\"from_upstream\""]);
+    // initialize, notifications/initialized, tools/list; their answers.
+    assert!(sent >= 3.0, "{text}");
+    assert!(got >= 2.0, "{text}");
+    assert!(text.contains("upstream=\"up\""), "{text}");
+    // A 2025 client's own session is the client's wire: not counted here.
+    let mut c = McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    c.request("ping", json!({})).await;
+    let text = metrics(&http, &admin).await;
+    assert_eq!(counter(&text, "shadowcat_upstream_messages_total", &["origin=\"client_session\""]), 0.0, "{text}");
+}

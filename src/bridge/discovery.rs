@@ -16,16 +16,12 @@ use serde_json::{json, Map, Value};
 
 use super::pool::Facts;
 use super::stamp::Stamp;
-use super::{first_response, legacy_client, param_headers, result_message, Bridge};
+use super::{legacy_client, param_headers, result_message, Bridge};
 use crate::config::EraSetting;
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, ReplyBody};
 use crate::protocol::{Message, MessageKind, ProtocolVersion};
-use crate::upstream::era::{self, Era};
-use crate::upstream::Upstream;
-
-/// Time a stdio upstream gets to answer the era probe before it counts as legacy.
-const STDIO_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::reply::{McpReply, ReplyBody};
+use crate::upstream::era::Era;
 
 /// When the tools were read, and each tool's `x-mcp-header` properties.
 pub(super) type ToolParams = (Instant, HashMap<String, Vec<param_headers::ParamHeader>>);
@@ -37,46 +33,9 @@ const TOOL_PARAMS_MAX_AGE: Duration = Duration::from_secs(30);
 // === impl Bridge: the era ===
 
 impl Bridge {
-    /// The upstream's era: pinned, cached, or probed now.
+    /// The upstream's era (kept by the upstream: pinned, cached, or probed now).
     pub async fn era(&self) -> Result<Era, GatewayError> {
-        if let Some(era) = self.era.lock().clone() {
-            return Ok(era);
-        }
-        let era = match &self.upstream {
-            Upstream::Http(u) => u.era().await?,
-            Upstream::Stdio(_) => {
-                let _one = self.era_probe.lock().await;
-                if let Some(era) = self.era.lock().clone() {
-                    return Ok(era);
-                }
-                let era = self.probe_stdio().await?;
-                tracing::info!(upstream = %self.name, ?era, "upstream era probed (throwaway process)");
-                era
-            }
-        };
-        *self.era.lock() = Some(era.clone());
-        Ok(era)
-    }
-
-    /// Probes a stdio upstream in a throwaway process: some legacy servers exit on an
-    /// unknown first request, so the probe never touches a process that serves.
-    async fn probe_stdio(&self) -> Result<Era, GatewayError> {
-        let session = self.upstream.open("era-probe").await?;
-        let probe = era::probe_message();
-        let verdict = tokio::time::timeout(STDIO_PROBE_TIMEOUT, async {
-            let reply = session.send(probe, &HeaderMap::new()).await.ok()?;
-            first_response(reply, era::PROBE_ID).await
-        })
-        .await;
-        session.close().await;
-        Ok(match verdict {
-            Ok(Some(answer)) => match era::classify_message(answer.bytes()) {
-                era::Verdict::Known(era) => era,
-                era::Verdict::Unknown(_) => Era::Legacy,
-            },
-            // No answer in time, or the process exited: legacy.
-            _ => Era::Legacy,
-        })
+        self.upstream.era().await
     }
 
     /// Whether this bridge was told the era rather than probing it.
@@ -149,7 +108,7 @@ pub(super) async fn widen_discover(reply: McpReply) -> McpReply {
                 m
             }
         })))),
-        ReplyBody::Accepted | ReplyBody::Resumed(_) => reply,
+        ReplyBody::Accepted => reply,
     }
 }
 
@@ -208,7 +167,7 @@ impl Bridge {
                 Err(e) => Err(e),
             };
             let answer = match served {
-                Ok(reply) => first_response(reply, &id).await.and_then(|m| m.to_value()),
+                Ok(reply) => reply.first_response(&id).await.and_then(|m| m.to_value()),
                 Err(e) => {
                     tracing::debug!(upstream = %self.name, error = %e, "cannot read tools/list to check Mcp-Param headers");
                     None

@@ -24,16 +24,15 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use super::first_response;
 use super::Bridge;
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, ReplyBody};
 use crate::protocol::id_value;
 use crate::protocol::modern::{
     self, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO,
     META_SUBSCRIPTION_ID,
 };
 use crate::protocol::{codes, Message, MessageKind, ProtocolVersion};
+use crate::reply::{McpReply, ReplyBody};
 
 /// Most `input_required` rounds of one request.
 pub const MAX_ROUNDS: u32 = 8;
@@ -81,7 +80,7 @@ impl ModernSession {
     pub async fn open(upstream: Arc<Bridge>, tag: &str) -> Result<Arc<Self>, GatewayError> {
         let discover = envelope_request("server/discover", json!({}), "\"sc-discover\"", &Map::new(), None, None);
         let reply = stateless(&upstream, discover.0, &discover.1).await?;
-        let answer = first_response(reply, "\"sc-discover\"").await.and_then(|m| m.to_value()).unwrap_or_default();
+        let answer = reply.first_response("\"sc-discover\"").await.and_then(|m| m.to_value()).unwrap_or_default();
         let Some(result) = answer.get("result") else {
             return Err(GatewayError::UpstreamUnavailable {
                 upstream: tag.to_owned(),
@@ -532,6 +531,36 @@ pub fn encode_header_value(value: &str) -> String {
         value.to_owned()
     } else {
         format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value.as_bytes()))
+    }
+}
+
+// === impl SessionSide for the gateway-owned session ===
+
+/// The upstream side of a 2025 client's session on a 2026-07-28-only upstream.
+pub struct OwnedSession(pub Arc<ModernSession>);
+
+impl crate::upstream::SessionSide for OwnedSession {
+    fn send<'a>(
+        &'a self,
+        m: Message,
+        headers: &'a HeaderMap,
+    ) -> crate::upstream::SideFuture<'a, Result<McpReply, GatewayError>> {
+        Box::pin(self.0.send(m, headers))
+    }
+
+    fn open_stream<'a>(
+        &'a self,
+        _headers: &'a HeaderMap,
+    ) -> crate::upstream::SideFuture<'a, Result<McpReply, GatewayError>> {
+        Box::pin(std::future::ready(self.0.open_stream()))
+    }
+
+    fn is_alive(&self) -> bool {
+        self.0.is_alive()
+    }
+
+    fn close(&self) -> crate::upstream::SideFuture<'_, ()> {
+        Box::pin(self.0.close())
     }
 }
 

@@ -13,12 +13,12 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 use super::pool::Pooled;
-use super::{call, first_response, Bridge};
+use super::{call, Bridge};
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, MessageStream, ReplyBody};
 use crate::protocol::id_value;
 use crate::protocol::modern::META_SUBSCRIPTION_ID;
 use crate::protocol::{Message, MessageKind};
+use crate::reply::{McpReply, MessageStream, ReplyBody};
 
 /// An open listen on a stateless stdio upstream: when the client's stream goes, the
 /// upstream gets `notifications/cancelled` for it (unless the server ended it).
@@ -100,7 +100,7 @@ async fn upstream_subscription(session: &Pooled, method: &str, uri: &str) -> boo
     let id_json = id_value(&id);
     let m = Message::from_value(&json!({"jsonrpc": "2.0", "id": id_json, "method": method, "params": {"uri": uri}}));
     let Ok(reply) = session.send(m).await else { return false };
-    let ok = first_response(reply, &id).await.is_some_and(|r| !r.is_error());
+    let ok = reply.first_response(&id).await.is_some_and(|r| !r.is_error());
     if !ok {
         tracing::warn!(session = %session.tag, method, uri, "the upstream refused a resource subscription");
     }

@@ -29,7 +29,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
 use http::HeaderMap;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
@@ -37,9 +36,9 @@ use tokio::sync::broadcast;
 
 use crate::config::{BridgeConfig, EraSetting, PoolConfig};
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, ReplyBody};
 use crate::protocol::modern::{self, Envelope};
-use crate::protocol::{Message, MessageKind, ProtocolVersion};
+use crate::protocol::Message;
+use crate::reply::McpReply;
 use crate::upstream::era::Era;
 use crate::upstream::Upstream;
 use discovery::widen_discover;
@@ -85,8 +84,6 @@ pub struct Bridge {
     name: Arc<str>,
     upstream: Upstream,
     era_setting: EraSetting,
-    era: Mutex<Option<Era>>,
-    era_probe: tokio::sync::Mutex<()>,
     settings: Arc<BridgeSettings>,
     pool_config: PoolConfig,
     pools: Mutex<HashMap<String, Vec<Arc<Pooled>>>>,
@@ -114,17 +111,10 @@ impl Bridge {
         settings: Arc<BridgeSettings>,
     ) -> Arc<Self> {
         let (events, _) = broadcast::channel(256);
-        let era = match era_setting {
-            EraSetting::Auto => None,
-            EraSetting::Modern => Some(Era::Modern { versions: vec![ProtocolVersion::LATEST.as_str().into()] }),
-            EraSetting::Legacy => Some(Era::Legacy),
-        };
         let bridge = Arc::new(Bridge {
             name: name.into(),
             upstream,
             era_setting,
-            era: Mutex::new(era),
-            era_probe: tokio::sync::Mutex::new(()),
             settings,
             pool_config,
             pools: Mutex::new(HashMap::new()),
@@ -162,21 +152,12 @@ impl Bridge {
     /// session goes upstream as is); a stdio upstream's is not probed here (that would
     /// start a process), so it is used only when pinned or already probed.
     pub async fn open_session(self: &Arc<Self>, tag: &str) -> Result<crate::upstream::UpstreamSession, GatewayError> {
-        let era = match &self.upstream {
-            Upstream::Http(_) => match self.era().await {
-                Ok(era) => Some(era),
-                Err(e) => {
-                    tracing::debug!(upstream = %self.name, error = %e, "era unknown; the session goes upstream as is");
-                    None
-                }
-            },
-            Upstream::Stdio(_) => self.era.lock().clone(),
-        };
+        let era = self.upstream.era_without_spawning().await;
         if era.is_some_and(|era| !era.serves_legacy()) {
             let session = legacy_client::ModernSession::open(self.clone(), tag).await?;
-            return Ok(crate::upstream::UpstreamSession::Modern(session));
+            return Ok(crate::upstream::UpstreamSession::new(legacy_client::OwnedSession(session)));
         }
-        self.upstream.open(tag).await
+        self.upstream.open(tag, crate::upstream::WireOrigin::ClientSession).await
     }
 
     /// Serves one checked stateless request.
@@ -188,7 +169,7 @@ impl Bridge {
         client: Option<Arc<str>>,
     ) -> Result<McpReply, GatewayError> {
         let era = self.era().await?;
-        let checks_headers = !(era.is_modern() && matches!(self.upstream, Upstream::Http(_)));
+        let checks_headers = !(era.is_modern() && self.upstream.receives_headers());
         // Only requests that came over HTTP have headers to check (`client` is their peer).
         if checks_headers && client.is_some() && m.method() == Some("tools/call") {
             self.check_param_headers(&m, headers).await?;
@@ -204,23 +185,23 @@ impl Bridge {
         headers: &HeaderMap,
         client: Option<Arc<str>>,
     ) -> Result<McpReply, GatewayError> {
-        match (era, &self.upstream) {
-            (Era::Modern { .. }, Upstream::Http(u)) => {
+        match era {
+            Era::Modern { .. } if self.upstream.takes_stateless_requests() => {
                 let is_discover = m.method() == Some("server/discover");
-                let reply = u.send_stateless(m, headers).await?;
+                let reply = self.upstream.send_stateless(m, headers).await?;
                 Ok(if is_discover { widen_discover(reply).await } else { reply })
             }
-            // A dual-era stdio server: served through the pool in its session era
-            // (stateless stdio pass-through is not built).
-            (era @ Era::Modern { .. }, Upstream::Stdio(_)) if era.serves_legacy() => {
-                self.serve_legacy(m, headers, client).await
-            }
-            (Era::Modern { .. }, Upstream::Stdio(_)) => match m.method() {
+            // A dual-era server that needs a session (a process): served through the
+            // pool in its session era (stateless stdio pass-through is not built).
+            era @ Era::Modern { .. } if era.serves_legacy() => self.serve_legacy(m, headers, client).await,
+            // A 2026-07-28-only server that needs a session: pooled processes spoken
+            // to statelessly.
+            Era::Modern { .. } => match m.method() {
                 Some("subscriptions/listen") => self.listen_stdio(m).await,
                 Some("server/discover") => Ok(widen_discover(call::start_modern(self.clone(), m).await?).await),
                 _ => call::start_modern(self.clone(), m).await,
             },
-            (Era::Legacy, _) => self.serve_legacy(m, headers, client).await,
+            Era::Legacy => self.serve_legacy(m, headers, client).await,
         }
     }
 
@@ -250,21 +231,4 @@ impl Bridge {
 fn result_message(id: Option<&str>, result: Map<String, Value>) -> Message {
     let id = id.and_then(|i| serde_json::from_str::<Value>(i).ok()).unwrap_or(Value::Null);
     Message::from_value(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
-}
-
-/// Waits for the response with id `id` (JSON text) in a reply.
-pub(crate) async fn first_response(reply: McpReply, id: &str) -> Option<Message> {
-    match reply.body {
-        ReplyBody::Message(m) => (m.kind() == MessageKind::Response).then_some(m),
-        ReplyBody::Accepted => None,
-        body @ (ReplyBody::Stream(_) | ReplyBody::Resumed(_)) => {
-            let mut s = McpReply::new(body).into_stream();
-            while let Some(m) = s.next().await {
-                if m.kind() == MessageKind::Response && m.id_key() == Some(id) {
-                    return Some(m);
-                }
-            }
-            None
-        }
-    }
 }

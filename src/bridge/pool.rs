@@ -25,12 +25,12 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{first_response, Bridge, SLOT_WAIT};
+use super::{Bridge, SLOT_WAIT};
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, MessageStream, ReplyBody};
 use crate::protocol::id_value;
 use crate::protocol::modern::META_SUBSCRIPTION_ID;
 use crate::protocol::{codes, Message, MessageKind, ProtocolVersion};
+use crate::reply::{McpReply, MessageStream, ReplyBody};
 use crate::upstream::{Upstream, UpstreamSession};
 
 /// What the upstream said about itself at initialize.
@@ -138,7 +138,7 @@ pub async fn open(
     capabilities: Map<String, Value>,
     events: broadcast::Sender<Message>,
 ) -> Result<(Arc<Pooled>, Facts), GatewayError> {
-    let session = upstream.open(&tag).await?;
+    let session = upstream.open(&tag, crate::upstream::WireOrigin::Pooled).await?;
     let (pooled, flushes) = new_pooled(tag, session);
     match initialize(&pooled, capabilities, events, flushes).await {
         Ok(facts) => Ok((pooled, facts)),
@@ -172,7 +172,7 @@ pub async fn open_raw(
     tag: String,
     events: broadcast::Sender<Message>,
 ) -> Result<Arc<Pooled>, GatewayError> {
-    let session = upstream.open(&tag).await?;
+    let session = upstream.open(&tag, crate::upstream::WireOrigin::Pooled).await?;
     session.set_stateless();
     let (pooled, flushes) = new_pooled(tag, session);
     listen(&pooled, events, flushes).await;
@@ -197,7 +197,7 @@ async fn initialize(
         },
     }));
     let reply = pooled.send(init).await?;
-    let response = first_response(reply, &id).await.ok_or_else(|| GatewayError::UpstreamUnavailable {
+    let response = reply.first_response(&id).await.ok_or_else(|| GatewayError::UpstreamUnavailable {
         upstream: pooled.tag.clone(),
         detail: "it did not answer initialize".into(),
     })?;
@@ -223,7 +223,7 @@ async fn initialize(
             "method": "logging/setLevel", "params": {"level": "debug"},
         }));
         if let Ok(reply) = pooled.send(set).await {
-            let _ = first_response(reply, &id).await;
+            let _ = reply.first_response(&id).await;
         }
     }
     listen(pooled, events, flushes).await;

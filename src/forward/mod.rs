@@ -26,9 +26,10 @@ use tokio::task::AbortHandle;
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::error::GatewayError;
 use crate::gateway::Core;
 use crate::pipeline::{McpReply, McpRequest, RequestContext, RequestKind, Transport};
-use crate::protocol::{modern, Message, MessageKind, ProtocolVersion};
+use crate::protocol::{modern, Message, MessageError, MessageKind, ProtocolVersion};
 use crate::session::Session;
 
 /// Messages waiting to be written to stdout.
@@ -57,11 +58,14 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
         tokio::select! {
             line = lines.recv() => match line {
                 Some(Ok(Input::Line(line))) => front.clone().line(line).await,
-                Some(Ok(Input::TooLong(bytes))) => tracing::warn!(
-                    bytes,
-                    max = config.server.max_body_bytes,
-                    "a line from the client exceeds server.max_body_bytes; skipped"
-                ),
+                Some(Ok(Input::TooLong(bytes))) => {
+                    tracing::warn!(
+                        bytes,
+                        max = config.server.max_body_bytes,
+                        "a line from the client exceeds server.max_body_bytes; skipped"
+                    );
+                    front.refused(&GatewayError::PayloadTooLarge { limit: config.server.max_body_bytes });
+                }
                 None => break 0,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "stdin failed; ending");
@@ -187,6 +191,20 @@ struct StdioFront {
 }
 
 impl StdioFront {
+    /// A line refused before the pipeline: its observers hear of it.
+    fn refused(&self, error: &GatewayError) {
+        let headers = http::HeaderMap::new();
+        self.core.refusals.notify(&crate::pipeline::Refusal {
+            error,
+            transport: Transport::Stdio,
+            peer: None,
+            method: "message",
+            path: &self.route,
+            headers: &headers,
+            id: None,
+        });
+    }
+
     /// One line from the client. Its message is handed to the pipeline before the next
     /// line is read (a stdio server sees the client's messages in order); the reply is
     /// relayed by a task of its own.
@@ -200,6 +218,10 @@ impl StdioFront {
             Err(e) => {
                 let preview: String = String::from_utf8_lossy(&line).chars().take(200).collect();
                 tracing::warn!(error = %e, line = %preview, "a line from the client is not a JSON-RPC message; skipped");
+                self.refused(&match e {
+                    MessageError::Parse(d) => GatewayError::Parse(d),
+                    MessageError::Invalid(d) => GatewayError::InvalidRequest(d),
+                });
                 return;
             }
         };
@@ -222,7 +244,7 @@ impl StdioFront {
         let id = req.msg().and_then(|m| m.id_key()).map(str::to_owned);
         match self.core.service.clone().oneshot(req).await {
             Ok(reply) => {
-                if let Some(session) = reply.new_session.clone() {
+                if let Some(session) = reply.new_session().cloned() {
                     *self.session.lock() = Some(session.clone());
                     self.clone().open_stream(session);
                 }

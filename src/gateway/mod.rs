@@ -42,22 +42,15 @@ pub(crate) struct Core {
 impl Core {
     /// Builds it from the config (contacts nobody yet).
     pub(crate) fn build(config: &Config) -> Result<Core, String> {
+        // Stages register their taps of the upstream wire when the pipeline is built
+        // below; upstreams open sessions only once serving, after that.
+        let wire = crate::upstream::WireTaps::default();
         let mut upstreams: HashMap<String, Upstream> = HashMap::new();
         for (name, cfg) in &config.upstreams {
-            upstreams.insert(name.clone(), Upstream::from_config(name, cfg)?);
+            upstreams.insert(name.clone(), Upstream::from_config(name, cfg, wire.clone())?);
         }
         let store = SessionStore::bounded(config.server.session_idle_timeout, config.server.max_sessions_per_client);
         store.spawn_reaper();
-        let mut routes = HashMap::new();
-        for route in config.effective_routes() {
-            let upstream = upstreams
-                .get(&route.upstream)
-                .cloned()
-                .ok_or_else(|| format!("route {} names unknown upstream {}", route.path, route.upstream))?;
-            routes.insert(Arc::from(route.path.as_str()), (Arc::from(route.upstream.as_str()), upstream));
-        }
-        let mut paths: Vec<String> = routes.keys().map(|p: &Arc<str>| p.to_string()).collect();
-        paths.sort();
         let limits = StreamLimits {
             buffer_events: config.server.sse_buffer_events,
             buffer_bytes: config.server.sse_buffer_bytes,
@@ -75,7 +68,17 @@ impl Core {
                 bridges.insert(Arc::<str>::from(name.as_str()), bridge);
             }
         }
-        let router = Router::new(routes, store.clone(), limits).with_bridges(bridges.clone());
+        let mut routes = HashMap::new();
+        for route in config.effective_routes() {
+            let bridge = bridges
+                .get(route.upstream.as_str())
+                .cloned()
+                .ok_or_else(|| format!("route {} names unknown upstream {}", route.path, route.upstream))?;
+            routes.insert(Arc::from(route.path.as_str()), (Arc::from(route.upstream.as_str()), bridge));
+        }
+        let mut paths: Vec<String> = routes.keys().map(|p: &Arc<str>| p.to_string()).collect();
+        paths.sort();
+        let router = Router::new(routes, store.clone(), limits);
         let reaper_bridges: Vec<Arc<Bridge>> = bridges.values().cloned().collect();
         // Idle pooled sessions are looked for every half of the shortest pool.idle_timeout
         // (at most every 30 s).
@@ -99,7 +102,7 @@ impl Core {
             }
         });
         let specs = config.stage_specs()?;
-        let ctx = BuildContext::default();
+        let ctx = BuildContext { wire, ..BuildContext::default() };
         let service = build_pipeline(&specs, &ctx, McpService::new(router))?;
         let BuildContext { controls, refusals, .. } = ctx;
 

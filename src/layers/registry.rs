@@ -24,6 +24,9 @@ pub struct BuildContext {
     pub controls: StageControls,
     /// Where a stage registers to hear of refusals before the pipeline.
     pub refusals: RefusalObservers,
+    /// Where a stage registers to see the upstream wire
+    /// ([`WireTap`](crate::upstream::WireTap)).
+    pub wire: crate::upstream::WireTaps,
 }
 
 /// One entry of the registry.

@@ -115,6 +115,10 @@ impl CallLinks {
     }
 
     fn remember_state(&self, call: CallId, m: &Message) {
+        // Most results are complete: a byte search spares parsing them.
+        if memchr::memmem::find(m.bytes(), b"input_required").is_none() {
+            return;
+        }
         let Ok(env) = serde_json::from_slice::<ResultEnvelope>(m.bytes()) else { return };
         if env.result.result_type.as_deref() != Some("input_required") {
             return;
@@ -141,7 +145,9 @@ impl Stage for CallLinks {
             }
             (None, MessageKind::Request) if req.version.is_stateless() => {
                 linked.may_ask = m.method().is_some_and(|method| modern::INPUT_METHODS.contains(&method));
-                if linked.may_ask {
+                let retry =
+                    m.params_raw().is_some_and(|p| memchr::memmem::find(p.as_bytes(), b"requestState").is_some());
+                if linked.may_ask && retry {
                     let state = m.params::<WithState>().and_then(|p| p.request_state);
                     if let Some(state) = state {
                         let key = self.state_key(&state);

@@ -9,9 +9,7 @@
 
 mod control;
 pub mod links;
-mod observe;
 mod refusal;
-mod reply;
 mod request;
 mod shared;
 pub mod stage;
@@ -20,10 +18,9 @@ use tower::util::BoxCloneSyncService;
 
 use crate::error::GatewayError;
 
+pub use crate::reply::{McpReply, MessageStream, Observed, Outcome, ReplyBody};
 pub use control::{StageControl, StageControls};
-pub use observe::{Observed, Outcome};
 pub use refusal::{Refusal, RefusalObserver, RefusalObservers};
-pub use reply::{McpReply, MessageStream, ReplyBody};
 pub use request::{CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};
 pub use shared::Shared;
 pub use stage::{

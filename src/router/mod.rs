@@ -12,10 +12,9 @@ use tower::Service;
 
 use crate::bridge::Bridge;
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, McpRequest, Outcome, ReplyBody, RequestKind};
+use crate::pipeline::{McpReply, McpRequest, Outcome, RequestKind};
 use crate::protocol::{Message, ProtocolVersion};
 use crate::session::{log_tag, mint_id, Session, SessionStore, StreamRegistry};
-use crate::upstream::Upstream;
 
 /// How SSE streams of new sessions are bounded.
 #[derive(Debug, Clone, Copy)]
@@ -28,36 +27,26 @@ pub struct StreamLimits {
     pub retained_streams: usize,
 }
 
-/// Route path -> (upstream name, upstream).
-pub type RouteTable = HashMap<Arc<str>, (Arc<str>, Upstream)>;
+/// Route path -> (upstream name, the bridge in front of that upstream).
+pub type RouteTable = HashMap<Arc<str>, (Arc<str>, Arc<Bridge>)>;
 
-/// Hands requests to upstream sessions.
+/// Hands requests to upstream sessions. It knows each route's [`Bridge`] (the
+/// adapter that serves every revision from one upstream), never the upstream's kind.
 #[derive(Clone)]
 pub struct Router {
     routes: Arc<RouteTable>,
-    bridges: Arc<HashMap<Arc<str>, Arc<Bridge>>>,
     store: Arc<SessionStore>,
     limits: StreamLimits,
 }
 
 impl Router {
     /// A router over `routes`, keeping sessions in `store`.
-    pub fn new(
-        routes: HashMap<Arc<str>, (Arc<str>, Upstream)>,
-        store: Arc<SessionStore>,
-        limits: StreamLimits,
-    ) -> Self {
-        Router { routes: Arc::new(routes), bridges: Arc::new(HashMap::new()), store, limits }
-    }
-
-    /// Serves stateless requests through these bridges (by upstream name).
-    pub fn with_bridges(mut self, bridges: HashMap<Arc<str>, Arc<Bridge>>) -> Self {
-        self.bridges = Arc::new(bridges);
-        self
+    pub fn new(routes: RouteTable, store: Arc<SessionStore>, limits: StreamLimits) -> Self {
+        Router { routes: Arc::new(routes), store, limits }
     }
 
     async fn initialize(self, req: McpRequest, m: Message) -> Result<McpReply, GatewayError> {
-        let (name, upstream) = self
+        let (name, bridge) = self
             .routes
             .get(&req.route)
             .cloned()
@@ -68,10 +57,7 @@ impl Router {
         let id = mint_id();
         // The upstream side logs the session by its tag: the id is a credential.
         let tag = log_tag(&id);
-        let upstream_session = match self.bridges.get(&name) {
-            Some(bridge) => bridge.open_session(&tag).await?,
-            None => upstream.open(&tag).await?,
-        };
+        let upstream_session = bridge.open_session(&tag).await?;
         let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams)
             .with_buffer_bytes(self.limits.buffer_bytes);
         let session = Arc::new(
@@ -88,7 +74,7 @@ impl Router {
         };
         let store = self.store.clone();
         let observed = session.clone();
-        let mut reply = reply.observe(m.id_key().map(str::to_owned), move |outcome, message| {
+        let reply = reply.observe(m.id_key().map(str::to_owned), move |outcome, message| {
             if let Some(v) = message.and_then(negotiated_version) {
                 observed.set_version(v);
             }
@@ -98,7 +84,7 @@ impl Router {
                 tokio::spawn(async move { store.end(&id).await });
             }
         });
-        reply.new_session = Some(session);
+        let mut reply = reply.with_new_session(session);
         reply.upstream = Some(name);
         Ok(reply)
     }
@@ -107,7 +93,7 @@ impl Router {
 impl Router {
     /// A stateless (2026-07-28) request: no session; the route's upstream serves it.
     async fn stateless(self, req: McpRequest) -> Result<McpReply, GatewayError> {
-        let (name, _) = self
+        let (name, bridge) = self
             .routes
             .get(&req.route)
             .cloned()
@@ -115,11 +101,6 @@ impl Router {
         let RequestKind::Message(m) = req.kind else {
             return Err(GatewayError::Internal("a stateless request without a message".into()));
         };
-        let bridge = self
-            .bridges
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| GatewayError::Internal(format!("no bridge for upstream {name}")))?;
         let mut reply = bridge.serve(m, &req.headers, req.context.client_key().map(Arc::from)).await?;
         reply.upstream = Some(name);
         Ok(reply)
@@ -176,11 +157,9 @@ impl Service<McpRequest> for Router {
             let name = session.upstream_name().clone();
             let mut reply = match req.kind {
                 RequestKind::Message(m) => session.upstream().send(m, &req.headers).await?,
-                RequestKind::OpenStream { resume: Some(last) } => {
-                    McpReply::new(ReplyBody::Resumed(Box::new(session.streams.resume(&last)?)))
-                }
+                RequestKind::OpenStream { resume: Some(last) } => McpReply::resumed(session.streams.resume(&last)?),
                 RequestKind::OpenStream { resume: None } => match session.streams.reattach_get()? {
-                    Some(reattached) => McpReply::new(ReplyBody::Resumed(Box::new(reattached))),
+                    Some(reattached) => McpReply::resumed(reattached),
                     None => session.upstream().open_stream(&req.headers).await?,
                 },
                 RequestKind::EndSession => {

@@ -32,8 +32,7 @@ pub type Endpoint = tower::util::BoxCloneSyncService<Request<Bytes>, Response<Re
 
 use crate::error::GatewayError;
 use crate::pipeline::{
-    McpReply, McpRequest, McpService, MessageStream, Refusal, RefusalObservers, ReplyBody, RequestContext, RequestKind,
-    Transport,
+    McpRequest, McpService, MessageStream, Refusal, RefusalObservers, RequestContext, RequestKind, Transport,
 };
 use crate::protocol::{Message, ProtocolVersion};
 use crate::session::{Session, SessionStore};
@@ -262,8 +261,8 @@ impl Front {
             context,
         };
         let reply = self.service.clone().oneshot(req).await.map_err(piped(None))?;
-        let (stream, source, queued) = match reply.body {
-            ReplyBody::Resumed(resumed) if !resumed.reattached => {
+        let (stream, source, queued) = match reply.take_resumed() {
+            Some(resumed) if !resumed.reattached => {
                 if resumed.lost > 0 {
                     metrics::counter!("shadowcat_sse_events_lost_total").increment(resumed.lost);
                     tracing::warn!(
@@ -278,11 +277,8 @@ impl Front {
                     SseBody::new(resumed.stream, resumed.source, resumed.replay, self.sse_options(version, is_get));
                 return Ok(sse_response(body, None));
             }
-            ReplyBody::Resumed(resumed) => (resumed.stream, resumed.source, Vec::new()),
-            body => {
-                let source = McpReply::new(body).into_stream();
-                (session.streams.create(true), Some(source), Vec::new())
-            }
+            Some(resumed) => (resumed.stream, resumed.source, Vec::new()),
+            None => (session.streams.create(true), Some(reply.into_stream()), Vec::new()),
         };
         let mut queued = queued;
         if version.sse_priming() {

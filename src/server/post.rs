@@ -140,9 +140,6 @@ impl Front {
         Ok(match reply.body {
             ReplyBody::Accepted => accepted(None),
             ReplyBody::Message(m) => stateless_json(m),
-            body @ ReplyBody::Resumed(_) => {
-                self.sse_reply(McpReply::new(body).into_stream(), None, ProtocolVersion::V2026_07_28, None)
-            }
             ReplyBody::Stream(mut s) => {
                 let Some(first) = s.next().await else {
                     return Ok(self.sse_reply(
@@ -199,7 +196,7 @@ impl Front {
         session: Option<Arc<Session>>,
         version: ProtocolVersion,
     ) -> Response<ResponseBody> {
-        let new_session = reply.new_session.clone();
+        let new_session = reply.new_session().cloned();
         let session = new_session.clone().or(session);
         let announce = new_session.as_ref().map(|s| s.id().to_owned());
         match reply.body {
@@ -223,9 +220,6 @@ impl Front {
                 self.sse_reply(rest, session.as_ref(), version, announce)
             }
             ReplyBody::Stream(s) => self.sse_reply(s, session.as_ref(), version, announce),
-            body @ ReplyBody::Resumed(_) => {
-                self.sse_reply(McpReply::new(body).into_stream(), session.as_ref(), version, announce)
-            }
         }
     }
 }

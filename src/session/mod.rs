@@ -21,6 +21,45 @@ use rand::RngCore;
 pub use clients::{ClientCounts, ClientSlot};
 pub use streams::{Resumed, SseStream, StreamRegistry, DEFAULT_BUFFER_BYTES};
 
+// === impl McpReply: what sessions attach to replies ===
+
+/// The session an `initialize` created, on its reply.
+#[derive(Clone)]
+struct NewSession(Arc<Session>);
+
+/// A stream of the session taken up again, on the reply to the GET that did it.
+#[derive(Clone)]
+struct ResumedSlot(Arc<Mutex<Option<Resumed>>>);
+
+impl crate::reply::McpReply {
+    /// This reply created `session` (`initialize`): the front announces it.
+    pub fn with_new_session(mut self, session: Arc<Session>) -> Self {
+        self.extensions.insert(NewSession(session));
+        self
+    }
+
+    /// The session this reply created, if any.
+    pub fn new_session(&self) -> Option<&Arc<Session>> {
+        self.extensions.get::<NewSession>().map(|s| &s.0)
+    }
+
+    /// The reply to a GET that takes up a stream of the session again
+    /// (`Last-Event-ID`, or a GET stream no client was reading): events to replay,
+    /// then its live source. Its messages passed the stages when the stream was
+    /// first opened, and still do as they come: stages see the request that resumed
+    /// it (its body is `Accepted`), not its messages a second time.
+    pub fn resumed(resumed: Resumed) -> Self {
+        let mut reply = crate::reply::McpReply::accepted();
+        reply.extensions.insert(ResumedSlot(Arc::new(Mutex::new(Some(resumed)))));
+        reply
+    }
+
+    /// The stream this reply takes up again, if it is one (taken once).
+    pub fn take_resumed(&self) -> Option<Resumed> {
+        self.extensions.get::<ResumedSlot>().and_then(|slot| slot.0.lock().take())
+    }
+}
+
 use crate::error::GatewayError;
 use crate::protocol::ProtocolVersion;
 use crate::upstream::UpstreamSession;

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::error::GatewayError;
-use crate::pipeline::MessageStream;
+use crate::reply::MessageStream;
 
 /// Bytes of events kept per stream unless configured (`server.sse_buffer_bytes`).
 pub const DEFAULT_BUFFER_BYTES: usize = 1024 * 1024;

@@ -3,10 +3,14 @@
 pub mod era;
 pub mod http;
 mod outbound;
+mod session;
 pub mod stdio;
+mod wire;
 
 pub use http::Challenge;
 pub use outbound::OutboundHeaders;
+pub use session::{SessionSide, SideFuture, UpstreamSession};
+pub use wire::{WireContext, WireDirection, WireOrigin, WireTap, WireTaps};
 
 use std::sync::Arc;
 
@@ -14,12 +18,22 @@ use ::http::HeaderMap;
 
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
-use crate::pipeline::McpReply;
 use crate::protocol::Message;
+use crate::reply::McpReply;
 
-/// One configured upstream.
+/// One configured upstream. Callers (the router, the sessions, the bridge) use its
+/// methods only and never see its kind: a new kind is a variant of `Kind` and an arm
+/// in each method here, nothing elsewhere.
 #[derive(Clone)]
-pub enum Upstream {
+pub struct Upstream {
+    kind: Kind,
+    name: Arc<str>,
+    /// Who sees the upstream wire.
+    wire: WireTaps,
+}
+
+#[derive(Clone)]
+enum Kind {
     /// Spawned processes.
     Stdio(Arc<stdio::StdioUpstream>),
     /// A remote Streamable HTTP server.
@@ -27,122 +41,102 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    /// Builds an upstream from its config.
-    pub fn from_config(name: &str, cfg: &UpstreamConfig) -> Result<Upstream, String> {
-        match cfg {
-            UpstreamConfig::Stdio(s) => Ok(Upstream::Stdio(stdio::StdioUpstream::new(name, s)?)),
+    /// Builds an upstream from its config; `wire` sees what crosses its wire.
+    pub fn from_config(name: &str, cfg: &UpstreamConfig, wire: WireTaps) -> Result<Upstream, String> {
+        let kind = match cfg {
+            UpstreamConfig::Stdio(s) => Kind::Stdio(stdio::StdioUpstream::new(name, s)?),
             UpstreamConfig::Http(h) => {
-                Ok(Upstream::Http(http::HttpUpstream::new(name, h).map_err(|e| format!("upstreams.{name}.http.{e}"))?))
+                Kind::Http(http::HttpUpstream::new(name, h).map_err(|e| format!("upstreams.{name}.http.{e}"))?)
             }
-        }
+        };
+        Ok(Upstream { kind, name: name.into(), wire })
+    }
+
+    /// Its name in the config.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// Starts background work (warm pools, health checks).
     pub async fn start(&self) {
-        match self {
-            Upstream::Stdio(u) => u.start().await,
-            Upstream::Http(u) => u.start().await,
+        match &self.kind {
+            Kind::Stdio(u) => u.start().await,
+            Kind::Http(u) => u.start().await,
         }
     }
 
     /// Whether the upstream can serve.
     pub fn is_ready(&self) -> bool {
-        match self {
-            Upstream::Stdio(u) => u.is_ready(),
-            Upstream::Http(u) => u.is_ready(),
+        match &self.kind {
+            Kind::Stdio(u) => u.is_ready(),
+            Kind::Http(u) => u.is_ready(),
         }
     }
 
-    /// Opens an upstream session for a new client session.
-    pub async fn open(&self, session_tag: &str) -> Result<UpstreamSession, GatewayError> {
-        match self {
-            Upstream::Stdio(u) => Ok(UpstreamSession::Stdio(u.open(session_tag).await?)),
-            Upstream::Http(u) => Ok(UpstreamSession::Http(u.open(session_tag).await?)),
+    /// Opens an upstream session for `origin` (a client's session, or one the
+    /// bridge pools), logged as `session_tag`.
+    pub async fn open(&self, session_tag: &str, origin: WireOrigin) -> Result<UpstreamSession, GatewayError> {
+        let (wire, name) = (&self.wire, &self.name);
+        Ok(match &self.kind {
+            Kind::Stdio(u) => UpstreamSession::tapped(u.open(session_tag).await?, wire, origin, name, session_tag),
+            Kind::Http(u) => UpstreamSession::tapped(u.open(session_tag).await?, wire, origin, name, session_tag),
+        })
+    }
+
+    /// The upstream's protocol era: pinned by config, else probed once and cached
+    /// by the upstream itself (the one place it is kept).
+    pub async fn era(&self) -> Result<era::Era, GatewayError> {
+        match &self.kind {
+            Kind::Stdio(u) => u.era().await,
+            Kind::Http(u) => u.era().await,
         }
+    }
+
+    /// The era if it can be known without starting a process: an HTTP upstream is
+    /// asked (once); a stdio one answers only when pinned or probed before.
+    pub async fn era_without_spawning(&self) -> Option<era::Era> {
+        match &self.kind {
+            Kind::Stdio(u) => u.known_era(),
+            Kind::Http(u) => match u.era().await {
+                Ok(era) => Some(era),
+                Err(e) => {
+                    tracing::debug!(error = %e, "era unknown; the session goes upstream as is");
+                    None
+                }
+            },
+        }
+    }
+
+    /// Whether the upstream takes a stateless (2026-07-28) request as it is, without
+    /// a session (a remote server; a process needs a session of its own).
+    pub fn takes_stateless_requests(&self) -> bool {
+        matches!(self.kind, Kind::Http(_))
+    }
+
+    /// Whether requests reach the upstream with HTTP headers (then a 2026-07-28
+    /// server checks its own `Mcp-Param-*` headers).
+    pub fn receives_headers(&self) -> bool {
+        matches!(self.kind, Kind::Http(_))
+    }
+
+    /// Sends a stateless request as it is (see [`takes_stateless_requests`](Self::takes_stateless_requests)).
+    pub async fn send_stateless(&self, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
+        let Kind::Http(u) = &self.kind else {
+            return Err(GatewayError::Internal("a stdio upstream takes stateless requests only on a session".into()));
+        };
+        if self.wire.is_empty() {
+            return u.send_stateless(m, headers).await;
+        }
+        self.wire.tap_sent(WireOrigin::Stateless, &self.name, "stateless", &m);
+        let reply = u.send_stateless(m, headers).await?;
+        Ok(self.wire.tap_reply(WireOrigin::Stateless, self.name.clone(), "stateless".into(), reply))
     }
 
     /// Stops background work and idle resources.
     pub async fn shutdown(&self) {
-        match self {
-            Upstream::Stdio(u) => u.shutdown().await,
-            Upstream::Http(u) => u.shutdown().await,
-        }
-    }
-}
-
-/// The upstream side of one client session.
-pub enum UpstreamSession {
-    /// A process of a stdio upstream.
-    Stdio(stdio::StdioSession),
-    /// A session on a remote Streamable HTTP server.
-    Http(http::HttpSession),
-    /// A session the gateway owns, for a 2025-era client of a modern-only upstream.
-    Modern(Arc<crate::bridge::legacy_client::ModernSession>),
-}
-
-impl UpstreamSession {
-    /// Sends one client message with the client's headers; an HTTP upstream gets only
-    /// those [`OutboundHeaders`] allows.
-    pub async fn send(&self, m: Message, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
-        match self {
-            UpstreamSession::Stdio(s) => {
-                let _ = headers; // a process has no headers
-                s.send(m).await
-            }
-            UpstreamSession::Http(s) => s.send(m, headers).await,
-            UpstreamSession::Modern(s) => s.send(m, headers).await,
-        }
-    }
-
-    /// Opens the server-to-client stream.
-    pub async fn open_stream(&self, headers: &HeaderMap) -> Result<McpReply, GatewayError> {
-        match self {
-            UpstreamSession::Stdio(s) => {
-                let _ = headers;
-                s.open_stream()
-            }
-            UpstreamSession::Http(s) => s.open_stream(headers).await,
-            UpstreamSession::Modern(s) => s.open_stream(),
-        }
-    }
-
-    /// For a stateless (2026-07-28) stdio server: no handshake will come (see
-    /// `StdioSession::set_stateless`).
-    pub fn set_stateless(&self) {
-        if let UpstreamSession::Stdio(s) = self {
-            s.set_stateless();
-        }
-    }
-
-    /// A stdio process's exit code, if it exited on its own (waiting up to `within`
-    /// for it to be gone).
-    pub async fn exit_code(&self, within: std::time::Duration) -> Option<i32> {
-        match self {
-            UpstreamSession::Stdio(s) => s.exit_code(within).await,
-            _ => None,
-        }
-    }
-
-    /// Whether the upstream side is a process of this session's own (stdio).
-    pub fn is_process(&self) -> bool {
-        matches!(self, UpstreamSession::Stdio(_))
-    }
-
-    /// Whether the upstream side still exists.
-    pub fn is_alive(&self) -> bool {
-        match self {
-            UpstreamSession::Stdio(s) => s.is_alive(),
-            UpstreamSession::Http(s) => s.is_alive(),
-            UpstreamSession::Modern(s) => s.is_alive(),
-        }
-    }
-
-    /// Ends the upstream side and frees what it holds.
-    pub async fn close(&self) {
-        match self {
-            UpstreamSession::Stdio(s) => s.close().await,
-            UpstreamSession::Http(s) => s.close().await,
-            UpstreamSession::Modern(s) => s.close().await,
+        match &self.kind {
+            Kind::Stdio(u) => u.shutdown().await,
+            Kind::Http(u) => u.shutdown().await,
         }
     }
 }

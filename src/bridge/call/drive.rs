@@ -15,10 +15,10 @@ use super::{answer_with_id, Call, OUT_BUFFER};
 use crate::bridge::seal::State;
 use crate::bridge::{now_ms, result_message, Bridge};
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, ReplyBody};
 use crate::protocol::id_value;
 use crate::protocol::modern::META_SERVER_INFO;
 use crate::protocol::{codes, Message, MessageKind};
+use crate::reply::{McpReply, ReplyBody};
 
 /// The log levels, lowest first.
 const LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];

@@ -36,10 +36,10 @@ use super::pool::Pooled;
 use super::seal::request_digest;
 use super::{now_ms, Bridge};
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, MessageStream};
 use crate::protocol::id_value;
 use crate::protocol::modern::Envelope;
 use crate::protocol::{codes, Message};
+use crate::reply::{McpReply, MessageStream};
 use drive::{level_index, spawn_drive};
 
 /// `_meta` key a legacy server may put on its request to name its `inputRequests` key.

@@ -23,6 +23,7 @@ pub use known_tools::KnownTools;
 
 use super::{BuildContext, StageDef, StageFn};
 use crate::pipeline::{CallEnd, McpRequest, McpService, Refusal, RefusalObserver, Stage, StageLayer};
+use crate::upstream::{WireContext, WireOrigin, WireTap};
 
 /// Counter of finished calls.
 pub const REQUESTS_TOTAL: &str = "shadowcat_requests_total";
@@ -30,6 +31,9 @@ pub const REQUESTS_TOTAL: &str = "shadowcat_requests_total";
 pub const REQUEST_DURATION: &str = "shadowcat_request_duration_seconds";
 /// Counter of requests the front refused before the pipeline, by reason.
 pub const REFUSED_TOTAL: &str = "shadowcat_refused_total";
+/// Counter of the messages the gateway itself exchanges with upstreams (pooled
+/// sessions, stateless requests), by upstream, origin and direction.
+pub const UPSTREAM_MESSAGES_TOTAL: &str = "shadowcat_upstream_messages_total";
 
 /// The registry entry.
 pub const STAGE: StageDef = StageDef { name: "metrics", build, must_follow: &[] };
@@ -42,6 +46,7 @@ struct Options {}
 fn build(options: &serde_json::Value, ctx: &BuildContext) -> Result<StageFn, String> {
     let _options: Options = super::stage_options(options)?;
     ctx.refusals.register(Arc::new(RefusalCounter));
+    ctx.wire.register(Arc::new(WireCounter));
     let layer: MetricsLayer = StageLayer::new(Recorder::new(ctx.known_tools.clone()));
     Ok(Arc::new(move |inner| McpService::new(layer.layer(inner))))
 }
@@ -80,6 +85,22 @@ pub type MetricsLayer = StageLayer<Recorder>;
 /// Counts refusals before the pipeline (`shadowcat_refused_total{reason}`; the
 /// reasons are the error labels, a fixed set).
 struct RefusalCounter;
+
+/// Counts the upstream wire where it is the gateway's own (a client session's
+/// messages are the client's, counted as requests already). Labels: the upstream's
+/// config name, the origin and the direction, all bounded.
+struct WireCounter;
+
+impl WireTap for WireCounter {
+    fn on_wire(&self, ctx: &WireContext<'_>, _message: &crate::protocol::Message) {
+        if ctx.origin == WireOrigin::ClientSession {
+            return;
+        }
+        metrics::counter!(UPSTREAM_MESSAGES_TOTAL,
+            "upstream" => ctx.upstream.to_owned(), "origin" => ctx.origin.label(), "direction" => ctx.direction.label())
+        .increment(1);
+    }
+}
 
 impl RefusalObserver for RefusalCounter {
     fn refused(&self, refusal: &Refusal<'_>) {

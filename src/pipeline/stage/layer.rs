@@ -207,14 +207,9 @@ impl<T: Stage> Parts<T> {
                 self.ended(&reply, &Outcome::Accepted, None);
                 Ok(Ok(reply))
             }
-            ReplyBody::Resumed(r) => {
-                self.ended(&reply, &Outcome::Ok, None);
-                reply.body = ReplyBody::Resumed(r);
-                Ok(Ok(reply))
-            }
             ReplyBody::Stream(s) => {
                 let upstream = reply.upstream.clone();
-                let new_session = reply.new_session.clone();
+                let new_session = reply.new_session().cloned();
                 let tapped = Tapped::new(s, self.stage, self.call, self.info, upstream, new_session, self.below);
                 reply.body = ReplyBody::Stream(Box::pin(tapped));
                 Ok(Ok(reply))
@@ -261,8 +256,7 @@ impl<T: Stage> Parts<T> {
     }
 
     fn ended(self, reply: &McpReply, outcome: &Outcome, response: Option<&crate::protocol::Message>) {
-        let end =
-            CallEnd { upstream: reply.upstream.as_deref(), new_session: reply.new_session.as_ref(), outcome, response };
+        let end = CallEnd { upstream: reply.upstream.as_deref(), new_session: reply.new_session(), outcome, response };
         self.stage.end(&self.call, &end);
     }
 }

@@ -38,8 +38,13 @@
 //! Besides calls, a stage can register at build time (see
 //! `layers::BuildContext`): a [`RefusalObserver`](super::RefusalObserver),
 //! told of every request the fronts refuse before the pipeline (Origin, Accept, size,
-//! JSON, version and session checks), and a [`StageControl`](super::StageControl),
-//! which the admin listener serves read-only at `/stages/<name>`.
+//! JSON, version and session checks), a [`StageControl`](super::StageControl),
+//! which the admin listener serves read-only at `/stages/<name>`, and a
+//! [`WireTap`](crate::upstream::WireTap), which sees the upstream wire: what the
+//! gateway itself exchanges with upstreams (the bridge's pooled sessions, with their
+//! `initialize` and the bridge's answers to a legacy server's questions, and the
+//! stateless requests it sends), which never crosses the client's wire. A stage that
+//! taps both wires (a recorder) implements both.
 //!
 //! # Example
 //!

@@ -112,6 +112,7 @@ impl<T: Stage> Tapped<T> {
         };
         let during = (self.info.carrier != super::Carrier::GetStream).then_some(self.info.call);
         let mut context = RequestContext::new(self.info.transport, None);
+        context.call = self.info.call;
         context.answers = original.method.map(|method| ServerRequest { method, during });
         let req = McpRequest {
             kind: RequestKind::Message(answer),

@@ -42,7 +42,7 @@ async fn session() -> Arc<Session> {
         crate::session::mint_id(),
         "/mcp".into(),
         "up".into(),
-        crate::upstream::UpstreamSession::Http(side),
+        crate::upstream::UpstreamSession::new(side),
         streams,
     ))
 }
@@ -265,7 +265,7 @@ async fn sees_get_streams_and_passes_resumed_ones() {
         let stream = session.streams.create(true);
         stream.detach(None);
         let resumed = session.streams.resume(&stream.event_id(0)).map_err(|e| GatewayError::Internal(e.to_string()))?;
-        Ok::<_, GatewayError>(McpReply::new(ReplyBody::Resumed(Box::new(resumed))))
+        Ok::<_, GatewayError>(McpReply::resumed(resumed))
     })));
     let resume = McpRequest {
         kind: RequestKind::OpenStream { resume: Some("1-0".into()) },
@@ -273,7 +273,7 @@ async fn sees_get_streams_and_passes_resumed_ones() {
         ..req(call(0, "x"))
     };
     let reply = resumed_svc.oneshot(resume).await.expect("resumed");
-    assert!(matches!(reply.body, ReplyBody::Resumed(_)));
+    assert!(reply.take_resumed().is_some(), "the resumed stream reaches the front");
     assert_eq!(probe.seen.lock().len(), 1, "no message seen a second time");
 }
 

@@ -36,8 +36,8 @@ pub use session::HttpSession;
 use super::era::{self, Era, Verdict};
 use crate::config::{EraSetting, HttpConfig};
 use crate::error::GatewayError;
-use crate::pipeline::McpReply;
 use crate::protocol::Message;
+use crate::reply::McpReply;
 use connect::Clients;
 use shared::{is_sse, read_body, SessionShared, ACCEPT_POST, CONTROL_TIMEOUT, ERROR_BODY_LIMIT};
 
@@ -252,6 +252,11 @@ impl HttpUpstream {
         Ok(HttpSession::new(self.target.clone(), session_tag.to_owned(), permit))
     }
 
+    /// The era, when known without asking the upstream.
+    pub fn known_era(&self) -> Option<Era> {
+        self.era.lock().clone()
+    }
+
     /// The upstream's era: pinned by config, else probed once with `server/discover`
     /// and cached. A probe without a verdict (unreachable, 5xx, 401) is an error and is
     /// tried again on the next call.
@@ -314,13 +319,13 @@ impl HttpUpstream {
             ))
         })?;
         let mut reply = HttpSession::stateless(self.target.clone()).send(m, headers).await?;
-        if let crate::pipeline::ReplyBody::Stream(stream) = reply.body {
+        if let crate::reply::ReplyBody::Stream(stream) = reply.body {
             // The permit is held until the reply stream ends or is dropped.
             let held = futures_util::StreamExt::map(stream, move |m| {
                 let _ = &permit;
                 m
             });
-            reply.body = crate::pipeline::ReplyBody::Stream(Box::pin(held));
+            reply.body = crate::reply::ReplyBody::Stream(Box::pin(held));
         }
         Ok(reply)
     }

@@ -18,8 +18,8 @@ use super::shared::{
 use super::stream::{idle_until_closed, Deadline, ListenStream, ReplyStream};
 use super::Target;
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, ReplyBody};
 use crate::protocol::{parse_body, Message, MessageKind};
+use crate::reply::{McpReply, ReplyBody};
 
 /// A client session on an HTTP upstream.
 pub struct HttpSession {

@@ -24,8 +24,8 @@ use super::shared::{is_sse, read_body, InFlight, SessionShared};
 use super::sse::{SseItem, SseParser};
 use super::Limits;
 use crate::error::GatewayError;
-use crate::pipeline::MessageStream;
 use crate::protocol::{parse_body, Message, MessageKind};
+use crate::reply::MessageStream;
 
 /// Failed reconnections in a row before a stream is given up.
 pub(super) const MAX_FAILED_RECONNECTS: u32 = 5;

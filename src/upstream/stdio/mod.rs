@@ -15,7 +15,8 @@ use tokio::sync::Semaphore;
 
 pub use session::StdioSession;
 
-use crate::config::StdioConfig;
+use super::era::{self, Era};
+use crate::config::{EraSetting, StdioConfig};
 use crate::error::GatewayError;
 use process::{Launch, Process};
 use session::Limits;
@@ -30,7 +31,14 @@ pub struct StdioUpstream {
     sessions: Arc<Semaphore>,
     max_sessions: usize,
     spawned_once: AtomicBool,
+    /// The era, once known (pinned by config, or probed).
+    era: Mutex<Option<Era>>,
+    /// One era probe at a time.
+    era_probe: tokio::sync::Mutex<()>,
 }
+
+/// Time a stdio upstream gets to answer the era probe before it counts as legacy.
+const ERA_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl StdioUpstream {
     /// Builds the upstream from its config (nothing is spawned yet).
@@ -44,7 +52,49 @@ impl StdioUpstream {
             sessions: Arc::new(Semaphore::new(cfg.max_sessions)),
             max_sessions: cfg.max_sessions,
             spawned_once: AtomicBool::new(false),
+            era: Mutex::new(match cfg.era {
+                EraSetting::Auto => None,
+                EraSetting::Modern => Some(Era::Modern { versions: vec!["2026-07-28".into()] }),
+                EraSetting::Legacy => Some(Era::Legacy),
+            }),
+            era_probe: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The era, when known without starting anything (pinned, or probed before).
+    pub fn known_era(&self) -> Option<Era> {
+        self.era.lock().clone()
+    }
+
+    /// The era: pinned by config, else probed once in a throwaway process (some
+    /// legacy servers exit on an unknown first request, so the probe never touches a
+    /// process that serves) and cached.
+    pub async fn era(self: &Arc<Self>) -> Result<Era, GatewayError> {
+        if let Some(era) = self.known_era() {
+            return Ok(era);
+        }
+        let _one = self.era_probe.lock().await;
+        if let Some(era) = self.known_era() {
+            return Ok(era);
+        }
+        let session = self.open("era-probe").await?;
+        let verdict = tokio::time::timeout(ERA_PROBE_TIMEOUT, async {
+            let reply = session.send(era::probe_message()).await.ok()?;
+            reply.first_response(era::PROBE_ID).await
+        })
+        .await;
+        session.close().await;
+        let era = match verdict {
+            Ok(Some(answer)) => match era::classify_message(answer.bytes()) {
+                era::Verdict::Known(era) => era,
+                era::Verdict::Unknown(_) => Era::Legacy,
+            },
+            // No answer in time, or the process exited: legacy.
+            _ => Era::Legacy,
+        };
+        tracing::info!(upstream = %self.name, ?era, "upstream era probed (throwaway process)");
+        *self.era.lock() = Some(era.clone());
+        Ok(era)
     }
 
     /// Fills the warm pool; with no warm pool, checks once that the command starts.

@@ -22,8 +22,8 @@ use super::process::{self, Process};
 use super::stream::{ListenStream, RequestStream};
 use crate::config::StdioConfig;
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, ReplyBody};
 use crate::protocol::{codes, Message, MessageKind};
+use crate::reply::{McpReply, ReplyBody};
 
 /// Server-to-client messages kept while no stream can take them.
 const BACKLOG: usize = 256;

@@ -1,13 +1,19 @@
-//! The reply every stage sees: 202, one message, or a stream of messages.
+//! Replies: 202, one message, or a stream of messages, as upstreams give them and
+//! stages and fronts see them. A leaf: it knows messages, not sessions. What a layer
+//! above adds to a reply (the session an `initialize` created, a stream taken up
+//! again) travels in [`McpReply::extensions`], with typed accessors where that layer
+//! lives (`session`).
+
+mod observe;
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_core::Stream;
 
-use super::{Observed, Outcome};
+pub use observe::{Observed, Outcome};
+
 use crate::protocol::Message;
-use crate::session::{Resumed, Session};
 
 /// Server-to-client messages on their way to the client, in order. A stream that
 /// answers a request ends after the final response.
@@ -21,27 +27,22 @@ pub enum ReplyBody {
     Message(Message),
     /// Messages as they come (HTTP 200, `text/event-stream`).
     Stream(MessageStream),
-    /// A stream of the session taken up again (`Last-Event-ID`, or a GET stream no
-    /// client was reading): events to replay, then its live source. Its messages
-    /// passed the stages when the stream was first opened, and still do as they
-    /// come: stages see the request that resumed it, not its messages a second time.
-    Resumed(Box<Resumed>),
 }
 
-/// The answer to an [`McpRequest`](super::McpRequest).
+/// The answer to an `McpRequest`.
 pub struct McpReply {
     /// What goes back.
     pub body: ReplyBody,
-    /// Set when this call created a session (`initialize`): the front announces it.
-    pub new_session: Option<Arc<Session>>,
     /// The upstream that served the call, for logs and metrics.
     pub upstream: Option<Arc<str>>,
+    /// What layers above attach (see the module docs).
+    pub extensions: http::Extensions,
 }
 
 impl McpReply {
     /// A reply with this body.
     pub fn new(body: ReplyBody) -> Self {
-        McpReply { body, new_session: None, upstream: None }
+        McpReply { body, upstream: None, extensions: http::Extensions::new() }
     }
 
     /// HTTP 202.
@@ -60,14 +61,29 @@ impl McpReply {
     }
 
     /// The body as a stream of messages (a message is a stream of one, 202 an empty
-    /// one; a resumed stream is its live source, without the events to replay).
+    /// one).
     pub fn into_stream(self) -> MessageStream {
         match self.body {
             ReplyBody::Stream(s) => s,
             ReplyBody::Message(m) => Box::pin(futures_util::stream::once(async { m })),
             ReplyBody::Accepted => Box::pin(futures_util::stream::empty()),
-            ReplyBody::Resumed(r) => r.source.unwrap_or_else(|| Box::pin(futures_util::stream::empty())),
         }
+    }
+
+    /// Waits for the response with id `id` (JSON text): the message itself, or the
+    /// one on the stream; `None` if the reply has none.
+    pub async fn first_response(self, id: &str) -> Option<Message> {
+        use futures_util::StreamExt;
+        if let ReplyBody::Message(m) = &self.body {
+            return (m.kind() == crate::protocol::MessageKind::Response).then(|| m.clone());
+        }
+        let mut s = self.into_stream();
+        while let Some(m) = s.next().await {
+            if m.kind() == crate::protocol::MessageKind::Response && m.id_key() == Some(id) {
+                return Some(m);
+            }
+        }
+        None
     }
 
     /// Calls `done` once the reply is complete: at once for a message, when the final
@@ -86,10 +102,6 @@ impl McpReply {
                 ReplyBody::Message(m)
             }
             ReplyBody::Stream(s) => ReplyBody::Stream(Box::pin(Observed::new(s, request_id, done))),
-            ReplyBody::Resumed(r) => {
-                done(Outcome::Ok, None);
-                ReplyBody::Resumed(r)
-            }
         };
         self
     }
@@ -101,7 +113,6 @@ impl std::fmt::Debug for McpReply {
             ReplyBody::Accepted => "accepted",
             ReplyBody::Message(_) => "message",
             ReplyBody::Stream(_) => "stream",
-            ReplyBody::Resumed(_) => "resumed",
         };
         f.debug_struct("McpReply").field("body", &body).field("upstream", &self.upstream).finish()
     }
