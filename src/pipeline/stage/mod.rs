@@ -184,7 +184,8 @@ impl CallInfo {
             version: req.version,
             call: req.context.call,
             transport: req.context.transport,
-            client: req.client_key().map(Arc::from),
+            // The principal's id or the peer's address: shared, not copied.
+            client: req.context.principal().map(|p| p.id.clone()).or_else(|| req.context.peer.clone()),
             request_id,
             answers: req.context.answers.clone(),
             carrier,
