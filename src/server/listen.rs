@@ -31,10 +31,52 @@ use crate::error::GatewayError;
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    limits: ConnLimits,
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    serve_with(listener, PlainTcp, service, shutdown, grace, limits).await
+}
+
+/// Makes an accepted TCP connection the stream HTTP is spoken on: the connection
+/// itself ([`PlainTcp`]), or, for a TLS listener, the stream after the handshake.
+/// The handshake must finish within the header timeout, or the connection is closed.
+pub trait Acceptor: Clone + Send + Sync + 'static {
+    /// The stream hyper reads and writes.
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    /// Takes the connection over.
+    fn accept(&self, tcp: TcpStream) -> impl std::future::Future<Output = std::io::Result<Self::Io>> + Send;
+}
+
+/// Plain TCP: HTTP on the connection as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainTcp;
+
+impl Acceptor for PlainTcp {
+    type Io = TcpStream;
+
+    async fn accept(&self, tcp: TcpStream) -> std::io::Result<TcpStream> {
+        Ok(tcp)
+    }
+}
+
+/// [`serve`], with the connections taken over by `acceptor` first.
+pub async fn serve_with<A, S>(
+    listener: TcpListener,
+    acceptor: A,
+    service: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     limits: ConnLimits,
 ) where
+    A: Acceptor,
     S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
         + Clone
         + Send
@@ -85,6 +127,7 @@ pub async fn serve<S>(
                     tower::ServiceExt::oneshot(front.clone(), req)
                 });
                 let builder = builder.clone();
+                let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 let mut stop = shutdown.clone();
                 tokio::spawn(async move {
@@ -102,7 +145,18 @@ pub async fn serve<S>(
                         }
                         _ = stop.wait_for(|down| *down) => return,
                     }
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let io = match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(io)) => io,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "connection refused by the acceptor");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "the acceptor did not finish within the header timeout; closed");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -205,3 +259,59 @@ async fn refuse(mut stream: TcpStream, max: usize) {
 /// its IP address as text (made once per connection).
 #[derive(Debug, Clone)]
 pub struct PeerAddr(pub std::net::SocketAddr, pub std::sync::Arc<str>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Counts connections; refuses every one when `refuse` is set.
+    #[derive(Clone)]
+    struct Counting {
+        seen: Arc<AtomicUsize>,
+        refuse: bool,
+    }
+
+    impl Acceptor for Counting {
+        type Io = TcpStream;
+
+        async fn accept(&self, tcp: TcpStream) -> std::io::Result<TcpStream> {
+            self.seen.fetch_add(1, Ordering::SeqCst);
+            if self.refuse {
+                return Err(std::io::Error::other("refused by the test acceptor"));
+            }
+            Ok(tcp)
+        }
+    }
+
+    async fn exchange(refuse: bool) -> (usize, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(AtomicUsize::new(0));
+        let acceptor = Counting { seen: seen.clone(), refuse };
+        let service = tower::service_fn(|_req: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from("hi")).boxed_unsync()))
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let limits = ConnLimits { header_timeout: Duration::from_secs(5), max_header_bytes: 8192, connections: None };
+        let server =
+            tokio::spawn(serve_with(listener, acceptor, service, shutdown, Duration::from_millis(100), limits));
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("write");
+        let mut answer = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_string(&mut answer)).await;
+        let _ = stop.send(true);
+        let _ = server.await;
+        (seen.load(Ordering::SeqCst), answer)
+    }
+
+    #[tokio::test]
+    async fn connections_pass_the_acceptor() {
+        let (seen, answer) = exchange(false).await;
+        assert_eq!(seen, 1);
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hi"), "{answer}");
+        let (seen, answer) = exchange(true).await;
+        assert_eq!(seen, 1);
+        assert!(answer.is_empty(), "a refused connection gets no answer: {answer}");
+    }
+}
