@@ -849,3 +849,23 @@ fn forward_headers_cannot_name_credentials() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("forward_headers[0]") && err.contains("passed through"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_headers_are_made_by_the_gateway_when_an_upstream_asks() {
+    let fake = Fake::start(|_: &Seen| None).await;
+    let gw = Gateway::start(&one_http_upstream("up", &fake.url(), "      era: legacy\n      forwarded: true\n"));
+    let mut c = McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    let (mut headers, body) = session_echo(&c, "forwarded");
+    // A client cannot pass for someone else: its own values are replaced.
+    headers.push(("x-forwarded-for".into(), "6.6.6.6".into()));
+    headers.push(("x-shadowcat-peer".into(), "9.9.9.9".into()));
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let reply = Http::new().send(Method::POST, &gw.mcp_url, &headers, Some(&body)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let call = fake.wait_for(SECS, |s| s.body["params"]["arguments"]["message"] == "forwarded").await.expect("call");
+    assert_eq!(call.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(call.header("forwarded").as_deref(), Some("for=127.0.0.1;proto=http"));
+    assert_eq!(call.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(call.header("x-shadowcat-peer"), None, "the hand-down header never leaves the gateway");
+}

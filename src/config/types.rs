@@ -322,6 +322,11 @@ pub struct HttpConfig {
     /// never credentials or transport headers.
     #[serde(default)]
     pub forward_headers: Vec<String>,
+    /// Tell the upstream who the client is: `Forwarded: for=...;proto=http`,
+    /// `X-Forwarded-For` and `X-Forwarded-Proto`, made by the gateway from the peer
+    /// address (whatever the client sent in those headers is replaced).
+    #[serde(default)]
+    pub forwarded: bool,
     /// Most concurrent sessions; more get 503.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,

@@ -161,7 +161,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         sse_retry: config.server.sse_retry,
     };
     let front = Front::new(service, store.clone(), paths.clone(), policy, settings, shutdown_rx.clone());
-    let front = Arc::new(front.with_refusals(refusals));
+    let forwarded =
+        config.upstreams.values().any(|u| matches!(u, crate::config::UpstreamConfig::Http(h) if h.forwarded));
+    let front = Arc::new(front.with_refusals(refusals).with_peer_handed_down(forwarded));
     let grace = config.server.shutdown_grace;
     let limits = crate::server::ConnLimits {
         header_timeout: config.server.header_read_timeout,

@@ -142,7 +142,9 @@ pub struct McpRequest {
     pub route: Arc<str>,
     /// The client's HTTP headers (empty on stdio), credentials included: stages such
     /// as authentication read them. Only an allow-list of them reaches an upstream
-    /// (see `upstream::outbound_headers`).
+    /// (see `upstream::OutboundHeaders`). When an upstream has `forwarded: true`, the
+    /// front puts the peer's address in `upstream::PEER_HEADER` (the client's own is
+    /// replaced); it never leaves the gateway.
     pub headers: HeaderMap,
     /// The protocol revision in force for this request.
     pub version: ProtocolVersion,

@@ -60,6 +60,8 @@ pub struct Front {
     shutdown: watch::Receiver<bool>,
     refusals: RefusalObservers,
     endpoints: HashMap<String, Endpoint>,
+    /// Some upstream tells its server who the client is (`forwarded: true`).
+    hand_down_peer: bool,
 }
 
 impl Front {
@@ -74,7 +76,29 @@ impl Front {
     ) -> Self {
         let routes = routes.into_iter().map(|p| (p.clone(), Arc::from(p.as_str()))).collect();
         let refusals = RefusalObservers::default();
-        Front { service, store, routes, policy, settings, shutdown, refusals, endpoints: HashMap::new() }
+        let endpoints = HashMap::new();
+        Front { service, store, routes, policy, settings, shutdown, refusals, endpoints, hand_down_peer: false }
+    }
+
+    /// Hands the peer's address down in [`PEER_HEADER`](crate::upstream::PEER_HEADER)
+    /// (for upstreams with `forwarded: true`); a client's own is always replaced.
+    pub fn with_peer_handed_down(mut self, on: bool) -> Self {
+        self.hand_down_peer = on;
+        self
+    }
+
+    /// The client's headers as the pipeline gets them: as sent, but for the peer
+    /// header, which is the gateway's.
+    fn pipeline_headers(&self, parts: &http::request::Parts) -> http::HeaderMap {
+        let mut headers = parts.headers.clone();
+        if self.hand_down_peer {
+            headers.remove(crate::upstream::PEER_HEADER);
+            let peer = parts.extensions.get::<PeerAddr>().and_then(|p| http::HeaderValue::from_str(&p.1).ok());
+            if let Some(peer) = peer {
+                headers.insert(crate::upstream::PEER_HEADER, peer);
+            }
+        }
+        headers
     }
 
     /// Serves `endpoint` at `path`, beside the MCP endpoints.
@@ -255,7 +279,7 @@ impl Front {
             kind: RequestKind::OpenStream { resume },
             session: Some(session.clone()),
             route,
-            headers: parts.headers.clone(),
+            headers: self.pipeline_headers(parts),
             version,
             received_at: received,
             context,
@@ -299,7 +323,7 @@ impl Front {
             kind: RequestKind::EndSession,
             session: Some(session),
             route,
-            headers: parts.headers.clone(),
+            headers: self.pipeline_headers(parts),
             version,
             received_at: received,
             context,

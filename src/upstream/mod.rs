@@ -8,7 +8,7 @@ pub mod stdio;
 mod wire;
 
 pub use http::Challenge;
-pub use outbound::OutboundHeaders;
+pub use outbound::{OutboundHeaders, PEER_HEADER};
 pub use session::{SessionSide, SideFuture, UpstreamSession};
 pub use wire::{WireContext, WireDirection, WireOrigin, WireTap, WireTaps};
 

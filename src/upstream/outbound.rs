@@ -12,7 +12,12 @@
 //! `Accept`, `Mcp-Session-Id` rewritten to the upstream's, `Last-Event-ID` where the
 //! gateway resumes).
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The header in which the front hands the peer's address down to HTTP upstreams
+/// configured with `forwarded: true` (the front replaces any the client sent; no
+/// upstream ever receives it).
+pub const PEER_HEADER: &str = "x-shadowcat-peer";
 
 /// Client headers every upstream gets.
 const ALLOWED: &[&str] =
@@ -25,16 +30,23 @@ const ALLOWED_PREFIX: &str = "mcp-param-";
 #[derive(Debug, Clone, Default)]
 pub struct OutboundHeaders {
     extra: Vec<HeaderName>,
+    forwarded: bool,
 }
 
 impl OutboundHeaders {
+    /// With the gateway's own `Forwarded` / `X-Forwarded-*` (`forwarded: true`).
+    pub fn with_forwarded(mut self, forwarded: bool) -> Self {
+        self.forwarded = forwarded;
+        self
+    }
+
     /// The default list plus `forward_headers` from the upstream's config.
     pub fn new(forward_headers: &[String]) -> Result<Self, String> {
         let mut extra = Vec::with_capacity(forward_headers.len());
         for (i, name) in forward_headers.iter().enumerate() {
             extra.push(crate::config::forward_header(name).map_err(|e| format!("forward_headers[{i}]: {e}"))?);
         }
-        Ok(OutboundHeaders { extra })
+        Ok(OutboundHeaders { extra, forwarded: false })
     }
 
     /// Whether a client header with this name may reach the upstream.
@@ -43,12 +55,30 @@ impl OutboundHeaders {
         ALLOWED.contains(&n) || n.starts_with(ALLOWED_PREFIX) || self.extra.contains(name)
     }
 
-    /// Appends the client's allowed headers to `out`.
+    /// Appends the client's allowed headers to `out`; with `forwarded`, the
+    /// gateway's own `Forwarded`, `X-Forwarded-For` and `X-Forwarded-Proto` from the
+    /// peer address the front handed down.
     pub fn copy(&self, client: &HeaderMap, out: &mut HeaderMap) {
         for (name, value) in client {
             if self.allows(name) {
                 out.append(name.clone(), value.clone());
             }
+        }
+        if !self.forwarded {
+            return;
+        }
+        for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto"] {
+            out.remove(name);
+        }
+        if let Some(peer) = client.get(PEER_HEADER).and_then(|v| v.to_str().ok()) {
+            let node = if peer.contains(':') { format!("\"[{peer}]\"") } else { peer.to_owned() };
+            if let Ok(v) = HeaderValue::from_str(&format!("for={node};proto=http")) {
+                out.insert("forwarded", v);
+            }
+            if let Ok(v) = HeaderValue::from_str(peer) {
+                out.insert("x-forwarded-for", v);
+            }
+            out.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         }
     }
 }
@@ -105,6 +135,33 @@ mod tests {
         assert_eq!(out.get("x-tenant-id").map(|v| v.as_bytes()), Some(&b"acme"[..]));
         assert_eq!(out.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"10.0.0.1"[..]));
         assert!(out.get("authorization").is_none());
+    }
+
+    #[test]
+    fn forwarded_headers_are_the_gateways_own_when_asked_for() {
+        let client = crate::test_support::headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            (PEER_HEADER, "127.0.0.7"),
+        ]);
+        let mut out = HeaderMap::new();
+        OutboundHeaders::default().copy(&client, &mut out);
+        assert!(out.is_empty(), "neither the client's nor ours without forwarded: {out:?}");
+        let mut out = HeaderMap::new();
+        let named = OutboundHeaders::new(&["x-forwarded-for".into()]).expect("valid").with_forwarded(true);
+        named.copy(&client, &mut out);
+        assert_eq!(
+            out.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            ["127.0.0.7"],
+            "ours replace the client's"
+        );
+        assert_eq!(out["forwarded"], "for=127.0.0.7;proto=http");
+        assert_eq!(out["x-forwarded-proto"], "http");
+        assert!(out.get(PEER_HEADER).is_none());
+        let v6 = crate::test_support::headers(&[(PEER_HEADER, "::1")]);
+        let mut out = HeaderMap::new();
+        OutboundHeaders::default().with_forwarded(true).copy(&v6, &mut out);
+        assert_eq!(out["forwarded"], "for=\"[::1]\";proto=http");
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl HttpUpstream {
             uri,
             clients,
             static_headers,
-            outbound: super::OutboundHeaders::new(&cfg.forward_headers)?,
+            outbound: super::OutboundHeaders::new(&cfg.forward_headers)?.with_forwarded(cfg.forwarded),
             limits: Limits {
                 max_in_flight: cfg.max_in_flight.max(1),
                 request_timeout: cfg.request_timeout,
