@@ -117,6 +117,19 @@ fn config_validate_and_default() {
         assert!(err.contains("bad-stage.yaml") && err.contains("pipeline[") && err.contains(expect), "{err}");
     }
 
+    // Every example in config/ passes, pipeline included.
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).expect("config dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = Command::new(bin()).args(["config", "validate"]).arg(&path).output().expect("run");
+            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "{checked} examples");
+
     let missing = Command::new(bin()).args(["config", "validate", "/no/such/file.yaml"]).output().expect("run");
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/file.yaml"));
