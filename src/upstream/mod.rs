@@ -124,7 +124,7 @@ impl Upstream {
         let Kind::Http(u) = &self.kind else {
             return Err(GatewayError::Internal("a stdio upstream takes stateless requests only on a session".into()));
         };
-        if self.wire.is_empty() {
+        if !self.wire.wanted(WireOrigin::Stateless) {
             return u.send_stateless(m, headers).await;
         }
         self.wire.tap_sent(WireOrigin::Stateless, &self.name, "stateless", &m);

@@ -65,7 +65,7 @@ impl UpstreamSession {
         upstream: &std::sync::Arc<str>,
         session: &str,
     ) -> Self {
-        if taps.is_empty() {
+        if !taps.wanted(origin) {
             return UpstreamSession::new(side);
         }
         UpstreamSession::new(super::wire::TappedSide {

@@ -78,6 +78,13 @@ pub struct WireContext<'a> {
 /// Sees every message on the upstream wire. Called on the message's task: keep it
 /// quick (count, or queue for a writer).
 pub trait WireTap: Send + Sync + 'static {
+    /// Whether the tap wants the exchanges of `origin` (asked when a session opens:
+    /// sessions no tap wants are not wrapped at all).
+    fn wants(&self, origin: WireOrigin) -> bool {
+        let _ = origin;
+        true
+    }
+
     /// One message.
     fn on_wire(&self, ctx: &WireContext<'_>, message: &Message);
 }
@@ -97,6 +104,11 @@ impl WireTaps {
     /// Whether any tap is registered.
     pub fn is_empty(&self) -> bool {
         self.taps.read().is_empty()
+    }
+
+    /// Whether any tap wants the exchanges of `origin`.
+    pub fn wanted(&self, origin: WireOrigin) -> bool {
+        self.taps.read().iter().any(|t| t.wants(origin))
     }
 
     fn notify(&self, ctx: &WireContext<'_>, m: &Message) {

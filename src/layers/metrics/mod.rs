@@ -92,10 +92,11 @@ struct RefusalCounter;
 struct WireCounter;
 
 impl WireTap for WireCounter {
+    fn wants(&self, origin: WireOrigin) -> bool {
+        origin != WireOrigin::ClientSession
+    }
+
     fn on_wire(&self, ctx: &WireContext<'_>, _message: &crate::protocol::Message) {
-        if ctx.origin == WireOrigin::ClientSession {
-            return;
-        }
         metrics::counter!(UPSTREAM_MESSAGES_TOTAL,
             "upstream" => ctx.upstream.to_owned(), "origin" => ctx.origin.label(), "direction" => ctx.direction.label())
         .increment(1);
