@@ -7,13 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-use crate::server::ResponseBody;
 
 fn reuseport_socket(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -43,12 +39,7 @@ pub fn spawn<S>(
     limits: crate::server::ConnLimits,
 ) -> Result<JoinHandle<()>, String>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: crate::server::HttpService,
 {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut listeners = vec![listener.into_std().map_err(|e| e.to_string())?];

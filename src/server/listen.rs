@@ -35,14 +35,30 @@ pub async fn serve<S>(
     grace: Duration,
     limits: ConnLimits,
 ) where
-    S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+    S: HttpService,
+{
+    serve_with(listener, PlainTcp, service, shutdown, grace, limits).await
+}
+
+/// What a listener serves: a cloneable tower service from HTTP requests to responses
+/// that never fails (every error is a response). [`http_service`](super::http_service)
+/// is one; the admin listener's `service_fn` another.
+pub trait HttpService:
+    tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible, Future: Send>
         + Clone
         + Send
         + Sync
-        + 'static,
-    S::Future: Send + 'static,
+        + 'static
 {
-    serve_with(listener, PlainTcp, service, shutdown, grace, limits).await
 }
 
 /// Makes an accepted TCP connection the stream HTTP is spoken on: the connection
@@ -77,12 +93,7 @@ pub async fn serve_with<A, S>(
     limits: ConnLimits,
 ) where
     A: Acceptor,
-    S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: HttpService,
 {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());

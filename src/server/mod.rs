@@ -21,7 +21,9 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 pub use checks::{OriginPolicy, LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
-pub use listen::{serve, serve_with, Acceptor, ConnLimits, ConnectionGate, PeerAddr, PlainTcp, MIN_HEADER_BYTES};
+pub use listen::{
+    serve, serve_with, Acceptor, ConnLimits, ConnectionGate, HttpService, PeerAddr, PlainTcp, MIN_HEADER_BYTES,
+};
 pub use response::ResponseBody;
 pub use service::{http_service, FrontService, Shed, ShedLayer};
 
