@@ -24,6 +24,10 @@
 #   WORKERS=0 (the gateway's server.worker_threads; 0 = one per core)
 #   TPC= (the gateway's server.thread_per_core: unset = its default, true; 0: false,
 #   one shared multi-threaded runtime; 1: true)
+#   BASELINE= (path to another shadowcat binary, an older build: the http and stdio
+#   scenarios then run it as a second gateway on the same upstream, right after this
+#   build's gateway in every round, and the summary compares their CPU per call round
+#   by round; build it in a worktree of the older commit with its own CARGO_TARGET_DIR)
 #   BUILD=1 (0: use the release binaries already built)  OUT=FILE  KEEP_LOGS=0
 #   QUIET_WAIT=300 QUIET_CORES=0.15 (before each round, wait up to QUIET_WAIT s for
 #   the machine's background load to drop under QUIET_CORES cores; rounds that ran
@@ -50,6 +54,11 @@ QUIET_CORES="${QUIET_CORES:-0.15}"
 PIN="${PIN:-1}"
 WORKERS="${WORKERS:-0}"
 TPC="${TPC:-}"
+BASELINE="${BASELINE:-}"
+if [[ -n "$BASELINE" && ! -x "$BASELINE" ]]; then
+    echo "run.sh: BASELINE must be an executable shadowcat binary (got $BASELINE)" >&2
+    exit 2
+fi
 case "$TPC" in
     "") TPC_YAML="" TPC_LABEL="default (true)" ;;
     1) TPC_YAML="  thread_per_core: true" TPC_LABEL=true ;;
@@ -165,7 +174,9 @@ n_sessions=$(wc -w <<<"$SESSIONS")
 n_pools=$(wc -w <<<"$POOLS")
 ((n_pools > n_sessions)) && n_sessions=$n_pools
 n_scenarios=$(wc -w <<<"$SCENARIOS")
-LIFETIME=$(((ROUNDS * n_sessions * (2 * (DURATION + WARMUP + 20) + QUIET_WAIT + 5) + 300) * n_scenarios + 300))
+runs_per_round=2
+[[ -n "$BASELINE" ]] && runs_per_round=3
+LIFETIME=$(((ROUNDS * n_sessions * (runs_per_round * (DURATION + WARMUP + 20) + QUIET_WAIT + 5) + 300) * n_scenarios + 300))
 
 CLIENT_PIN=()
 UPSTREAM_PIN=()
@@ -216,6 +227,19 @@ start_gateway() {
     STARTED+=("$GATEWAY_PID")
     GATEWAY_URL="$(wait_for_line "$log_file" "shadowcat listening: mcp=" "$GATEWAY_PID")" || return 1
     GATEWAY_URL="${GATEWAY_URL%% *}"
+}
+
+# Starts the BASELINE gateway for scenario $1; sets BASELINE_PID and BASELINE_URL. A
+# build older than a config key this script sets rejects it: the key is then left out.
+start_baseline() {
+    local scenario="$1" log_file="$WORK/baseline-$1-$RANDOM.log" cfg="$WORK/baseline-$1.yaml"
+    gateway_config "$scenario" >"$cfg"
+    "$BASELINE" config validate "$cfg" >/dev/null 2>&1 || grep -v 'max_sessions_per_client' "$WORK/gateway-$scenario.yaml" >"$cfg"
+    "$BASELINE" gateway --config "$cfg" 2>"$log_file" &
+    BASELINE_PID=$!
+    STARTED+=("$BASELINE_PID")
+    BASELINE_URL="$(wait_for_line "$log_file" "shadowcat listening: mcp=" "$BASELINE_PID")" || return 1
+    BASELINE_URL="${BASELINE_URL%% *}"
 }
 
 bench() { # mcp-bench with a hard time bound on top of its own
@@ -288,6 +312,16 @@ for scenario in $SCENARIOS; do
 
     start_gateway "$scenario"
     log "gateway: $GATEWAY_URL (pid $GATEWAY_PID)"
+    BASELINE_PID=""
+    if [[ -n "$BASELINE" ]]; then
+        if start_baseline "$scenario"; then
+            log "baseline gateway ($BASELINE): $BASELINE_URL (pid $BASELINE_PID)"
+        else
+            log "scenario $scenario: the baseline gateway did not start (see above); no baseline rounds"
+            stop_pid "$BASELINE_PID"
+            BASELINE_PID=""
+        fi
+    fi
     for ((round = 1; round <= ROUNDS; round++)); do
         for n in $SESSIONS; do
             background="$(wait_quiet)"
@@ -301,8 +335,14 @@ for scenario in $SCENARIOS; do
             [[ "$scenario" == http ]] && watch+=(--watch "upstream=$UPSTREAM_PID")
             bench --url "$GATEWAY_URL" "${common[@]}" --label target=gateway "${watch[@]}" \
                 >>"$OUT" || log "gateway run failed"
+            if [[ -n "$BASELINE_PID" ]]; then
+                log "round $round/$ROUNDS, $n session(s): through the baseline gateway"
+                bench --url "$BASELINE_URL" "${common[@]}" --label target=baseline --watch "gateway=$BASELINE_PID" \
+                    >>"$OUT" || log "baseline run failed"
+            fi
         done
     done
+    if [[ -n "$BASELINE_PID" ]]; then stop_pid "$BASELINE_PID"; fi
     peak_kib="$(status_kib "$GATEWAY_PID" VmHWM)"
     printf '{"mode":"rss","idle_kib":%s,"peak_kib":%s,"labels":{"scenario":"%s"}}\n' \
         "${idle_kib:-null}" "${peak_kib:-null}" "$scenario" >>"$OUT"

@@ -137,6 +137,7 @@ pub fn render(input: &str) -> String {
             render_pool(&mut out, &rows);
         } else {
             render_scenario(&mut out, scenario, &rows, memory.get(scenario));
+            render_baseline(&mut out, scenario, &rows);
         }
     }
     if let Some(http) = scenarios.iter().find(|s| s.as_str() == "http") {
@@ -275,6 +276,50 @@ fn render_scenario(out: &mut String, scenario: &str, rows: &[&LoadRow], memory: 
             per(m.per_session_open, "connections kept open"),
             per(m.per_session_closed, "connections closed"),
             fmt_opt(m.peak_kib.map(|k| k / 1024.0), 1),
+        );
+    }
+}
+
+/// With `BASELINE` set, `run.sh` runs a second gateway (an older build) right after
+/// this one in every round: per sessions count, this build's gateway CPU per call
+/// against the baseline's, as the median of the per-round ratios (each ratio compares
+/// two runs seconds apart, so a machine whose speed drifts skews it least).
+fn render_baseline(out: &mut String, scenario: &str, rows: &[&LoadRow]) {
+    let mut sessions: Vec<u64> = rows.iter().filter(|r| r.target == "baseline").map(|r| r.sessions).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    if sessions.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### scenario {scenario}: this build against the baseline gateway (BASELINE), same rounds\n\n\
+         | sessions | rounds | baseline CPU us/req | this build CPU us/req | change (median of per-round ratios) \
+         | baseline p50 us | this build p50 us | baseline req/s | this build req/s |\n|{}",
+        "---|".repeat(9)
+    );
+    for n in sessions {
+        let pick = |target: &str, round: &str| {
+            rows.iter().copied().find(|r| r.sessions == n && r.target == target && r.round == round)
+        };
+        let mut rounds: Vec<&str> = rows.iter().filter(|r| r.sessions == n).map(|r| r.round.as_str()).collect();
+        rounds.sort();
+        rounds.dedup();
+        let pairs: Vec<(&LoadRow, &LoadRow)> =
+            rounds.into_iter().filter_map(|round| Some((pick("baseline", round)?, pick("gateway", round)?))).collect();
+        let cpu = |r: &LoadRow| r.gateway_cpu;
+        let ratio = med(pairs.iter().filter_map(|(b, g)| Some(cpu(g)? / cpu(b).filter(|c| *c > 0.0)?)));
+        let _ = writeln!(
+            out,
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            pairs.len(),
+            fmt_opt(med(pairs.iter().filter_map(|(b, _)| cpu(b))), 1),
+            fmt_opt(med(pairs.iter().filter_map(|(_, g)| cpu(g))), 1),
+            ratio.map_or_else(|| "-".into(), |r| format!("{:+.1}%", (r - 1.0) * 100.0)),
+            fmt_opt(med(pairs.iter().map(|(b, _)| b.p50)), 1),
+            fmt_opt(med(pairs.iter().map(|(_, g)| g.p50)), 1),
+            fmt_opt(med(pairs.iter().map(|(b, _)| b.rps)), 0),
+            fmt_opt(med(pairs.iter().map(|(_, g)| g.rps)), 0),
         );
     }
 }
@@ -492,6 +537,22 @@ mod tests {
         );
         assert!(text.contains("| 4 | 16 | 2 | 20002 | 4.00x |"), "{text}");
         assert!(!text.contains("## scenario pool: client -> gateway"), "{text}");
+    }
+
+    #[test]
+    fn a_baseline_is_compared_round_by_round() {
+        let mut lines = Vec::new();
+        for (round, (base, new)) in [(40.0, 42.0), (50.0, 51.0), (30.0, 36.0)].into_iter().enumerate() {
+            let round = round as u32 + 1;
+            lines.push(load("http", "direct", round, 16, 40000.0, 300.0, 0.0));
+            lines.push(load("http", "gateway", round, 16, 12000.0, 900.0, new));
+            lines.push(load("http", "baseline", round, 16, 13000.0, 850.0, base));
+        }
+        let text = render(&lines.join("\n"));
+        // Ratios 1.05, 1.02, 1.2: the median is +5.0%.
+        assert!(text.contains("| 16 | 3 | 40.0 | 42.0 | +5.0% | 850.0 | 900.0 | 13000 | 12000 |"), "{text}");
+        let without = render(&load("http", "gateway", 1, 16, 1.0, 1.0, 1.0));
+        assert!(!without.contains("baseline"), "{without}");
     }
 
     #[test]

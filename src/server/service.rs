@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
 use http::{HeaderName, HeaderValue, Request, Response};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -94,8 +94,13 @@ struct NewRequestId;
 
 impl MakeRequestId for NewRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let id = format!("{:016x}", rand::random::<u64>());
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = rand::random::<u64>();
+        let mut id = [0u8; 16];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
     }
 }
 
@@ -103,9 +108,13 @@ impl MakeRequestId for NewRequestId {
 
 /// Answers 503 at once past `max` requests in progress (no queue: a client told to
 /// retry is better off than one left waiting behind a stuck upstream).
+///
+/// The count is one shared atomic: taking and giving back a place is one atomic add
+/// each, with no lock (a semaphore's release takes its waiters' lock, and nothing
+/// here ever waits).
 #[derive(Clone)]
 pub struct ShedLayer {
-    permits: Option<Arc<Semaphore>>,
+    in_flight: Option<Arc<AtomicUsize>>,
     max: usize,
     refusals: RefusalObservers,
 }
@@ -113,7 +122,7 @@ pub struct ShedLayer {
 impl ShedLayer {
     /// At most `max` requests at once (0: no bound); refusals are told to `refusals`.
     pub fn new(max: usize, refusals: RefusalObservers) -> Self {
-        ShedLayer { permits: (max > 0).then(|| Arc::new(Semaphore::new(max))), max, refusals }
+        ShedLayer { in_flight: (max > 0).then(|| Arc::new(AtomicUsize::new(0))), max, refusals }
     }
 }
 
@@ -121,7 +130,7 @@ impl<S> Layer<S> for ShedLayer {
     type Service = Shed<S>;
 
     fn layer(&self, inner: S) -> Shed<S> {
-        Shed { inner, layer: self.clone() }
+        Shed { inner, layer: Arc::new(self.clone()) }
     }
 }
 
@@ -129,7 +138,8 @@ impl<S> Layer<S> for ShedLayer {
 #[derive(Clone)]
 pub struct Shed<S> {
     inner: S,
-    layer: ShedLayer,
+    // Behind one Arc: the listener clones the whole stack for every request.
+    layer: Arc<ShedLayer>,
 }
 
 impl<S, B> Service<Request<B>> for Shed<S>
@@ -145,11 +155,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let permit = match &self.layer.permits {
+        let permit = match &self.layer.in_flight {
             None => None,
-            Some(permits) => match permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => return ShedFuture { inner: None, shed: Some(self.shed(&req)), _permit: None },
+            Some(count) => match Place::take(count, self.layer.max) {
+                Some(place) => Some(place),
+                None => return ShedFuture { inner: None, shed: Some(self.shed(&req)), _permit: None },
             },
         };
         ShedFuture { inner: Some(self.inner.call(req)), shed: None, _permit: permit }
@@ -176,13 +186,33 @@ impl<S> Shed<S> {
     }
 }
 
+/// One of the `max` places of requests in progress, given back when dropped.
+pub struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
+        // Relaxed: the count guards no other memory.
+        if count.fetch_add(1, Ordering::Relaxed) >= max {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Place(count.clone()))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The future of [`Shed`]: the inner one (holding a permit), or the 503.
     pub struct ShedFuture<F> {
         #[pin]
         inner: Option<F>,
         shed: Option<Response<ResponseBody>>,
-        _permit: Option<OwnedSemaphorePermit>,
+        _permit: Option<Place>,
     }
 }
 
