@@ -19,6 +19,7 @@ pub mod reply;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod tape;
 pub mod telemetry;
 pub mod upstream;
 

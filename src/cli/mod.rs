@@ -1,5 +1,7 @@
 //! The command line.
 
+mod tape;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +34,9 @@ pub enum Command {
     /// Check or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Work with recorded tapes (`--record DIR`, or the `record` stage).
+    #[command(subcommand)]
+    Tape(tape::TapeCommand),
     /// Run the built-in demo MCP server on stdio.
     DemoServer,
 }
@@ -51,6 +56,10 @@ pub struct GatewayArgs {
     /// A Streamable HTTP upstream URL, replacing the configured upstreams.
     #[arg(long, conflicts_with = "command")]
     pub upstream: Option<String>,
+    /// Record every session to tapes under DIR (adds the `record` stage, or sets its
+    /// `dir` when the configuration has one).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// A stdio upstream command (after `--`), replacing the configured upstreams.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -86,6 +95,10 @@ pub struct ForwardStdioArgs {
     /// Write logs to this file (appended) instead of stderr.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// Record every session to tapes under DIR (adds the `record` stage, or sets its
+    /// `dir` when the configuration has one).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// The stdio server to run (after `--`).
     #[arg(last = true, required_unless_present = "upstream")]
     pub command: Vec<String>,
@@ -114,6 +127,10 @@ impl ForwardStdioArgs {
             None => stdio_upstream(&self.command)?.ok_or("forward stdio needs -- COMMAND or --upstream")?,
         };
         only_upstream(&mut config, "forward", upstream);
+        config.mode = Some("forward");
+        if let Some(dir) = &self.record {
+            with_record(&mut config, dir)?;
+        }
         config.validate().map_err(|e| format!("<command line>: {e}"))?;
         Ok(config)
     }
@@ -132,6 +149,10 @@ pub struct ForwardHttpArgs {
     /// Admin listen address (HOST:PORT); off unless given.
     #[arg(long)]
     pub admin: Option<String>,
+    /// Record every session to tapes under DIR (adds the `record` stage, or sets its
+    /// `dir` when the configuration has one).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// The stdio server to run (after `--`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -147,11 +168,13 @@ impl ForwardHttpArgs {
             // client does not DELETE its session on close): no per-client bound.
             config.server.max_sessions_per_client = 0;
         }
+        config.mode = Some("forward");
         let args = GatewayArgs {
             config: None,
             listen: Some(self.listen.clone()),
             admin: None,
             upstream: None,
+            record: self.record.clone(),
             command: self.command.clone(),
         };
         args.apply(config)
@@ -194,6 +217,9 @@ impl GatewayArgs {
         if let Some(upstream) = cli_upstream {
             only_upstream(&mut config, "cli", upstream);
         }
+        if let Some(dir) = &self.record {
+            with_record(&mut config, dir)?;
+        }
         config.validate().map_err(|e| format!("<command line>: {e}"))?;
         Ok(config)
     }
@@ -225,6 +251,32 @@ fn stdio_upstream(command: &[String]) -> Result<Option<UpstreamConfig>, String> 
     Ok(Some(UpstreamConfig::Stdio(cfg)))
 }
 
+/// Records to `dir`: sets the `record` stage's `dir`, or adds the stage last in the
+/// pipeline (innermost: it records what the stages before it let through).
+fn with_record(config: &mut Config, dir: &std::path::Path) -> Result<(), String> {
+    use crate::config::StageEntry;
+    let dir = dir.to_str().ok_or_else(|| format!("--record {}: not a UTF-8 path", dir.display()))?;
+    for entry in &mut config.pipeline {
+        match entry {
+            StageEntry::Name(name) if name == "record" => {
+                *entry = StageEntry::WithOptions([("record".to_owned(), serde_json::json!({ "dir": dir }))].into());
+                return Ok(());
+            }
+            StageEntry::WithOptions(map) if map.contains_key("record") => {
+                let options = map.entry("record".to_owned()).or_insert(serde_json::Value::Null);
+                if !options.is_object() {
+                    *options = serde_json::json!({});
+                }
+                options["dir"] = serde_json::json!(dir);
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    config.pipeline.push(StageEntry::WithOptions([("record".to_owned(), serde_json::json!({ "dir": dir }))].into()));
+    Ok(())
+}
+
 /// Makes `upstream` the configuration's only upstream (and so the one route's).
 fn only_upstream(config: &mut Config, name: &str, upstream: UpstreamConfig) {
     config.upstreams.clear();
@@ -250,6 +302,7 @@ pub fn main() -> ExitCode {
             print!("{}", crate::config::DEFAULT_YAML);
             ExitCode::SUCCESS
         }
+        Command::Tape(cmd) => tape::run(cmd),
         Command::DemoServer => {
             run_async(1, async { crate::demo::serve_stdio().await.map_err(|e| format!("demo server: {e}")) })
         }

@@ -21,6 +21,10 @@ pub struct Config {
     /// Pipeline stages, outermost first: a name, or a one-key map `name: {options}`.
     #[serde(default = "default_pipeline")]
     pub pipeline: Vec<StageEntry>,
+    /// What the configuration is run as: `gateway` (`None`) or `forward` (set by the
+    /// `forward` commands; not a key of the file).
+    #[serde(skip)]
+    pub mode: Option<&'static str>,
     /// Endpoint paths and the upstream each serves. Empty: `/mcp` serves the only upstream.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,

@@ -39,7 +39,7 @@ const OUT_BUFFER: usize = 256;
 /// returns the exit code.
 pub async fn run_stdio(config: Config) -> Result<i32, String> {
     let core = Core::build(&config)?;
-    core.start().await;
+    core.start().await?;
     let route: Arc<str> = core.paths.first().map(|p| Arc::from(p.as_str())).ok_or("no route")?;
     let (out, out_rx) = mpsc::channel::<Message>(OUT_BUFFER);
     let writer = write_stdout(out_rx);

@@ -36,6 +36,10 @@ pub(crate) struct Core {
     pub controls: StageControls,
     /// Who hears of refusals before the pipeline.
     pub refusals: RefusalObservers,
+    /// The stages' own work (a tape writer), started and stopped with the core.
+    lifecycles: crate::pipeline::Lifecycles,
+    /// How long shutdown may take.
+    grace: std::time::Duration,
     reaper: tokio::task::JoinHandle<()>,
 }
 
@@ -102,23 +106,28 @@ impl Core {
             }
         });
         let specs = config.stage_specs()?;
-        let ctx = BuildContext { wire, ..BuildContext::default() };
+        let ctx = BuildContext { wire, mode: config.mode.unwrap_or("gateway"), ..BuildContext::default() };
         let service = build_pipeline(&specs, &ctx, McpService::new(router))?;
-        let BuildContext { controls, refusals, .. } = ctx;
+        let BuildContext { controls, refusals, lifecycles, .. } = ctx;
+        let grace = config.server.shutdown_grace;
 
-        Ok(Core { service, store, upstreams, bridges, paths, controls, refusals, reaper })
+        Ok(Core { service, store, upstreams, bridges, paths, controls, refusals, lifecycles, grace, reaper })
     }
 
-    /// Starts background work (warm pools, readiness checks).
-    pub(crate) async fn start(&self) {
+    /// Starts background work (the stages' own, warm pools, readiness checks).
+    pub(crate) async fn start(&self) -> Result<(), String> {
+        self.lifecycles.start()?;
         for upstream in self.upstreams.values() {
             upstream.start().await;
         }
+        Ok(())
     }
 
     /// Ends every session, pooled session and warm process.
     pub(crate) async fn shutdown(&self) {
         self.store.close_all().await;
+        // After the sessions: their last calls have ended (a recorder writes its tapes' trailers).
+        self.lifecycles.stop(self.grace).await;
         self.reaper.abort();
         for bridge in self.bridges.values() {
             bridge.close_idle(true).await;
@@ -176,7 +185,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         ..limits.clone()
     };
 
-    core.start().await;
+    core.start().await?;
 
     let mut announce = format!("shadowcat listening: mcp=http://{bound}{}", paths.first().map_or("", |p| p.as_str()));
     let admin_task = admin_listener.map(|l| {

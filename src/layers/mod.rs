@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod metrics;
+pub mod record;
 pub mod registry;
 
 pub use registry::{build_pipeline, check_pipeline, BuildContext, StageDef, StageFn, STAGES};

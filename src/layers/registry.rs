@@ -16,7 +16,7 @@ pub type StageFn = Arc<dyn Fn(McpService) -> McpService + Send + Sync>;
 
 /// What a stage constructor gets besides its own options: shared facts, and where
 /// it registers what it offers beyond calls.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct BuildContext {
     /// Tool names each upstream has listed, for bounded metric labels.
     pub known_tools: layers::metrics::KnownTools,
@@ -27,6 +27,23 @@ pub struct BuildContext {
     /// Where a stage registers to see the upstream wire
     /// ([`WireTap`](crate::upstream::WireTap)).
     pub wire: crate::upstream::WireTaps,
+    /// Where a stage registers work of its own to start and stop with the gateway.
+    pub lifecycles: crate::pipeline::Lifecycles,
+    /// What the pipeline is built for: `gateway` or `forward` (recorded in tapes).
+    pub mode: &'static str,
+}
+
+impl Default for BuildContext {
+    fn default() -> Self {
+        BuildContext {
+            known_tools: Default::default(),
+            controls: Default::default(),
+            refusals: Default::default(),
+            wire: Default::default(),
+            lifecycles: Default::default(),
+            mode: "gateway",
+        }
+    }
 }
 
 /// One entry of the registry.
@@ -41,7 +58,7 @@ pub struct StageDef {
 }
 
 /// Every stage Shadowcat knows.
-pub static STAGES: &[StageDef] = &[layers::metrics::STAGE, layers::access_log::STAGE];
+pub static STAGES: &[StageDef] = &[layers::metrics::STAGE, layers::access_log::STAGE, layers::record::STAGE];
 
 fn find(name: &str) -> Option<&'static StageDef> {
     STAGES.iter().find(|s| s.name == name)

@@ -8,6 +8,7 @@
 //! [`CallId`], and a client's response names the server-to-client request it answers.
 
 mod control;
+mod lifecycle;
 pub mod links;
 mod refusal;
 mod request;
@@ -20,6 +21,7 @@ use crate::error::GatewayError;
 
 pub use crate::reply::{McpReply, MessageStream, Observed, Outcome, ReplyBody};
 pub use control::{StageControl, StageControls};
+pub use lifecycle::{Lifecycle, Lifecycles};
 pub use refusal::{Refusal, RefusalObserver, RefusalObservers};
 pub use request::{CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};
 pub use shared::Shared;

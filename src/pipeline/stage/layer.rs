@@ -155,14 +155,14 @@ impl<T: Stage> Parts<T> {
         let is_request = self.info.request_id.is_some();
         let (reply, outcome) = match verdict {
             Verdict::Fail(e) => {
-                self.end(&Outcome::Failed(e.label()), None, None);
+                self.failed(&e);
                 return Err(e);
             }
             Verdict::Answer(m) if is_request => {
                 let outcome = Outcome::of_message(&m);
                 self.stage.end(
                     &self.call,
-                    &CallEnd { upstream: None, new_session: None, outcome: &outcome, response: Some(&m) },
+                    &CallEnd { upstream: None, new_session: None, outcome: &outcome, response: Some(&m), error: None },
                 );
                 return Ok(McpReply::message(m));
             }
@@ -177,7 +177,18 @@ impl<T: Stage> Parts<T> {
     }
 
     fn end(self, outcome: &Outcome, upstream: Option<&str>, response: Option<&crate::protocol::Message>) {
-        self.stage.end(&self.call, &CallEnd { upstream, new_session: None, outcome, response });
+        self.stage.end(&self.call, &CallEnd { upstream, new_session: None, outcome, response, error: None });
+    }
+
+    fn failed(self, e: &GatewayError) {
+        let end = CallEnd {
+            upstream: None,
+            new_session: None,
+            outcome: &Outcome::Failed(e.label()),
+            response: None,
+            error: Some(e),
+        };
+        self.stage.end(&self.call, &end);
     }
 
     /// The reply from below, through the stage.
@@ -197,7 +208,7 @@ impl<T: Stage> Parts<T> {
         let mut reply = match result {
             Ok(reply) => reply,
             Err(e) => {
-                self.end(&Outcome::Failed(e.label()), None, None);
+                self.failed(&e);
                 return Ok(Err(e));
             }
         };
@@ -256,7 +267,13 @@ impl<T: Stage> Parts<T> {
     }
 
     fn ended(self, reply: &McpReply, outcome: &Outcome, response: Option<&crate::protocol::Message>) {
-        let end = CallEnd { upstream: reply.upstream.as_deref(), new_session: reply.new_session(), outcome, response };
+        let end = CallEnd {
+            upstream: reply.upstream.as_deref(),
+            new_session: reply.new_session(),
+            outcome,
+            response,
+            error: None,
+        };
         self.stage.end(&self.call, &end);
     }
 }

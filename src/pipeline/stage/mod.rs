@@ -301,6 +301,9 @@ pub struct CallEnd<'a> {
     pub outcome: &'a Outcome,
     /// The final response, when there was one.
     pub response: Option<&'a Message>,
+    /// The error the call failed with before any reply (the front renders it: an
+    /// HTTP status and a JSON-RPC error), when it did.
+    pub error: Option<&'a GatewayError>,
 }
 
 /// A pipeline stage: see the module docs.

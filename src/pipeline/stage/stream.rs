@@ -67,6 +67,7 @@ impl<T: Stage> Tapped<T> {
             new_session: self.new_session.as_ref(),
             outcome: &outcome,
             response,
+            error: None,
         };
         self.stage.end(&self.call, &end);
     }

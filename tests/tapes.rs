@@ -1,0 +1,350 @@
+//! Tapes: the `record` stage through the real gateway and forward mode, with the
+//! built-in demo server as upstream; `shadowcat tape validate` on what they write,
+//! on tapes cut short by kill -9, and on files that are not good tapes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::modern::{all_caps, ModernClient};
+use common::{bin, demo_config, scratch_dir, wait_until, Gateway, McpClient};
+use http::Method;
+use serde_json::{json, Value};
+
+fn record_config(dir: &Path, options: &str) -> String {
+    format!("{}pipeline:\n  - record:\n      dir: {}\n{options}", demo_config("", ""), dir.display())
+}
+
+fn tapes(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".tape.jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn closed(path: &Path) -> bool {
+    lines(path).last().is_some_and(|l| l["type"] == "trailer")
+}
+
+/// `shadowcat tape validate FILE`: exit code, stdout, stderr.
+fn validate(path: &Path) -> (i32, String, String) {
+    let out = Command::new(bin()).args(["tape", "validate"]).arg(path).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Every byte under `dir`.
+fn everything(dir: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+        if entry.path().is_file() {
+            all.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    all
+}
+
+fn client_tapes(dir: &Path) -> Vec<PathBuf> {
+    tapes(dir).into_iter().filter(|p| lines(p).first().is_some_and(|h| h["side"] == "client")).collect()
+}
+
+#[tokio::test]
+async fn a_session_is_recorded_whole_and_keeps_no_secrets() {
+    let dir = scratch_dir("tapes");
+    let options = "      redact:\n        patterns: ['sk-[a-z0-9]{10}']\n";
+    let gw = Gateway::start(&record_config(&dir, options));
+    let mut c = McpClient::new(&gw.mcp_url);
+    let init = c.initialize("2025-11-25").await;
+    assert!(init["result"]["serverInfo"].is_object(), "{init}");
+    let session = c.session.clone().unwrap();
+    // A client's credentials: sent, never recorded.
+    let mut h = c.headers();
+    h.push(("authorization", "Bearer tok-SECRET-4711".into()));
+    h.push(("cookie", "sid=cookie-SECRET-99".into()));
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let body = json!({"jsonrpc":"2.0","id":50,"method":"tools/call","params":{"name":"echo","arguments":{"message":"key sk-abcdefghij here"}}});
+    let reply = c.http.send(Method::POST, &c.url, &h, Some(&body.to_string())).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("sk-abcdefghij"), "the client gets the real value: {}", reply.text());
+    let listed = c.request("tools/list", json!({})).await;
+    assert!(listed["result"]["tools"].is_array());
+    let (_, unknown) = c.call("nope/x", json!({})).await;
+    assert_eq!(unknown.error_code(), -32601);
+    assert_eq!(c.delete().await.status, 200);
+
+    assert!(
+        wait_until(Duration::from_secs(10), || client_tapes(&dir).first().is_some_and(|p| closed(p))),
+        "no closed tape in {}",
+        dir.display()
+    );
+    let files = client_tapes(&dir);
+    assert_eq!(files.len(), 1, "one tape per session: {files:?}");
+    let (code, out, err) = validate(&files[0]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(": ok: tape ") && out.contains("closed (session_ended)"), "{out}");
+
+    let all = lines(&files[0]);
+    let header = &all[0];
+    assert_eq!(header["format"], "shadowcat-tape");
+    assert_eq!(header["version"], 1);
+    assert_eq!(header["mode"], "gateway");
+    assert_eq!(header["upstream"], "up");
+    assert_eq!(header["route"], "/mcp");
+    assert_eq!(header["client"]["info"]["name"], "shadowcat-tests");
+    assert!(header["server"]["info"]["name"].is_string(), "{header}");
+    assert_eq!(header["revisions"], json!(["2025-11-25"]));
+    assert_eq!(header["session"].as_str().map(str::len), Some(8), "the session's tag: {header}");
+    let frames: Vec<&Value> = all.iter().filter(|l| l["type"] == "frame").collect();
+    let methods: Vec<&str> = frames.iter().filter_map(|f| f["msg"]["method"].as_str()).collect();
+    assert_eq!(
+        methods,
+        ["initialize", "notifications/initialized", "tools/call", "tools/list", "nope/x"],
+        "{frames:?}"
+    );
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f["seq"], i as u64 + 1);
+        assert_eq!(f["side"], "client");
+    }
+    let call = frames.iter().find(|f| f["msg"]["method"] == "tools/call").unwrap();
+    assert_eq!(call["dir"], "c2s");
+    assert_eq!(call["rev"], "2025-11-25");
+    assert_eq!(call["headers"]["mcp-protocol-version"], "2025-11-25");
+    assert!(call["headers"].get("authorization").is_none() && call["headers"].get("cookie").is_none(), "{call}");
+    assert!(call["headers"].get("mcp-session-id").is_none(), "{call}");
+    let answer = frames.iter().find(|f| f["dir"] == "s2c" && f["msg"]["id"] == 50).expect("the tools/call response");
+    assert_eq!(answer["call"], call["call"], "one logical call");
+    assert_eq!(answer["upstream"], "up");
+    assert!(answer["t_us"].as_u64() >= call["t_us"].as_u64());
+    let offsets: Vec<u64> = frames.iter().map(|f| f["t_us"].as_u64().unwrap()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "monotonic offsets: {offsets:?}");
+    // Redaction: the same secret, the same placeholder, in the request and in the echo.
+    assert_eq!(call["msg"]["params"]["arguments"]["message"], "key <redacted:1> here");
+    assert!(answer["msg"].to_string().contains("<redacted:1>"), "{answer}");
+    let trailer = all.last().unwrap();
+    assert_eq!(trailer["frames"], frames.len());
+    assert_eq!(trailer["dropped"], 0);
+    assert!(trailer["redacted"].as_u64() >= Some(2), "{trailer}");
+
+    let bytes = everything(&dir);
+    for secret in ["tok-SECRET-4711", "cookie-SECRET-99", "sk-abcdefghij", session.as_str()] {
+        assert!(!bytes.contains(secret), "{secret} is in the tapes");
+    }
+    for secret in ["tok-SECRET-4711", "cookie-SECRET-99", session.as_str()] {
+        assert!(!gw.log().contains(secret), "{secret} is in the log");
+    }
+}
+
+#[tokio::test]
+async fn kill_9_leaves_a_tape_readable_to_its_last_frame() {
+    let dir = scratch_dir("tapes-kill");
+    let gw = Gateway::start(&record_config(&dir, ""));
+    let mut c = McpClient::new(&gw.mcp_url);
+    c.initialize("2025-06-18").await;
+    for i in 0..3 {
+        c.request("tools/call", json!({"name":"echo","arguments":{"message": format!("m{i}")}})).await;
+    }
+    // initialize, its response, notifications/initialized, three calls and their responses.
+    let want = 9;
+    let frames = |p: &Path| lines(p).iter().filter(|l| l["type"] == "frame").count();
+    assert!(
+        wait_until(Duration::from_secs(10), || client_tapes(&dir).first().is_some_and(|p| frames(p) == want)),
+        "the writer flushes once it has caught up"
+    );
+    common::signal(gw.pid(), "KILL");
+    std::thread::sleep(Duration::from_millis(300));
+    let file = client_tapes(&dir).remove(0);
+    let (code, out, err) = validate(&file);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("cut short: readable up to line 10 (9 frames); no trailer"), "{out}");
+
+    // A last line torn in the middle of a write.
+    let torn = dir.join("torn.tape.jsonl");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(br#"{"type":"frame","seq":10,"t_us":9"#);
+    std::fs::write(&torn, bytes).unwrap();
+    let (code, out, _) = validate(&torn);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("readable up to line 10 (9 frames); line 11 is incomplete"), "{out}");
+    drop(gw);
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_open_tape() {
+    let dir = scratch_dir("tapes-term");
+    let mut gw = Gateway::start(&record_config(&dir, ""));
+    for version in ["2025-06-18", "2025-11-25"] {
+        let mut c = McpClient::new(&gw.mcp_url);
+        c.initialize(version).await;
+        c.request("tools/list", json!({})).await;
+    }
+    assert!(gw.stop().success(), "{}", gw.log());
+    let files = client_tapes(&dir);
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in files {
+        let (code, out, err) = validate(&f);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("closed (shutdown)"), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn a_stateless_client_gets_a_conversation_tape_and_the_pool_an_upstream_tape() {
+    let dir = scratch_dir("tapes-modern");
+    let mut gw = Gateway::start(&record_config(&dir, ""));
+    let c = ModernClient::new(&gw.mcp_url);
+    let (status, listed) = c.call("tools/list", json!({}), &all_caps()).await;
+    assert_eq!(status, 200, "{listed}");
+    let (status, echoed) = c.call("tools/call", json!({"name":"echo","arguments":{"message":"hi"}}), &all_caps()).await;
+    assert_eq!(status, 200, "{echoed}");
+    assert!(gw.stop().success());
+    let files = tapes(&dir);
+    let client: Vec<&PathBuf> = files.iter().filter(|p| lines(p)[0]["side"] == "client").collect();
+    assert_eq!(client.len(), 1, "one conversation: {files:?}");
+    let all = lines(client[0]);
+    assert_eq!(all[0]["revisions"], json!(["2026-07-28"]));
+    assert!(all[0].get("session").is_none(), "{}", all[0]);
+    let methods: Vec<&str> = all.iter().filter_map(|l| l["msg"]["method"].as_str()).collect();
+    assert_eq!(methods, ["tools/list", "tools/call"]);
+    let call = all.iter().find(|l| l["msg"]["method"] == "tools/call").unwrap();
+    assert_eq!(call["headers"]["mcp-name"], "echo");
+    // The demo server speaks 2025 only: the bridge serves the client from a pooled
+    // session, whose own handshake is on the upstream side.
+    let upstream: Vec<&PathBuf> = files.iter().filter(|p| lines(p)[0]["side"] == "upstream").collect();
+    assert!(!upstream.is_empty(), "{files:?}");
+    let wire: Vec<Value> = upstream.iter().flat_map(|p| lines(p)).filter(|l| l["type"] == "frame").collect();
+    assert!(
+        wire.iter().any(|f| f["msg"]["method"] == "initialize" && f["dir"] == "c2s" && f["side"] == "upstream"),
+        "{wire:?}"
+    );
+    assert!(wire.iter().any(|f| f["msg"]["method"] == "tools/call"), "{wire:?}");
+    for f in files {
+        assert_eq!(validate(&f).0, 0, "{}", f.display());
+    }
+}
+
+#[test]
+fn forward_stdio_records_with_the_same_stage() {
+    let dir = scratch_dir("tapes-forward");
+    let mut child = Command::new(bin())
+        .args(["forward", "stdio", "--record"])
+        .arg(&dir)
+        .args(["--", bin(), "demo-server"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut send = |v: Value| writeln!(stdin, "{v}").unwrap();
+    send(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fwd","version":"1"}}}),
+    );
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("serverInfo"), "{line}");
+    send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    send(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}));
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"tools\""), "{line}");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let files = client_tapes(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (code, out, err) = validate(&files[0]);
+    assert_eq!(code, 0, "{out}{err}");
+    let all = lines(&files[0]);
+    assert_eq!(all[0]["mode"], "forward");
+    assert_eq!(all[0]["client"]["info"]["name"], "fwd");
+    let methods: Vec<&str> = all.iter().filter_map(|l| l["msg"]["method"].as_str()).collect();
+    assert_eq!(methods, ["initialize", "notifications/initialized", "tools/list"]);
+}
+
+#[test]
+fn bad_tapes_are_named_with_their_line() {
+    let dir = scratch_dir("tapes-bad");
+    let header = r#"{"type":"header","format":"shadowcat-tape","version":1,"tape":"t","started_at":"2026-12-02T00:00:00Z","shadowcat":"0.1.0","mode":"gateway","side":"client","revisions":[]}"#;
+    let frame = |seq: u64| {
+        format!(
+            r#"{{"type":"frame","seq":{seq},"t_us":1,"at":"2026-12-02T00:00:00Z","dir":"c2s","side":"client","call":1,"carrier":"request","msg":{{"jsonrpc":"2.0","id":{seq},"method":"ping"}}}}"#
+        )
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("empty", String::new(), ":1: empty file: not a tape"),
+        ("not-json", "hello\n".into(), ":1: not a tape: the first line is not JSON"),
+        ("not-a-tape", "{\"a\":1}\n".into(), ":1: not a tape: the first line is not a shadowcat-tape header"),
+        ("future", header.replace("\"version\":1", "\"version\":7") + "\n", ":1: format version 7 is newer than this Shadowcat reads (1)"),
+        ("corrupt-line", format!("{header}\n{}\n{{oops\n{}\n", frame(1), frame(2)), ":3: not a tape line"),
+        ("bad-seq", format!("{header}\n{}\n{}\n", frame(1), frame(3)), ":3: frame seq 3 where 2 was expected"),
+        ("not-json-rpc", format!("{header}\n{}\n", frame(1).replace(r#""jsonrpc":"2.0","#, "")), ":2: frame 1: not a JSON-RPC message"),
+        (
+            "bad-checksum",
+            format!("{header}\n{}\n{{\"type\":\"trailer\",\"ended_at\":\"x\",\"reason\":\"shutdown\",\"frames\":1,\"dropped\":0,\"redacted\":0,\"checksum\":\"sha256:00\"}}\n", frame(1)),
+            ":3: checksum mismatch",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let path = dir.join(format!("{name}.tape.jsonl"));
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = validate(&path);
+        assert_eq!(code, 2, "{name}: {out}{err}");
+        assert!(err.contains(&format!("{}{want}", path.display())), "{name}: {err}");
+    }
+    let (code, _, err) = validate(&dir.join("missing.tape.jsonl"));
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.tape.jsonl:0: cannot read"), "{err}");
+}
+
+#[test]
+fn bad_record_options_are_refused_by_config_validate() {
+    let dir = scratch_dir("tapes-config");
+    let cases = [
+        ("  - record\n", "needs a `dir`"),
+        ("  - record: { dir: t, redact: { paths: ['$.['] } }\n", "redact.paths[0]"),
+        ("  - record: { dir: t, redact: { patterns: ['('] } }\n", "redact.patterns[0]"),
+        ("  - record: { dir: t, queue_frames: 0 }\n", "queue_frames: must be greater than 0"),
+        ("  - record: { dir: t, when_full: maybe }\n", "unknown variant `maybe`"),
+        ("  - record: { dir: t, stateless_gap: soon }\n", "invalid duration"),
+        ("  - record: { dir: t, dri: u }\n", "unknown field `dri`"),
+    ];
+    for (i, (stage, want)) in cases.iter().enumerate() {
+        let path = dir.join(format!("c{i}.yaml"));
+        std::fs::write(&path, format!("{}pipeline:\n{stage}", demo_config("", ""))).unwrap();
+        let out = Command::new(bin()).args(["config", "validate"]).arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stage}: {err}");
+        assert!(err.contains("(record)") && err.contains(want), "{stage}: {err}");
+    }
+    assert!(!dir.join("t").exists(), "checking a config creates no directory");
+}
+
+#[test]
+fn an_unwritable_record_dir_stops_the_start_with_a_clear_error() {
+    let dir = scratch_dir("tapes-unwritable");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let config = dir.join("c.yaml");
+    std::fs::write(&config, record_config(&file.join("tapes"), "")).unwrap();
+    let out = Command::new(bin()).args(["gateway", "--config"]).arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("record: cannot create") && err.contains("a-file/tapes"), "{err}");
+}
