@@ -37,6 +37,10 @@ pub enum Command {
     /// Work with recorded tapes (`--record DIR`, or the `record` stage).
     #[command(subcommand)]
     Tape(tape::TapeCommand),
+    /// Serve a recorded tape as an MCP server: over Streamable HTTP at /mcp
+    /// (`--listen`), or on stdio (`--stdio`). Clients of every revision are served,
+    /// bridged as for any 2025 server.
+    Replay(ReplayArgs),
     /// Run the built-in demo MCP server on stdio.
     DemoServer,
 }
@@ -181,6 +185,58 @@ impl ForwardHttpArgs {
     }
 }
 
+/// Arguments of `replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The tape (`*.tape.jsonl`).
+    pub tape: PathBuf,
+    /// Listen address (HOST:PORT) for Streamable HTTP at /mcp.
+    #[arg(long, default_value = "127.0.0.1:8080", conflicts_with = "stdio")]
+    pub listen: String,
+    /// Serve one client on stdin/stdout instead (logs on stderr).
+    #[arg(long)]
+    pub stdio: bool,
+    /// How a request finds its recorded one: `method_params` (method and params,
+    /// ignoring `_meta`, ids and `--ignore` paths), `sequential` (the next recorded
+    /// request of that method), `strict` (the next recorded request, which must match).
+    #[arg(long, default_value = "method_params", value_parser = ["method_params", "sequential", "strict"])]
+    pub matching: String,
+    /// Replay this many times faster than recorded (0.1 to 10).
+    #[arg(long, default_value_t = 1.0, conflicts_with = "instant")]
+    pub speed: f64,
+    /// Answer at once, without the recorded delays.
+    #[arg(long)]
+    pub instant: bool,
+    /// A JSONPath (RFC 9535) into params that matching ignores (repeatable).
+    #[arg(long = "ignore", value_name = "JSONPATH")]
+    pub ignore: Vec<String>,
+}
+
+impl ReplayArgs {
+    /// The configuration this stands for: the embedded default's front and pipeline
+    /// with the tape as its only upstream.
+    pub fn resolve(&self) -> Result<Config, String> {
+        let mut config = Config::embedded_default().map_err(|e| e.to_string())?;
+        config.server.listen = self.listen.clone();
+        config.admin.listen = None;
+        config.server.max_sessions_per_client = 0;
+        let cfg: crate::config::ReplayConfig = serde_json::from_value(serde_json::json!({
+            "tape": self.tape,
+            "matching": self.matching,
+            "speed": self.speed,
+            "instant": self.instant,
+            "ignore": self.ignore,
+        }))
+        .map_err(|e| format!("replay: {e}"))?;
+        only_upstream(&mut config, "replay", UpstreamConfig::Replay(cfg));
+        if self.stdio {
+            config.mode = Some("forward");
+        }
+        config.validate().map_err(|e| format!("<command line>: {e}"))?;
+        Ok(config)
+    }
+}
+
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -303,6 +359,18 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Tape(cmd) => tape::run(cmd),
+        Command::Replay(args) if args.stdio => {
+            let _log_guard = crate::telemetry::init_logging(cli.log_json);
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("shadowcat: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run_async(2, async { crate::forward::run_stdio(config).await.map(|_| ()) })
+        }
+        Command::Replay(args) => run_gateway(cli.log_json, args.resolve()),
         Command::DemoServer => {
             run_async(1, async { crate::demo::serve_stdio().await.map_err(|e| format!("demo server: {e}")) })
         }

@@ -10,8 +10,8 @@ use std::path::Path;
 
 pub use secret::SecretValue;
 pub use types::{
-    AdminConfig, BridgeConfig, CacheScope, Config, EraSetting, HttpConfig, PoolConfig, RouteConfig, ServerConfig,
-    StageEntry, StageSpec, StdioConfig, UpstreamConfig,
+    AdminConfig, BridgeConfig, CacheScope, Config, EraSetting, HttpConfig, Matching, PoolConfig, ReplayConfig,
+    RouteConfig, ServerConfig, StageEntry, StageSpec, StdioConfig, UpstreamConfig,
 };
 
 /// The embedded default configuration: the gateway in front of its own demo server.
@@ -180,6 +180,15 @@ fn validate_upstream(upstream: &UpstreamConfig) -> Result<(), String> {
                     .map_err(|_| format!("http.headers.{key}: not a valid header name"))?;
                 let v = value.resolve().map_err(|e| format!("http.headers.{key}: {e}"))?;
                 http::HeaderValue::from_str(&v).map_err(|_| format!("http.headers.{key}: not a valid header value"))?;
+            }
+            Ok(())
+        }
+        UpstreamConfig::Replay(r) => {
+            if r.tape.as_os_str().is_empty() {
+                return Err("replay.tape: must not be empty".into());
+            }
+            if !(0.1..=10.0).contains(&r.speed) {
+                return Err(format!("replay.speed: {} is outside 0.1 to 10", r.speed));
             }
             Ok(())
         }

@@ -263,6 +263,49 @@ pub enum UpstreamConfig {
     Stdio(StdioConfig),
     /// A remote Streamable HTTP server.
     Http(HttpConfig),
+    /// A recorded tape served as the server (`shadowcat replay`).
+    Replay(ReplayConfig),
+}
+
+/// How a replayed tape finds the recorded request a client's request stands for.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Matching {
+    /// The same method and params (ignoring `_meta`, ids and the `ignore` paths),
+    /// anywhere in the tape, the first not yet answered first.
+    #[default]
+    MethodParams,
+    /// The next recorded request of the same method, in the tape's order.
+    Sequential,
+    /// The next recorded request, which must have the same method and params.
+    Strict,
+}
+
+/// A tape served as the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// The tape file (`*.tape.jsonl`).
+    pub tape: std::path::PathBuf,
+    /// How requests are matched to recorded ones.
+    #[serde(default)]
+    pub matching: Matching,
+    /// Recorded delays divided by this (0.1 to 10; 2 is twice as fast).
+    #[serde(default = "default_speed")]
+    pub speed: f64,
+    /// No delays at all.
+    #[serde(default)]
+    pub instant: bool,
+    /// JSONPaths (RFC 9535) into params that matching ignores (a timestamp, a nonce).
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// The bridge's pool of replayed sessions for 2026-07-28 clients.
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+fn default_speed() -> f64 {
+    1.0
 }
 
 /// A stdio upstream.

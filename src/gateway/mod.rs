@@ -66,6 +66,7 @@ impl Core {
             let (era, pool) = match cfg {
                 crate::config::UpstreamConfig::Stdio(s) => (s.era, s.pool.clone()),
                 crate::config::UpstreamConfig::Http(h) => (h.era, h.pool.clone()),
+                crate::config::UpstreamConfig::Replay(r) => (crate::config::EraSetting::Legacy, r.pool.clone()),
             };
             if let Some(upstream) = upstreams.get(name) {
                 let bridge = Bridge::new(name, upstream.clone(), era, pool, bridge_settings.clone());
@@ -92,6 +93,7 @@ impl Core {
             .map(|u| match u {
                 crate::config::UpstreamConfig::Stdio(s) => s.pool.idle_timeout,
                 crate::config::UpstreamConfig::Http(h) => h.pool.idle_timeout,
+                crate::config::UpstreamConfig::Replay(r) => r.pool.idle_timeout,
             })
             .min()
             .unwrap_or(std::time::Duration::from_secs(60));

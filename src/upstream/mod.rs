@@ -3,6 +3,7 @@
 pub mod era;
 pub mod http;
 mod outbound;
+pub mod replay;
 mod session;
 pub mod stdio;
 mod wire;
@@ -38,6 +39,8 @@ enum Kind {
     Stdio(Arc<stdio::StdioUpstream>),
     /// A remote Streamable HTTP server.
     Http(Arc<http::HttpUpstream>),
+    /// A recorded tape.
+    Replay(Arc<replay::ReplayUpstream>),
 }
 
 impl Upstream {
@@ -48,6 +51,7 @@ impl Upstream {
             UpstreamConfig::Http(h) => {
                 Kind::Http(http::HttpUpstream::new(name, h).map_err(|e| format!("upstreams.{name}.http.{e}"))?)
             }
+            UpstreamConfig::Replay(r) => Kind::Replay(replay::ReplayUpstream::new(name, r)?),
         };
         Ok(Upstream { kind, name: name.into(), wire })
     }
@@ -62,6 +66,7 @@ impl Upstream {
         match &self.kind {
             Kind::Stdio(u) => u.start().await,
             Kind::Http(u) => u.start().await,
+            Kind::Replay(_) => {}
         }
     }
 
@@ -70,6 +75,7 @@ impl Upstream {
         match &self.kind {
             Kind::Stdio(u) => u.is_ready(),
             Kind::Http(u) => u.is_ready(),
+            Kind::Replay(_) => true,
         }
     }
 
@@ -80,6 +86,7 @@ impl Upstream {
         Ok(match &self.kind {
             Kind::Stdio(u) => UpstreamSession::tapped(u.open(session_tag).await?, wire, origin, name, session_tag),
             Kind::Http(u) => UpstreamSession::tapped(u.open(session_tag).await?, wire, origin, name, session_tag),
+            Kind::Replay(u) => UpstreamSession::tapped(u.open(), wire, origin, name, session_tag),
         })
     }
 
@@ -89,6 +96,7 @@ impl Upstream {
         match &self.kind {
             Kind::Stdio(u) => u.era().await,
             Kind::Http(u) => u.era().await,
+            Kind::Replay(_) => Ok(era::Era::Legacy),
         }
     }
 
@@ -97,6 +105,7 @@ impl Upstream {
     pub async fn era_without_spawning(&self) -> Option<era::Era> {
         match &self.kind {
             Kind::Stdio(u) => u.known_era(),
+            Kind::Replay(_) => Some(era::Era::Legacy),
             Kind::Http(u) => match u.era().await {
                 Ok(era) => Some(era),
                 Err(e) => {
@@ -137,6 +146,7 @@ impl Upstream {
         match &self.kind {
             Kind::Stdio(u) => u.shutdown().await,
             Kind::Http(u) => u.shutdown().await,
+            Kind::Replay(_) => {}
         }
     }
 }
