@@ -1,6 +1,7 @@
 //! The command line.
 
 mod tape;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,10 @@ pub struct ForwardStdioArgs {
     /// An environment variable holding a bearer token for the remote server.
     #[arg(long, requires = "upstream")]
     pub bearer_token_env: Option<String>,
+    /// The server's protocol era, when it should not be probed: `modern` (2026-07-28
+    /// only), `legacy` (2025 revisions only), or `auto` (the default: probed once).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "modern", "legacy"])]
+    pub era: String,
     /// Write logs to this file (appended) instead of stderr.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
@@ -130,6 +135,14 @@ impl ForwardStdioArgs {
             }
             None => stdio_upstream(&self.command)?.ok_or("forward stdio needs -- COMMAND or --upstream")?,
         };
+        let era: crate::config::EraSetting =
+            serde_json::from_value(serde_json::json!(self.era)).map_err(|e| format!("--era: {e}"))?;
+        let mut upstream = upstream;
+        match &mut upstream {
+            UpstreamConfig::Stdio(s) => s.era = era,
+            UpstreamConfig::Http(h) => h.era = era,
+            UpstreamConfig::Replay(_) => {}
+        }
         only_upstream(&mut config, "forward", upstream);
         config.mode = Some("forward");
         if let Some(dir) = &self.record {

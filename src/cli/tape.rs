@@ -15,13 +15,88 @@ pub enum TapeCommand {
         /// The tape file (`*.tape.jsonl`).
         file: PathBuf,
     },
+    /// Compare two recordings of the same flow: requests added, removed and changed,
+    /// ignoring ids, `_meta`, progress tokens, `requestState` and `--ignore` paths; a
+    /// changed `tools/list` is shown as schema drift. Exit 0 equal, 1 different, 2
+    /// could not read a tape.
+    Diff {
+        /// The first (older) tape.
+        a: PathBuf,
+        /// The second tape.
+        b: PathBuf,
+        /// A JSONPath (RFC 9535) into messages to ignore, such as
+        /// `$.result.content[0].text` (repeatable).
+        #[arg(long = "ignore", value_name = "JSONPATH")]
+        ignore: Vec<String>,
+    },
+    /// Send a tape's client side to a live server (a URL, or a command run over stdio)
+    /// and compare its answers with the tape. Exit 0 equal, 1 different, 2 could not
+    /// run. A tape of one protocol revision verifies a server of another.
+    Verify {
+        /// The tape (the golden recording).
+        tape: PathBuf,
+        /// The live server's Streamable HTTP URL.
+        #[arg(long, conflicts_with = "command")]
+        upstream: Option<String>,
+        /// A JSONPath (RFC 9535) into messages to ignore (repeatable).
+        #[arg(long = "ignore", value_name = "JSONPATH")]
+        ignore: Vec<String>,
+        /// Re-record: the new run becomes the tape when it differs.
+        #[arg(long)]
+        update: bool,
+        /// Also write a JUnit XML report (one test case per request) to FILE.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// The live server's protocol era, when it should not be probed (`auto`,
+        /// `modern`, `legacy`; as `forward stdio --era`).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "modern", "legacy"])]
+        era: String,
+        /// The live server as a stdio command (after `--`).
+        #[arg(last = true, required_unless_present = "upstream")]
+        command: Vec<String>,
+    },
 }
 
 /// Runs a `tape` command.
 pub fn run(cmd: TapeCommand) -> ExitCode {
     match cmd {
         TapeCommand::Validate { file } => validate(&file),
+        TapeCommand::Diff { a, b, ignore } => diff(&a, &b, &ignore),
+        TapeCommand::Verify { tape, upstream, ignore, update, junit, era, command } => {
+            ExitCode::from(super::verify::verify(&super::verify::VerifyArgs {
+                tape: &tape,
+                era: &era,
+                upstream: upstream.as_deref(),
+                command: &command,
+                ignore: &ignore,
+                update,
+                junit: junit.as_deref(),
+            }))
+        }
     }
+}
+
+fn diff(a: &std::path::Path, b: &std::path::Path, ignore: &[String]) -> ExitCode {
+    for (i, p) in ignore.iter().enumerate() {
+        if let Err(e) = jsonpath_rust::parser::parse_json_path(p) {
+            eprintln!("shadowcat tape diff: --ignore[{i}] {p:?}: not a JSONPath: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let read = |p: &std::path::Path| crate::tape::read(p).map_err(|e| e.to_string());
+    let (x, y) = match (read(a), read(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = crate::tape::diff::compare(
+        &crate::tape::diff::exchanges(&x, ignore),
+        &crate::tape::diff::exchanges(&y, ignore),
+    );
+    print!("{}", report.render(&a.display().to_string(), &b.display().to_string()));
+    ExitCode::from(u8::from(!report.is_equal()))
 }
 
 fn validate(file: &std::path::Path) -> ExitCode {

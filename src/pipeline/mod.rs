@@ -26,7 +26,8 @@ pub use refusal::{Refusal, RefusalObserver, RefusalObservers};
 pub use request::{CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};
 pub use shared::Shared;
 pub use stage::{
-    CallEnd, CallInfo, Carrier, Direction, Flow, LaterVerdict, MessageContext, Stage, StageLayer, StageService, Verdict,
+    CallEnd, CallInfo, Carrier, Direction, Flow, LaterVerdict, MessageContext, ReplyStart, Stage, StageLayer,
+    StageService, Verdict,
 };
 
 /// The service every stage wraps and every front calls.

@@ -4,6 +4,7 @@
 //! them; [`redact`] replaces secrets with placeholders before anything is written.
 //! The `record` stage (`layers::record`) decides what goes on which tape.
 
+pub mod diff;
 pub mod format;
 pub mod read;
 pub mod redact;

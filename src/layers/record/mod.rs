@@ -46,8 +46,8 @@ use tower::Layer;
 
 use super::{BuildContext, StageDef, StageFn};
 use crate::pipeline::{
-    CallEnd, Carrier, Direction, Flow, Lifecycle, McpRequest, McpService, MessageContext, RequestKind, Stage,
-    StageLayer, Verdict,
+    CallEnd, Carrier, Direction, Flow, Lifecycle, McpRequest, McpService, MessageContext, ReplyStart, RequestKind,
+    Stage, StageLayer, Verdict,
 };
 use crate::protocol::Message;
 use crate::session::Session;
@@ -181,6 +181,9 @@ enum Key {
 struct TapeHandle {
     id: u64,
     queue: Arc<TapeQueue>,
+    /// Frames of other calls, held while the `initialize` that created this tape's
+    /// session has not ended (its own frames go first).
+    held: Mutex<Option<Vec<FrameJob>>>,
     /// Its file and header until its first frame: the writer creates the file then
     /// (a session's tape opened by a GET stream gets the header of the `initialize`
     /// that is still finishing; a tape without frames is never written).
@@ -195,6 +198,8 @@ pub struct RecordCall {
     tape: Option<Arc<TapeHandle>>,
     /// Frames of an `initialize` call, kept until its session (and tape) exists.
     pending: Mutex<Vec<FrameJob>>,
+    /// The tape of the session this `initialize` created (from its reply on).
+    init_tape: Mutex<Option<Arc<TapeHandle>>>,
     /// The client part of a new tape's header (`initialize` params).
     client: Option<Value>,
     started: Instant,
@@ -249,6 +254,7 @@ impl Recorder {
         let handle = Arc::new(TapeHandle {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             queue: TapeQueue::new(self.inner.settings.queue_frames),
+            held: Mutex::new(None),
             unopened: Mutex::new(Some((path, started, header(name)))),
             last: AtomicU64::new(clock_ms()),
             session: session.map(Arc::downgrade),
@@ -318,6 +324,13 @@ impl Recorder {
     /// (or dropped), else a future that queues it once there is room.
     fn push(&self, tape: &Arc<TapeHandle>, job: FrameJob) -> Option<BoxFuture<'static, ()>> {
         let writer = self.writer()?;
+        {
+            let mut held = tape.held.lock();
+            if let Some(held) = held.as_mut() {
+                held.push(job);
+                return None;
+            }
+        }
         Self::ensure_open(writer, tape);
         if !tape.queue.is_full() {
             writer.enqueue(tape.id, &tape.queue, job);
@@ -412,6 +425,7 @@ impl Stage for Recorder {
         let mut call = RecordCall {
             tape: None,
             pending: Mutex::new(Vec::new()),
+            init_tape: Mutex::new(None),
             client: None,
             started,
             call_id: req.context.call.get(),
@@ -462,6 +476,24 @@ impl Stage for Recorder {
         call
     }
 
+    fn on_reply(&self, call: &RecordCall, reply: &ReplyStart<'_>) {
+        let (Some(session), Some(client)) = (reply.new_session, &call.client) else { return };
+        let header = |name| Header {
+            route: Some(session.route().to_owned()),
+            upstream: Some(session.upstream_name().to_string()),
+            session: Some(session.tag().to_owned()),
+            client: Some(client.clone()),
+            ..self.header(name, "client")
+        };
+        let Some(tape) = self.tape(Key::Session(Arc::from(session.id())), call.started, header, Some(session)) else {
+            return;
+        };
+        // Until this call ends, the session's other calls (the client may start them
+        // as soon as it has the session id) wait behind its frames.
+        *tape.held.lock() = Some(Vec::new());
+        *call.init_tape.lock() = Some(tape);
+    }
+
     fn on_message(&self, call: &RecordCall, ctx: &MessageContext<'_>, msg: Message) -> Flow {
         if self.writer().is_none() {
             return Flow::pass(msg);
@@ -496,48 +528,36 @@ impl Stage for Recorder {
             return;
         }
         let mut tape = call.tape.clone();
-        if let (Some(session), Some(client)) = (end.new_session, &call.client) {
-            let result =
-                end.response.and_then(Message::to_value).and_then(|mut v| v.get_mut("result").map(Value::take));
-            let server =
-                result.as_ref().map(|r| json!({ "info": r.get("serverInfo"), "capabilities": r.get("capabilities") }));
-            let revision =
-                result.as_ref().and_then(|r| r.get("protocolVersion")).and_then(Value::as_str).map(str::to_owned);
-            let header = |name| Header {
-                route: Some(session.route().to_owned()),
-                upstream: Some(session.upstream_name().to_string()),
-                session: Some(session.tag().to_owned()),
-                client: Some(client.clone()),
-                server,
-                revisions: revision.into_iter().collect(),
-                ..self.header(name, "client")
-            };
-            let opened = self.tape(Key::Session(Arc::from(session.id())), call.started, header, Some(session));
-            if let Some(t) = &opened {
-                // Opened first by the session's GET stream, before this call ended: its
-                // header becomes this one's, unless a frame was written already.
-                if let Some((_, started, h)) = t.unopened.lock().as_mut() {
-                    if h.client.is_none() {
-                        *started = call.started;
-                        h.client = Some(client.clone());
-                        h.server = end.response.and_then(Message::to_value).and_then(|mut v| {
-                            let r = v.get_mut("result").map(Value::take)?;
-                            Some(json!({ "info": r.get("serverInfo"), "capabilities": r.get("capabilities") }))
-                        });
-                    }
+        if let Some(t) = call.init_tape.lock().take() {
+            // The session this `initialize` created: its header gets the server's
+            // side, then its frames go first, then those of calls that came meanwhile.
+            if let Some((_, _, h)) = t.unopened.lock().as_mut() {
+                let result =
+                    end.response.and_then(Message::to_value).and_then(|mut v| v.get_mut("result").map(Value::take));
+                h.server = result
+                    .as_ref()
+                    .map(|r| json!({ "info": r.get("serverInfo"), "capabilities": r.get("capabilities") }));
+                h.revisions = result
+                    .as_ref()
+                    .and_then(|r| r.get("protocolVersion"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect();
+            }
+            if let Some(writer) = self.writer() {
+                let mut held = t.held.lock();
+                Self::ensure_open(writer, &t);
+                for job in std::mem::take(&mut *call.pending.lock()) {
+                    writer.enqueue(t.id, &t.queue, job);
+                }
+                for job in held.take().unwrap_or_default() {
+                    writer.enqueue(t.id, &t.queue, job);
                 }
             }
-            tape = opened;
+            tape = Some(t);
         }
         if let Some(tape) = &tape {
-            let pending = std::mem::take(&mut *call.pending.lock());
-            if let (Some(writer), false) = (self.writer(), pending.is_empty()) {
-                Self::ensure_open(writer, tape);
-                // Frames of the call that opened the tape: never held back.
-                for job in pending {
-                    writer.enqueue(tape.id, &tape.queue, job);
-                }
-            }
             if let Some(e) = end.error {
                 if call.request_id.is_some() {
                     let m = e.to_message(call.request_id.as_deref());

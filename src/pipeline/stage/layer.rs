@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use tower::{Layer, Service, ServiceExt};
 
 use super::stream::Tapped;
-use super::{CallEnd, CallInfo, Carrier, Direction, Flow, MessageContext, Stage, Verdict};
+use super::{CallEnd, CallInfo, Carrier, Direction, Flow, MessageContext, ReplyStart, Stage, Verdict};
 use crate::error::GatewayError;
 use crate::pipeline::{McpReply, McpRequest, Outcome, ReplyBody};
 
@@ -212,6 +212,10 @@ impl<T: Stage> Parts<T> {
                 return Ok(Err(e));
             }
         };
+        self.stage.on_reply(
+            &self.call,
+            &ReplyStart { upstream: reply.upstream.as_deref(), new_session: reply.new_session() },
+        );
         let body = std::mem::replace(&mut reply.body, ReplyBody::Accepted);
         match body {
             ReplyBody::Accepted => {

@@ -13,6 +13,9 @@
 //!   [`Stage::on_message`]; override it to act on requests without a message (a GET
 //!   resuming a stream, a DELETE) or on the request's context (set a
 //!   [`Principal`](super::Principal)).
+//! - [`Stage::on_reply`]: the reply is back from below, before the front sends the
+//!   client anything ([`ReplyStart`]: the upstream, and the session an `initialize`
+//!   created, before the client can know its id).
 //! - [`Stage::on_message`]: every message of the call, both directions, in order: the
 //!   client's message, then each server-to-client message of the reply (one JSON
 //!   reply, or every message of the SSE stream answering a POST, of the GET stream,
@@ -306,6 +309,15 @@ pub struct CallEnd<'a> {
     pub error: Option<&'a GatewayError>,
 }
 
+/// A reply as it comes back through a stage, before any of its messages (and before
+/// the front sends the client anything: a new session's id included).
+pub struct ReplyStart<'a> {
+    /// The upstream serving the call.
+    pub upstream: Option<&'a str>,
+    /// The session the call created (`initialize`), if any.
+    pub new_session: Option<&'a Arc<Session>>,
+}
+
 /// A pipeline stage: see the module docs.
 pub trait Stage: Clone + Send + Sync + Unpin + 'static {
     /// What the stage keeps about one call, from [`begin`](Stage::begin) to
@@ -334,6 +346,12 @@ pub trait Stage: Clone + Send + Sync + Unpin + 'static {
             req.kind = RequestKind::Message(m);
             req
         })
+    }
+
+    /// The reply has come back from below (called once, unless the call failed
+    /// first); its messages follow through [`on_message`](Stage::on_message).
+    fn on_reply(&self, call: &Self::Call, reply: &ReplyStart<'_>) {
+        let _ = (call, reply);
     }
 
     /// One message of the call; see [`Verdict`] for what each answer does.

@@ -226,7 +226,7 @@ impl ReplaySession {
         );
         if recorded.is_some() && live != was {
             let at =
-                script::diff_paths(was.as_ref().unwrap_or(&Value::Null), live.as_ref().unwrap_or(&Value::Null), "");
+                crate::tape::diff::paths(was.as_ref().unwrap_or(&Value::Null), live.as_ref().unwrap_or(&Value::Null));
             tracing::warn!(tape = %self.upstream.script.file, differs_at = ?at, "the client's answer differs from the recorded one");
         }
         if let Some(tx) = self.waiting.lock().remove(&key) {

@@ -242,8 +242,11 @@ impl Script {
         if matching == Matching::Sequential {
             return format!("every recorded {method} request was replayed ({})", same_method.len());
         }
-        let closest =
-            same_method.iter().min_by_key(|r| diff_paths(&r.key, key, "").len()).copied().unwrap_or(same_method[0]);
+        let closest = same_method
+            .iter()
+            .min_by_key(|r| crate::tape::diff::paths(&r.key, key).len())
+            .copied()
+            .unwrap_or(same_method[0]);
         format!(
             "no recorded {method} request has these params; the closest is {}: {}",
             closest.key,
@@ -256,34 +259,9 @@ fn differences(recorded: &Value, live: &Value, same_method: bool) -> String {
     if !same_method {
         return "another method".into();
     }
-    let paths = diff_paths(recorded, live, "");
+    let paths = crate::tape::diff::paths(recorded, live);
     let shown: Vec<&str> = paths.iter().take(5).map(String::as_str).collect();
     format!("differs at {}{}", shown.join(", "), if paths.len() > 5 { ", ..." } else { "" })
-}
-
-/// JSON Pointer paths where `a` and `b` differ.
-pub(super) fn diff_paths(a: &Value, b: &Value, at: &str) -> Vec<String> {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            keys.into_iter()
-                .flat_map(|k| {
-                    let path = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
-                    match (x.get(k), y.get(k)) {
-                        (Some(p), Some(q)) => diff_paths(p, q, &path),
-                        _ => vec![path],
-                    }
-                })
-                .collect()
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            x.iter().zip(y).enumerate().flat_map(|(i, (p, q))| diff_paths(p, q, &format!("{at}/{i}"))).collect()
-        }
-        _ if a == b => Vec::new(),
-        _ => vec![if at.is_empty() { "/".into() } else { at.to_owned() }],
-    }
 }
 
 #[cfg(test)]
@@ -380,6 +358,6 @@ mod tests {
     fn diff_paths_are_json_pointers() {
         let a = json!({"a":{"b":1,"c":[1,2]},"d/e":1});
         let b = json!({"a":{"b":2,"c":[1,3]},"x":1});
-        assert_eq!(diff_paths(&a, &b, ""), ["/a/b", "/a/c/1", "/d~1e", "/x"]);
+        assert_eq!(crate::tape::diff::paths(&a, &b), ["/a/b", "/a/c/1", "/d~1e", "/x"]);
     }
 }
