@@ -348,3 +348,139 @@ fn an_unwritable_record_dir_stops_the_start_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("record: cannot create") && err.contains("a-file/tapes"), "{err}");
 }
+
+fn tape_cmd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).arg("tape").args(args).stdin(Stdio::null()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn the_index_lists_shows_exports_imports_and_deletes_tapes() {
+    let dir = scratch_dir("tapes-index");
+    let d = dir.to_str().unwrap();
+    let gw = Gateway::start(&record_config(&dir, ""));
+    let mut a = McpClient::new(&gw.mcp_url);
+    a.initialize("2025-11-25").await;
+    a.request("tools/call", json!({"name":"echo","arguments":{"message":"one"}})).await;
+    let (_, missing) = a.call("nope/x", json!({})).await;
+    assert_eq!(missing.error_code(), -32601);
+    assert_eq!(a.delete().await.status, 200);
+    let mut b = McpClient::new(&gw.mcp_url);
+    b.initialize("2025-06-18").await;
+    b.request("tools/list", json!({})).await;
+    assert_eq!(b.delete().await.status, 200);
+    let listed = || -> Vec<Value> {
+        let (code, out, err) = tape_cmd(&["list", "--dir", d, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(10), || listed().len() == 2), "{:?}", listed());
+    let all = listed();
+    // Newest first.
+    assert_eq!(all[0]["revisions"], "2025-06-18");
+    assert_eq!(all[1]["requests"], 3, "initialize, tools/call, nope/x: {}", all[1]);
+    assert_eq!(all[1]["errors"], 1);
+    assert_eq!(all[1]["client"], "shadowcat-tests 0");
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["list", "--dir", d, "--json"];
+        full.extend_from_slice(args);
+        let (code, out, err) = tape_cmd(&full);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Vec<Value>>(&out).unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let first = all[1]["id"].as_str().unwrap().to_owned();
+    let second = all[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(ids(&["--tool", "echo"]), vec![first.clone()]);
+    assert_eq!(ids(&["--method", "tools/list"]), vec![second.clone()]);
+    assert_eq!(ids(&["--errors"]), vec![first.clone()]);
+    assert_eq!(ids(&["--session", all[0]["session"].as_str().unwrap()]), vec![second.clone()]);
+    assert_eq!(ids(&["--since", "1h"]).len(), 2);
+    assert!(ids(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    let (code, _, err) = tape_cmd(&["list", "--dir", d, "--since", "yesterday"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("neither a time"), "{err}");
+    let (code, table, _) = tape_cmd(&["list", "--dir", d]);
+    assert_eq!(code, 0);
+    assert!(
+        table.starts_with("ID ") && table.contains(&first) && !table.contains('\x1b'),
+        "no colour when piped: {table}"
+    );
+
+    // show, by a unique start of the id.
+    let (code, shown, err) = tape_cmd(&["show", &first[..20], "--dir", d]);
+    assert_eq!(code, 0, "{err}");
+    assert!(shown.contains("-> tools/call echo #"), "{shown}");
+    assert!(shown.contains("response to tools/call #") && shown.contains(" ms)"), "latency: {shown}");
+    assert!(shown.contains("ERROR: method not found"), "{shown}");
+    assert!(shown.contains("closed: session_ended"), "{shown}");
+    assert!(!shown.contains('\x1b'), "{shown}");
+    let (_, json_show, _) = tape_cmd(&["show", &first, "--dir", d, "--json"]);
+    let v: Value = serde_json::from_str(&json_show).unwrap();
+    assert!(v["frames"].as_array().unwrap().iter().any(|f| f["latency_us"].is_u64()));
+
+    // export: the lines as they are, or HAR.
+    let file = all[1]["file"].as_str().unwrap();
+    let (_, jsonl, _) = tape_cmd(&["export", &first, "--dir", d]);
+    assert_eq!(jsonl, std::fs::read_to_string(file).unwrap());
+    let (code, har, _) = tape_cmd(&["export", &first, "--dir", d, "--format", "har"]);
+    assert_eq!(code, 0);
+    let har: Value = serde_json::from_str(&har).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    assert_eq!(har["log"]["version"], "1.2");
+    let call =
+        entries.iter().find(|e| e["request"]["postData"]["text"].as_str().unwrap().contains("tools/call")).unwrap();
+    assert_eq!(call["request"]["method"], "POST");
+    assert!(call["response"]["content"]["text"].as_str().unwrap().contains("one"), "{call}");
+
+    // stats.
+    let (code, stats, _) = tape_cmd(&["stats", "--dir", d, "--json"]);
+    assert_eq!(code, 0);
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["tapes"], 2);
+    let echo = stats["rows"].as_array().unwrap().iter().find(|r| r["tool"] == "echo").unwrap();
+    assert_eq!(echo["count"], 1);
+    assert!(echo["p50_us"].is_u64());
+
+    // import: from elsewhere, copied in; a bad file is named and the exit is 1.
+    let other = scratch_dir("tapes-index-other");
+    let copy = other.join("copy.tape.jsonl");
+    // Another tape id, and without its trailer (a tape whose writer was killed).
+    let text = std::fs::read_to_string(file).unwrap().replacen(&first, "20260101T000000Z-00000000", 1);
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&copy, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let bad = other.join("bad.tape.jsonl");
+    std::fs::write(&bad, "nope\n").unwrap();
+    let (code, out, err) = tape_cmd(&["import", copy.to_str().unwrap(), bad.to_str().unwrap(), "--dir", d]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("copy.tape.jsonl: imported (cut short at line"), "{out}");
+    assert!(out.contains("bad.tape.jsonl:1: not a tape"), "{out}");
+    assert_eq!(listed().len(), 3);
+
+    // delete: asks (refused without a terminal), then --yes.
+    let (code, _, err) = tape_cmd(&["delete", &second, "--dir", d]);
+    assert_eq!(code, 2);
+    assert!(err.contains("give --yes"), "{err}");
+    let (code, out, _) = tape_cmd(&["delete", &second, "--dir", d, "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(listed().len(), 2);
+    assert!(!dir.join(format!("{second}.tape.jsonl")).exists());
+
+    // Nothing else under the directory ends in .json or .jsonl.
+    for entry in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().to_string();
+        assert!(name.ends_with(".tape.jsonl") || name.starts_with("index.sqlite"), "{name}");
+    }
+    // --dir that is not there; --config naming the record directory.
+    let (code, _, err) = tape_cmd(&["list", "--dir", "/no/such/dir"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no such tape directory"), "{err}");
+    let config = scratch_dir("tapes-index-config").join("c.yaml");
+    std::fs::write(&config, record_config(&dir, "")).unwrap();
+    let (code, out, _) = tape_cmd(&["list", "--config", config.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 2);
+}

@@ -68,14 +68,14 @@ fn run(args: &VerifyArgs<'_>) -> Result<bool, String> {
             &crate::tape::diff::exchanges(&old, args.ignore),
             &crate::tape::diff::exchanges(&new, args.ignore),
         );
-        print!("{}", report.render(&args.tape.display().to_string(), "the live server"));
+        out_raw!("{}", report.render(&args.tape.display().to_string(), "the live server"));
         if let Some(junit) = args.junit {
             std::fs::write(junit, report.junit(&args.tape.display().to_string()))
                 .map_err(|e| format!("--junit {}: {e}", junit.display()))?;
         }
         if args.update && !report.is_equal() {
             std::fs::copy(&new_path, args.tape).map_err(|e| format!("--update {}: {e}", args.tape.display()))?;
-            println!("{}: re-recorded from the live server", args.tape.display());
+            out!("{}: re-recorded from the live server", args.tape.display());
         }
         Ok(report.is_equal())
     });

@@ -6,6 +6,7 @@
 
 pub mod diff;
 pub mod format;
+pub mod index;
 pub mod read;
 pub mod redact;
 pub mod writer;

@@ -118,10 +118,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread.
-    pub fn start(redaction: Redaction) -> std::io::Result<Writer> {
+    /// Starts the writer thread; closed tapes go into the index of `index_dir`, if given.
+    pub fn start(redaction: Redaction, index_dir: Option<PathBuf>) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new().name("tape-writer".into()).spawn(move || run(&rx, &redaction))?;
+        std::thread::Builder::new().name("tape-writer".into()).spawn(move || run(&rx, &redaction, index_dir))?;
         Ok(Writer { tx })
     }
 
@@ -203,14 +203,44 @@ impl Open {
 
 /// The tapes the thread has: open ones, and those whose file could not be created
 /// (their frames are counted as dropped, so their queues still drain).
-#[derive(Default)]
 struct Tapes {
     open: HashMap<u64, Open>,
     dead: HashMap<u64, Arc<TapeQueue>>,
+    index: Indexer,
 }
 
-fn run(rx: &mpsc::Receiver<Cmd>, redaction: &Redaction) {
-    let mut tapes = Tapes::default();
+/// The index, opened on first use; a failure is logged once and indexing stops.
+struct Indexer {
+    dir: Option<PathBuf>,
+    index: Option<super::index::Index>,
+}
+
+impl Indexer {
+    fn add(&mut self, path: &std::path::Path) {
+        let Some(dir) = &self.dir else { return };
+        if self.index.is_none() {
+            match super::index::Index::open(dir) {
+                Ok(i) => self.index = Some(i),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the tape index; tapes are written but not indexed");
+                    self.dir = None;
+                    return;
+                }
+            }
+        }
+        let added = super::read(path).map_err(|e| e.to_string()).and_then(|tape| match &mut self.index {
+            Some(i) => i.add(path, &tape),
+            None => Ok(()),
+        });
+        if let Err(e) = added {
+            tracing::warn!(path = %path.display(), error = %e, "a closed tape could not be indexed");
+        }
+    }
+}
+
+fn run(rx: &mpsc::Receiver<Cmd>, redaction: &Redaction, index_dir: Option<PathBuf>) {
+    let mut tapes =
+        Tapes { open: HashMap::new(), dead: HashMap::new(), index: Indexer { dir: index_dir, index: None } };
     while let Ok(cmd) = rx.recv() {
         let mut syncs = Vec::new();
         let mut next = Some(cmd);
@@ -228,7 +258,10 @@ fn run(rx: &mpsc::Receiver<Cmd>, redaction: &Redaction) {
         }
     }
     for (_, tape) in tapes.open.drain() {
-        close(tape, "shutdown");
+        let path = tape.path.clone();
+        if close(tape, "shutdown") {
+            tapes.index.add(&path);
+        }
     }
 }
 
@@ -291,7 +324,10 @@ fn handle(tapes: &mut Tapes, redaction: &Redaction, cmd: Cmd) {
         }
         Cmd::Close { id, reason } => {
             if let Some(tape) = tapes.open.remove(&id) {
-                close(tape, reason);
+                let path = tape.path.clone();
+                if close(tape, reason) {
+                    tapes.index.add(&path);
+                }
             }
             tapes.dead.remove(&id);
         }
@@ -299,7 +335,8 @@ fn handle(tapes: &mut Tapes, redaction: &Redaction, cmd: Cmd) {
     }
 }
 
-fn close(mut tape: Open, reason: &str) {
+/// Writes the trailer; whether the tape is whole.
+fn close(mut tape: Open, reason: &str) -> bool {
     let checksum = format!("sha256:{}", hex(tape.digest.clone().finish().as_ref()));
     let trailer = Trailer {
         ended_at: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
@@ -319,6 +356,7 @@ fn close(mut tape: Open, reason: &str) {
         }
     }
     metrics::counter!("shadowcat_tapes_closed_total").increment(1);
+    !tape.failed
 }
 
 /// A frame's line: the message on one line (compacted when it spans several),
@@ -387,7 +425,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("w.tape.jsonl");
         let _ = std::fs::remove_file(&path);
-        let writer = Writer::start(Redaction::default()).expect("start");
+        let writer = Writer::start(Redaction::default(), None).expect("start");
         let q = TapeQueue::new(4);
         let started = Instant::now();
         let header = Header {

@@ -615,7 +615,7 @@ impl Lifecycle for Recorder {
         let probe = dir.join(".shadowcat-write-test");
         std::fs::write(&probe, b"").map_err(|e| format!("record: cannot write in {}: {e}", dir.display()))?;
         let _ = std::fs::remove_file(&probe);
-        let writer = Writer::start(self.inner.settings.redaction.clone())
+        let writer = Writer::start(self.inner.settings.redaction.clone(), Some(dir.clone()))
             .map_err(|e| format!("record: cannot start the tape writer: {e}"))?;
         let _ = self.inner.writer.set(writer);
         let every = (self.inner.settings.gap / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
