@@ -17,7 +17,12 @@
 #   UPSTREAM_WORK_US=0 (microseconds each tools/call of the bench upstream spends in a
 #   busy loop: 0 is the minimal upstream, about 5 us of CPU per call; 9 stands in for
 #   an upstream costing about 14 us, the reference the issue's ratio target assumed)
-#   PAYLOAD=32 (echo text bytes)  IDLE_SESSIONS=500  PIPELINE=default|none
+#   PAYLOAD=32 (echo text bytes)  IDLE_SESSIONS=500  PIPELINE=default|none|record
+#   (record: the default stages and `record`, to a directory of its own per gateway)
+#   BASELINE_PIPELINE= (default|none|record: the baseline gateway, BASELINE or this
+#   build, runs that pipeline; with BASELINE unset this compares two pipelines of
+#   this build, such as PIPELINE=record BASELINE_PIPELINE=default for the cost of
+#   recording)
 #   PIN=1 (load generator on CPU 0, bench upstream on CPU 1, gateway free: without
 #   it, whether client and upstream share a CPU decides the direct latency, 13 or
 #   87 us at one session on the 2-core VM this was written on)
@@ -82,11 +87,21 @@ for v in $SCENARIOS; do
         *) echo "run.sh: unknown scenario $v (http, stdio, pool, forward)" >&2; exit 2 ;;
     esac
 done
-case "$PIPELINE" in
-    default) PIPELINE_YAML="[metrics, access_log]" ;;
-    none) PIPELINE_YAML="[]" ;;
-    *) echo "run.sh: PIPELINE must be default or none" >&2; exit 2 ;;
-esac
+BASELINE_PIPELINE="${BASELINE_PIPELINE:-}"
+for p in "$PIPELINE" ${BASELINE_PIPELINE:+"$BASELINE_PIPELINE"}; do
+    case "$p" in
+        default | none | record) ;;
+        *) echo "run.sh: PIPELINE and BASELINE_PIPELINE must be default, none or record (got $p)" >&2; exit 2 ;;
+    esac
+done
+# The pipeline YAML of $1 (default|none|record); record writes under $2.
+pipeline_yaml() {
+    case "$1" in
+        default) echo "[metrics, access_log]" ;;
+        none) echo "[]" ;;
+        record) echo "[metrics, access_log, {record: {dir: $2}}]" ;;
+    esac
+}
 
 export SHADOWCAT_CLK_TCK
 SHADOWCAT_CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
@@ -204,7 +219,7 @@ server:
 $TPC_YAML
 admin:
   listen: null
-pipeline: $PIPELINE_YAML
+pipeline: $(pipeline_yaml "${GW_PIPELINE:-$PIPELINE}" "${GW_TAPES:-$WORK/tapes}")
 upstreams:
   bench:
 EOF
@@ -221,7 +236,8 @@ EOF
 # Starts the gateway for scenario $1; sets GATEWAY_PID and GATEWAY_URL.
 start_gateway() {
     local scenario="$1" log_file="$WORK/gateway-$1-$RANDOM.log"
-    gateway_config "$scenario" >"$WORK/gateway-$scenario.yaml"
+    GATEWAY_TAPES="$WORK/tapes-gateway-$RANDOM"
+    GW_TAPES="$GATEWAY_TAPES" gateway_config "$scenario" >"$WORK/gateway-$scenario.yaml"
     "$BIN/shadowcat" gateway --config "$WORK/gateway-$scenario.yaml" 2>"$log_file" &
     GATEWAY_PID=$!
     STARTED+=("$GATEWAY_PID")
@@ -232,10 +248,13 @@ start_gateway() {
 # Starts the BASELINE gateway for scenario $1; sets BASELINE_PID and BASELINE_URL. A
 # build older than a config key this script sets rejects it: the key is then left out.
 start_baseline() {
-    local scenario="$1" log_file="$WORK/baseline-$1-$RANDOM.log" cfg="$WORK/baseline-$1.yaml"
-    gateway_config "$scenario" >"$cfg"
-    "$BASELINE" config validate "$cfg" >/dev/null 2>&1 || grep -v 'max_sessions_per_client' "$WORK/gateway-$scenario.yaml" >"$cfg"
-    "$BASELINE" gateway --config "$cfg" 2>"$log_file" &
+    local scenario="$1" log_file="$WORK/baseline-$1-$RANDOM.log" cfg="$WORK/baseline-$1.yaml" bin="${BASELINE:-$BIN/shadowcat}"
+    BASELINE_TAPES="$WORK/tapes-baseline-$RANDOM"
+    GW_PIPELINE="${BASELINE_PIPELINE:-$PIPELINE}" GW_TAPES="$BASELINE_TAPES" gateway_config "$scenario" >"$cfg"
+    if ! "$bin" config validate "$cfg" >/dev/null 2>&1; then
+        grep -v 'max_sessions_per_client' "$cfg" >"$cfg.old" && mv "$cfg.old" "$cfg"
+    fi
+    "$bin" gateway --config "$cfg" 2>"$log_file" &
     BASELINE_PID=$!
     STARTED+=("$BASELINE_PID")
     BASELINE_URL="$(wait_for_line "$log_file" "shadowcat listening: mcp=" "$BASELINE_PID")" || return 1
@@ -313,9 +332,9 @@ for scenario in $SCENARIOS; do
     start_gateway "$scenario"
     log "gateway: $GATEWAY_URL (pid $GATEWAY_PID)"
     BASELINE_PID=""
-    if [[ -n "$BASELINE" ]]; then
+    if [[ -n "$BASELINE" || -n "$BASELINE_PIPELINE" ]]; then
         if start_baseline "$scenario"; then
-            log "baseline gateway ($BASELINE): $BASELINE_URL (pid $BASELINE_PID)"
+            log "baseline gateway (${BASELINE:-this build}, pipeline ${BASELINE_PIPELINE:-$PIPELINE}): $BASELINE_URL (pid $BASELINE_PID)"
         else
             log "scenario $scenario: the baseline gateway did not start (see above); no baseline rounds"
             stop_pid "$BASELINE_PID"

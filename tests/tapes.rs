@@ -484,3 +484,78 @@ async fn the_index_lists_shows_exports_imports_and_deletes_tapes() {
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn long_tapes_rotate_into_parts() {
+    let dir = scratch_dir("tapes-rotate");
+    // tools/list of the demo server is about 14 KiB: every answer starts a new part.
+    let gw = Gateway::start(&record_config(&dir, "      max_tape_bytes: 8KiB\n"));
+    let mut c = McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    for _ in 0..3 {
+        c.request("tools/list", json!({})).await;
+    }
+    assert_eq!(c.delete().await.status, 200);
+    let parts = || -> Vec<PathBuf> { client_tapes(&dir) };
+    let ended = |p: &PathBuf| lines(p).last().is_some_and(|l| l["reason"] == "session_ended");
+    assert!(
+        wait_until(Duration::from_secs(10), || parts().iter().any(ended) && parts().iter().all(|p| closed(p))),
+        "{:?}",
+        parts()
+    );
+    let mut files = parts();
+    files.sort_by_key(|p| lines(p)[0]["part"].as_u64().unwrap_or(1));
+    let first = lines(&files[0])[0]["tape"].as_str().unwrap().to_owned();
+    let mut frames = 0;
+    for (i, f) in files.iter().enumerate() {
+        let (code, out, err) = validate(f);
+        assert_eq!(code, 0, "every part is a whole tape: {out}{err}");
+        let all = lines(f);
+        let header = &all[0];
+        let trailer = all.last().unwrap();
+        if i == 0 {
+            assert!(header.get("part").is_none());
+        } else {
+            assert_eq!(header["part"], i as u64 + 1, "{header}");
+            assert_eq!(header["continues"], first.as_str());
+            assert_eq!(header["tape"], format!("{first}.{}", i + 1));
+        }
+        let last = i == files.len() - 1;
+        assert_eq!(trailer["reason"], if last { "session_ended" } else { "rotated" }, "{trailer}");
+        frames += trailer["frames"].as_u64().unwrap();
+    }
+    // initialize and its answer, notifications/initialized, three tools/list and answers.
+    assert_eq!(frames, 9);
+}
+
+#[tokio::test]
+async fn retention_keeps_the_newest_tapes_within_the_total() {
+    let dir = scratch_dir("tapes-retain");
+    let gw = Gateway::start(&record_config(&dir, "      retention: { max_total_bytes: 30KiB, max_age: 30d }\n"));
+    let mut first = None;
+    for _ in 0..4 {
+        let mut c = McpClient::new(&gw.mcp_url);
+        c.initialize("2025-11-25").await;
+        c.request("tools/list", json!({})).await;
+        assert_eq!(c.delete().await.status, 200);
+        assert!(wait_until(Duration::from_secs(10), || client_tapes(&dir).iter().any(|p| closed(p))));
+        if first.is_none() {
+            first = client_tapes(&dir).first().map(|p| p.file_name().unwrap().to_string_lossy().to_string());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first = first.unwrap();
+    let total = || -> u64 { tapes(&dir).iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum() };
+    assert!(
+        wait_until(Duration::from_secs(15), || total() <= 30 * 1024
+            && !tapes(&dir).iter().any(|p| p.to_string_lossy().contains(&first))),
+        "{} bytes in {:?}",
+        total(),
+        tapes(&dir)
+    );
+    let (code, out, _) = tape_cmd(&["list", "--dir", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), tapes(&dir).len(), "the index follows the deletions: {out}");
+    assert!(!tapes(&dir).is_empty(), "the newest tapes stay");
+}

@@ -44,7 +44,7 @@ fn record(server: &[String], requests: &[Value]) -> PathBuf {
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| std::fs::read_to_string(p).unwrap().starts_with(r#"{"type":"header""#))
+        .filter(|p| p.to_string_lossy().ends_with(".tape.jsonl"))
         .filter(|p| std::fs::read_to_string(p).unwrap().lines().next().unwrap().contains(r#""side":"client""#))
         .collect();
     assert_eq!(tapes.len(), 1, "{tapes:?}");

@@ -53,6 +53,8 @@ pub struct LoadOptions {
 #[derive(Default)]
 struct Tally {
     latencies: Latencies,
+    /// Calls answered, warm-up and after the window included.
+    ok_total: u64,
     errors: u64,
     errors_total: u64,
     kinds: BTreeMap<String, u64>,
@@ -96,6 +98,9 @@ pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
                 let result = session.call_echo(&text).await;
                 let done = Instant::now();
                 let in_window = done >= window_start && done < window_end;
+                if result.is_ok() {
+                    tally.ok_total += 1;
+                }
                 match result {
                     Ok(()) if in_window => tally.latencies.record((done - sent).as_nanos() as u64),
                     Ok(()) => {}
@@ -131,6 +136,7 @@ pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
         finished.push(session);
         total.latencies.merge(tally.latencies);
         total.errors += tally.errors;
+        total.ok_total += tally.ok_total;
         total.errors_total += tally.errors_total;
         for (k, n) in tally.kinds {
             *total.kinds.entry(k).or_default() += n;
@@ -162,6 +168,7 @@ pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
         "warmup_s": opts.warmup.as_secs_f64(),
         "payload_bytes": opts.payload_bytes,
         "requests": requests,
+        "calls_total": total.ok_total,
         "throughput_rps": round(requests as f64 / seconds, 1),
         "p50_us": round(lat.quantile_us(0.50), 1),
         "p90_us": round(lat.quantile_us(0.90), 1),

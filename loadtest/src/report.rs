@@ -59,6 +59,7 @@ struct Memory {
 /// Renders the summary of the JSON lines in `input`.
 pub fn render(input: &str) -> String {
     let mut loads = Vec::new();
+    let mut recorded: Vec<(String, String, u64, u64, u64)> = Vec::new();
     let mut memory: BTreeMap<String, Memory> = BTreeMap::new();
     let mut meta = None;
     for line in input.lines().filter(|l| !l.trim().is_empty()) {
@@ -107,6 +108,10 @@ pub fn render(input: &str) -> String {
                 };
                 *slot = per.map(|p| (p, n));
             }
+            Some("record") => {
+                let n = |k: &str| v[k].as_u64().unwrap_or(0);
+                recorded.push((scenario, label("target"), n("frames"), n("expected"), n("dropped")));
+            }
             Some("rss") => {
                 let m = memory.entry(scenario).or_default();
                 m.idle_kib = v["idle_kib"].as_f64().or(m.idle_kib);
@@ -138,6 +143,13 @@ pub fn render(input: &str) -> String {
         } else {
             render_scenario(&mut out, scenario, &rows, memory.get(scenario));
             render_baseline(&mut out, scenario, &rows);
+            for (_, target, frames, expected, dropped) in recorded.iter().filter(|r| &r.0 == scenario) {
+                let verdict = if frames == expected && *dropped == 0 { "none lost" } else { "FRAMES LOST" };
+                let _ = writeln!(
+                    out,
+                    "\nrecord ({target}): {frames} frames in the tapes, {expected} expected from what the load generator saw (2 per call, 3 per session), {dropped} dropped: {verdict}"
+                );
+            }
         }
     }
     if let Some(http) = scenarios.iter().find(|s| s.as_str() == "http") {
@@ -553,6 +565,17 @@ mod tests {
         assert!(text.contains("| 16 | 3 | 40.0 | 42.0 | +5.0% | 850.0 | 900.0 | 13000 | 12000 |"), "{text}");
         let without = render(&load("http", "gateway", 1, 16, 1.0, 1.0, 1.0));
         assert!(!without.contains("baseline"), "{without}");
+    }
+
+    #[test]
+    fn recorded_frames_are_checked_against_the_load() {
+        let mut lines = vec![load("http", "gateway", 1, 16, 100.0, 1.0, 1.0)];
+        lines.push(r#"{"mode":"record","frames":1030,"expected":1030,"dropped":0,"labels":{"scenario":"http","target":"gateway"}}"#.into());
+        lines.push(r#"{"mode":"record","frames":1000,"expected":1030,"dropped":30,"labels":{"scenario":"http","target":"baseline"}}"#.into());
+        let text = render(&lines.join("\n"));
+        assert!(text.contains("record (gateway): 1030 frames in the tapes, 1030 expected"), "{text}");
+        assert!(text.contains("none lost"), "{text}");
+        assert!(text.contains("record (baseline): 1000 frames") && text.contains("30 dropped: FRAMES LOST"), "{text}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Durations in config: `250ms`, `30s`, `5m`, `2h`, or a plain number of seconds.
+//! Durations in config: `250ms`, `30s`, `5m`, `2h`, `30d`, or a plain number of seconds.
 //!
 //! Written here rather than taken from a crate: it is a dozen lines and the format
 //! is ours to document.
@@ -18,7 +18,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("invalid duration unit {other:?} in {text:?}: use ms, s, m or h")),
+        "d" => value * 86400.0,
+        other => return Err(format!("invalid duration unit {other:?} in {text:?}: use ms, s, m, h or d")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }

@@ -63,6 +63,13 @@ pub struct Header {
     /// The protocol revisions in force, as known when the tape opens.
     #[serde(default)]
     pub revisions: Vec<String>,
+    /// For a tape continued in another file (`record.max_tape_bytes`): which part
+    /// this is (2, 3, ...; absent for the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
+    /// For a part after the first: the id of the first part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
 }
 
 /// Which way a frame's message went.
@@ -129,7 +136,8 @@ pub struct Trailer {
     /// When (RFC 3339, UTC).
     pub ended_at: String,
     /// Why: `session_ended` (DELETE), `session_closed` (expired or gone), `idle`
-    /// (a stateless conversation or upstream tape quiet for the gap), `shutdown`.
+    /// (a stateless conversation or upstream tape quiet for the gap), `shutdown`,
+    /// `rotated` (continued in the next part, see [`Header::part`]).
     pub reason: String,
     /// Frames written.
     pub frames: u64,

@@ -111,6 +111,22 @@ enum Cmd {
     Sync(mpsc::Sender<()>),
 }
 
+/// Rotation and retention.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// A tape past this many bytes is continued in a new part (0: never).
+    pub max_tape_bytes: u64,
+    /// Closed tapes older than this are deleted.
+    pub max_age: Option<Duration>,
+    /// Closed tapes are deleted, oldest first, while all of them take more than this.
+    pub max_total_bytes: Option<u64>,
+}
+
+/// Retention is enforced a second after a tape closed, and every minute anyway (for
+/// `max_age`).
+const RETAIN_AFTER_CLOSE: Duration = Duration::from_secs(1);
+const RETAIN_EVERY: Duration = Duration::from_secs(60);
+
 /// The handle to the writer thread; the thread ends when every handle is dropped.
 #[derive(Clone)]
 pub struct Writer {
@@ -118,10 +134,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread; closed tapes go into the index of `index_dir`, if given.
-    pub fn start(redaction: Redaction, index_dir: Option<PathBuf>) -> std::io::Result<Writer> {
+    /// Starts the writer thread; closed tapes go into the index of `dir` (where
+    /// `policy`'s retention applies), if given.
+    pub fn start(redaction: Redaction, dir: Option<PathBuf>, policy: Policy) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new().name("tape-writer".into()).spawn(move || run(&rx, &redaction, index_dir))?;
+        std::thread::Builder::new().name("tape-writer".into()).spawn(move || run(&rx, &redaction, dir, &policy))?;
         Ok(Writer { tx })
     }
 
@@ -162,6 +179,9 @@ struct Open {
     file: BufWriter<File>,
     path: PathBuf,
     started: Instant,
+    /// Its header, for the next part.
+    header: Header,
+    bytes: u64,
     digest: aws_lc_rs::digest::Context,
     frames: u64,
     placeholders: Placeholders,
@@ -180,6 +200,7 @@ impl Open {
             Ok(()) => {
                 self.digest.update(line);
                 self.digest.update(b"\n");
+                self.bytes += line.len() as u64 + 1;
                 self.dirty = true;
             }
             Err(e) => self.fail(&e),
@@ -207,15 +228,31 @@ struct Tapes {
     open: HashMap<u64, Open>,
     dead: HashMap<u64, Arc<TapeQueue>>,
     index: Indexer,
+    closed_since_retained: bool,
 }
 
 /// The index, opened on first use; a failure is logged once and indexing stops.
 struct Indexer {
     dir: Option<PathBuf>,
+    /// The tape directory (also once indexing has stopped).
+    root: Option<PathBuf>,
     index: Option<super::index::Index>,
 }
 
 impl Indexer {
+    fn remove(&mut self, id: &str) {
+        if let Some(i) = &self.index {
+            if let Err(e) = i.remove(id) {
+                tracing::warn!(error = %e, "a deleted tape stays in the index");
+            }
+        } else if let Some(dir) = &self.dir {
+            if let Ok(i) = super::index::Index::open(dir) {
+                let _ = i.remove(id);
+                self.index = Some(i);
+            }
+        }
+    }
+
     fn add(&mut self, path: &std::path::Path) {
         let Some(dir) = &self.dir else { return };
         if self.index.is_none() {
@@ -238,21 +275,33 @@ impl Indexer {
     }
 }
 
-fn run(rx: &mpsc::Receiver<Cmd>, redaction: &Redaction, index_dir: Option<PathBuf>) {
-    let mut tapes =
-        Tapes { open: HashMap::new(), dead: HashMap::new(), index: Indexer { dir: index_dir, index: None } };
-    while let Ok(cmd) = rx.recv() {
+fn run(rx: &mpsc::Receiver<Cmd>, redaction: &Redaction, dir: Option<PathBuf>, policy: &Policy) {
+    let index = Indexer { dir: dir.clone(), root: dir, index: None };
+    let mut tapes = Tapes { open: HashMap::new(), dead: HashMap::new(), index, closed_since_retained: false };
+    let mut retained = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(RETAIN_AFTER_CLOSE) {
+            Ok(cmd) => Some(cmd),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut syncs = Vec::new();
-        let mut next = Some(cmd);
+        let mut next = first;
         while let Some(cmd) = next {
             match cmd {
                 Cmd::Sync(done) => syncs.push(done),
-                cmd => handle(&mut tapes, redaction, cmd),
+                cmd => handle(&mut tapes, redaction, policy, cmd),
             }
             next = rx.try_recv().ok();
         }
         // Caught up: what was written reaches the files before more is waited for.
         tapes.open.values_mut().for_each(Open::flush);
+        let due = if tapes.closed_since_retained { RETAIN_AFTER_CLOSE } else { RETAIN_EVERY };
+        if retained.elapsed() >= due {
+            retain(&mut tapes, policy);
+            tapes.closed_since_retained = false;
+            retained = Instant::now();
+        }
         for done in syncs {
             let _ = done.send(());
         }
@@ -265,37 +314,141 @@ fn run(rx: &mpsc::Receiver<Cmd>, redaction: &Redaction, index_dir: Option<PathBu
     }
 }
 
-fn handle(tapes: &mut Tapes, redaction: &Redaction, cmd: Cmd) {
-    match cmd {
-        Cmd::Open { id, path, started, header, queue } => {
-            let file = match File::options().create_new(true).write(true).open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot create a tape; its frames are counted as dropped");
-                    metrics::counter!("shadowcat_tape_open_failures_total").increment(1);
-                    tapes.dead.insert(id, queue);
-                    return;
-                }
-            };
-            let mut tape = Open {
-                file: BufWriter::with_capacity(64 * 1024, file),
-                path,
-                started,
-                digest: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
-                frames: 0,
-                placeholders: Placeholders::default(),
-                queue,
-                failed: false,
-                dirty: false,
-            };
-            match serde_json::to_vec(&Line::Header(*header)) {
-                Ok(line) => tape.write_line(&line),
-                Err(e) => tracing::warn!(error = %e, "a tape header could not be written"),
-            }
-            metrics::counter!("shadowcat_tapes_opened_total").increment(1);
+/// Creates a tape's file and writes its header; `None` (logged, counted) if it cannot.
+fn create(
+    path: PathBuf,
+    started: Instant,
+    header: Header,
+    queue: Arc<TapeQueue>,
+    placeholders: Placeholders,
+) -> Option<Open> {
+    let file = match File::options().create_new(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot create a tape; its frames are counted as dropped");
+            metrics::counter!("shadowcat_tape_open_failures_total").increment(1);
+            return None;
+        }
+    };
+    let mut tape = Open {
+        file: BufWriter::with_capacity(64 * 1024, file),
+        path,
+        started,
+        header: header.clone(),
+        bytes: 0,
+        digest: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+        frames: 0,
+        placeholders,
+        queue,
+        failed: false,
+        dirty: false,
+    };
+    match serde_json::to_vec(&Line::Header(header)) {
+        Ok(line) => tape.write_line(&line),
+        Err(e) => tracing::warn!(error = %e, "a tape header could not be written"),
+    }
+    metrics::counter!("shadowcat_tapes_opened_total").increment(1);
+    Some(tape)
+}
+
+/// Closes tape `id`'s current part (`rotated`) and goes on in the next.
+fn rotate(tapes: &mut Tapes, id: u64) {
+    let Some(mut old) = tapes.open.remove(&id) else { return };
+    let first = old.header.continues.clone().unwrap_or_else(|| old.header.tape.clone());
+    let part = old.header.part.unwrap_or(1) + 1;
+    let mut header = old.header.clone();
+    header.tape = format!("{first}.{part}");
+    header.part = Some(part);
+    header.continues = Some(first);
+    header.started_at = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    let path = old.path.with_file_name(format!("{}{}", header.tape, super::EXTENSION));
+    // The same secret keeps its placeholder in every part; each trailer counts its own.
+    let mut carried = std::mem::take(&mut old.placeholders);
+    old.placeholders.replaced = carried.replaced;
+    carried.replaced = 0;
+    let (started, queue, old_path) = (old.started, old.queue.clone(), old.path.clone());
+    if close(old, "rotated") {
+        tapes.index.add(&old_path);
+    }
+    match create(path, started, header, queue.clone(), carried) {
+        Some(tape) => {
             tapes.open.insert(id, tape);
         }
+        None => {
+            tapes.dead.insert(id, queue);
+        }
+    }
+}
+
+/// Deletes closed tapes past `policy`'s age and total size (oldest first), and
+/// their index entries; open tapes are never touched.
+fn retain(tapes: &mut Tapes, policy: &Policy) {
+    let Some(dir) = tapes.index.root.clone() else { return };
+    if policy.max_age.is_none() && policy.max_total_bytes.is_none() {
+        return;
+    }
+    let open: std::collections::HashSet<&PathBuf> = tapes.open.values().map(|t| &t.path).collect();
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    let mut files: Vec<(String, PathBuf, u64, SystemTime, bool)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(super::EXTENSION)?.to_owned();
+            let meta = e.metadata().ok()?;
+            let path = e.path();
+            let is_open = open.contains(&path);
+            Some((name, path, meta.len(), meta.modified().unwrap_or(SystemTime::now()), is_open))
+        })
+        .collect();
+    // Oldest first: by when each was last written (ids only sort to the second).
+    files.sort_by(|a, b| a.3.cmp(&b.3).then_with(|| a.0.cmp(&b.0)));
+    let mut total: u64 = files.iter().map(|f| f.2).sum();
+    let now = SystemTime::now();
+    let mut gone = Vec::new();
+    for (name, path, len, modified, is_open) in &files {
+        if *is_open {
+            continue;
+        }
+        let too_old = policy.max_age.is_some_and(|age| now.duration_since(*modified).unwrap_or_default() > age);
+        let too_big = policy.max_total_bytes.is_some_and(|max| total > max);
+        if too_old || too_big {
+            match std::fs::remove_file(path) {
+                Ok(()) => {
+                    total = total.saturating_sub(*len);
+                    gone.push(name.clone());
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "retention could not delete a tape"),
+            }
+        }
+    }
+    if gone.is_empty() {
+        return;
+    }
+    for name in &gone {
+        tapes.index.remove(name);
+    }
+    metrics::counter!("shadowcat_tapes_deleted_total").increment(gone.len() as u64);
+    tracing::info!(deleted = gone.len(), "tapes past record.retention deleted");
+}
+
+fn handle(tapes: &mut Tapes, redaction: &Redaction, policy: &Policy, cmd: Cmd) {
+    match cmd {
+        Cmd::Open { id, path, started, header, queue } => {
+            match create(path, started, *header, queue.clone(), Placeholders::default()) {
+                Some(tape) => {
+                    tapes.open.insert(id, tape);
+                }
+                None => {
+                    tapes.dead.insert(id, queue);
+                }
+            }
+        }
         Cmd::Frame { id, job } => {
+            // A tape past its size goes on in a new part before this frame (so no part
+            // is left empty).
+            let full = |t: &Open| t.bytes >= policy.max_tape_bytes && t.frames > 0 && !t.failed;
+            if policy.max_tape_bytes > 0 && tapes.open.get(&id).is_some_and(full) {
+                rotate(tapes, id);
+            }
             let Some(tape) = tapes.open.get_mut(&id) else {
                 // The tape could not be created: the frame is lost, and counted.
                 if let Some(queue) = tapes.dead.get(&id) {
@@ -328,6 +481,7 @@ fn handle(tapes: &mut Tapes, redaction: &Redaction, cmd: Cmd) {
                 if close(tape, reason) {
                     tapes.index.add(&path);
                 }
+                tapes.closed_since_retained = true;
             }
             tapes.dead.remove(&id);
         }
@@ -420,12 +574,50 @@ mod tests {
     }
 
     #[test]
+    fn retention_deletes_closed_tapes_by_age_then_oldest_first() {
+        let dir = std::env::temp_dir().join(format!("shadowcat-retain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        for (name, age_days) in [
+            ("20261101T000000Z-a", 31u64),
+            ("20261201T000000Z-b", 1),
+            ("20261201T100000Z-c", 1),
+            ("20261202T000000Z-d", 0),
+        ] {
+            let path = dir.join(format!("{name}{}", super::super::EXTENSION));
+            std::fs::write(&path, vec![b'x'; 100]).expect("write");
+            let f = File::options().write(true).open(&path).expect("open");
+            f.set_modified(now - day * age_days as u32).expect("mtime");
+        }
+        std::fs::write(dir.join("index.sqlite"), b"").expect("not a tape");
+        let index = Indexer { dir: None, root: Some(dir.clone()), index: None };
+        let mut tapes = Tapes { open: HashMap::new(), dead: HashMap::new(), index, closed_since_retained: true };
+        let left = |dir: &std::path::Path| {
+            let mut v: Vec<String> =
+                std::fs::read_dir(dir).expect("dir").filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+            v.sort();
+            v
+        };
+        retain(&mut tapes, &Policy { max_tape_bytes: 0, max_age: Some(day * 30), max_total_bytes: None });
+        assert_eq!(left(&dir).len(), 4, "the 31-day-old tape went: {:?}", left(&dir));
+        retain(&mut tapes, &Policy { max_tape_bytes: 0, max_age: None, max_total_bytes: Some(250) });
+        assert_eq!(
+            left(&dir),
+            ["20261201T100000Z-c.tape.jsonl", "20261202T000000Z-d.tape.jsonl", "index.sqlite"],
+            "oldest first, down to 250 bytes"
+        );
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    #[test]
     fn the_writer_writes_a_checked_tape() {
         let dir = std::env::temp_dir().join(format!("shadowcat-writer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("w.tape.jsonl");
         let _ = std::fs::remove_file(&path);
-        let writer = Writer::start(Redaction::default(), None).expect("start");
+        let writer = Writer::start(Redaction::default(), None, Policy::default()).expect("start");
         let q = TapeQueue::new(4);
         let started = Instant::now();
         let header = Header {
@@ -442,6 +634,8 @@ mod tests {
             client: None,
             server: None,
             revisions: vec![],
+            part: None,
+            continues: None,
         };
         writer.open(1, path.clone(), started, header, q.clone());
         // A message sent pretty-printed still takes one line.

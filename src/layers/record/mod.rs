@@ -9,6 +9,8 @@
 //!       queue_frames: 1024          # per tape, between the proxy and the writer
 //!       when_full: backpressure     # or `drop` (counted in metrics and the trailer)
 //!       stateless_gap: 5m           # a 2026-07-28 client quiet this long starts a new tape
+//!       max_tape_bytes: 64MiB       # a longer tape goes on in a new part (`<id>.2.tape.jsonl`)
+//!       retention: { max_age: 30d, max_total_bytes: 10GiB }   # closed tapes past either are deleted
 //!       redact:
 //!         paths: ["$.params.arguments.password"]   # JSONPath (RFC 9535)
 //!         patterns: ["sk-[A-Za-z0-9]{20,}"]         # regular expressions
@@ -77,6 +79,73 @@ pub enum WhenFull {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RetentionOptions {
+    #[serde(default, with = "opt_duration")]
+    max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_size")]
+    max_total_bytes: Option<u64>,
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<serde_json::Value>::deserialize(d)? {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => {
+                crate::config::duration::parse(&s).map(Some).map_err(serde::de::Error::custom)
+            }
+            Some(serde_json::Value::Number(n)) => n
+                .as_f64()
+                .map(|s| Some(Duration::from_secs_f64(s)))
+                .ok_or_else(|| serde::de::Error::custom("a bad duration")),
+            Some(other) => Err(serde::de::Error::custom(format!("invalid duration {other}: expected e.g. 30d, 12h"))),
+        }
+    }
+}
+
+/// A size: bytes, or a number with `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.parse().map_err(|_| format!("invalid size {text:?}: expected e.g. 64MiB, 10GiB"))?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => return Err(format!("invalid size unit {other:?} in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    Ok((n * factor) as u64)
+}
+
+fn opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            n.as_u64().map(Some).ok_or_else(|| serde::de::Error::custom("a size is a whole number of bytes"))
+        }
+        Some(Value::String(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(other) => Err(serde::de::Error::custom(format!("invalid size {other}"))),
+    }
+}
+
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    opt_size(d)?.ok_or_else(|| serde::de::Error::custom("a size is required"))
+}
+
+fn default_max_tape_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RedactOptions {
     #[serde(default)]
     paths: Vec<String>,
@@ -105,6 +174,10 @@ struct Options {
     stateless_gap: Duration,
     #[serde(default)]
     redact: RedactOptions,
+    #[serde(default = "default_max_tape_bytes", deserialize_with = "size")]
+    max_tape_bytes: u64,
+    #[serde(default)]
+    retention: RetentionOptions,
 }
 
 fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
@@ -129,6 +202,11 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
         gap: o.stateless_gap,
         mode: ctx.mode,
         redaction,
+        policy: crate::tape::writer::Policy {
+            max_tape_bytes: o.max_tape_bytes,
+            max_age: o.retention.max_age,
+            max_total_bytes: o.retention.max_total_bytes,
+        },
     });
     ctx.lifecycles.register(Arc::new(recorder.clone()));
     ctx.wire.register(Arc::new(recorder.clone()));
@@ -150,6 +228,8 @@ pub struct Settings {
     pub mode: &'static str,
     /// What to redact.
     pub redaction: Redaction,
+    /// Rotation and retention.
+    pub policy: crate::tape::writer::Policy,
 }
 
 /// The `record` stage (and tap of the upstream wire).
@@ -317,6 +397,8 @@ impl Recorder {
             client: None,
             server: None,
             revisions: Vec::new(),
+            part: None,
+            continues: None,
         }
     }
 
@@ -615,8 +697,9 @@ impl Lifecycle for Recorder {
         let probe = dir.join(".shadowcat-write-test");
         std::fs::write(&probe, b"").map_err(|e| format!("record: cannot write in {}: {e}", dir.display()))?;
         let _ = std::fs::remove_file(&probe);
-        let writer = Writer::start(self.inner.settings.redaction.clone(), Some(dir.clone()))
-            .map_err(|e| format!("record: cannot start the tape writer: {e}"))?;
+        let writer =
+            Writer::start(self.inner.settings.redaction.clone(), Some(dir.clone()), self.inner.settings.policy.clone())
+                .map_err(|e| format!("record: cannot start the tape writer: {e}"))?;
         let _ = self.inner.writer.set(writer);
         let every = (self.inner.settings.gap / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
         let me = self.clone();
