@@ -366,6 +366,34 @@ for scenario in $SCENARIOS; do
     printf '{"mode":"rss","idle_kib":%s,"peak_kib":%s,"labels":{"scenario":"%s"}}\n' \
         "${idle_kib:-null}" "${peak_kib:-null}" "$scenario" >>"$OUT"
     stop_pid "$GATEWAY_PID"
+    # Frames recorded against what the load generator saw (SIGTERM closed the tapes).
+    for pair in "gateway:$GATEWAY_TAPES" "baseline:${BASELINE_TAPES:-}"; do
+        target="${pair%%:*}" tapes_dir="${pair#*:}"
+        [[ -n "$tapes_dir" && -d "$tapes_dir" ]] || continue
+        "$BIN/shadowcat" tape stats --dir "$tapes_dir" --json >"$WORK/stats.json" 2>/dev/null || continue
+        python3 - "$OUT" "$scenario" "$target" "$WORK/stats.json" "$tapes_dir" >>"$OUT" <<'PY'
+import glob, json, sys
+out, scenario, target, stats, tapes = sys.argv[1:6]
+expected = 0
+for line in open(out):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    l = r.get("labels", {})
+    if r.get("mode") == "load" and l.get("scenario") == scenario and l.get("target") == target:
+        # each call: the request and its answer; each session: initialize, its answer, initialized
+        expected += 2 * r.get("calls_total", 0) + 3 * r.get("sessions", 0)
+dropped = 0
+for f in glob.glob(tapes + "/*.tape.jsonl"):
+    last = open(f).read().splitlines()[-1:]
+    if last:
+        dropped += json.loads(last[0]).get("dropped", 0)
+frames = json.load(open(stats))["frames"]
+print(json.dumps({"mode": "record", "frames": frames, "expected": expected, "dropped": dropped,
+                  "labels": {"scenario": scenario, "target": target}}))
+PY
+    done
 done
 
 echo

@@ -125,6 +125,7 @@ async fn a_session_is_recorded_whole_and_keeps_no_secrets() {
     let call = frames.iter().find(|f| f["msg"]["method"] == "tools/call").unwrap();
     assert_eq!(call["dir"], "c2s");
     assert_eq!(call["rev"], "2025-11-25");
+    assert_eq!(call["route"], "/mcp");
     assert_eq!(call["headers"]["mcp-protocol-version"], "2025-11-25");
     assert!(call["headers"].get("authorization").is_none() && call["headers"].get("cookie").is_none(), "{call}");
     assert!(call["headers"].get("mcp-session-id").is_none(), "{call}");
@@ -558,4 +559,51 @@ async fn retention_keeps_the_newest_tapes_within_the_total() {
     let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(listed.len(), tapes(&dir).len(), "the index follows the deletions: {out}");
     assert!(!tapes(&dir).is_empty(), "the newest tapes stay");
+}
+
+#[tokio::test]
+async fn forward_http_records_and_an_upstream_token_never_reaches_a_tape() {
+    // forward http, recording, serves the demo server over HTTP; a recording gateway
+    // in front of it holds a token for it in its config (sent, never recorded).
+    let inner_dir = scratch_dir("tapes-fwd-http");
+    let inner = Gateway::start_args(&[
+        "forward",
+        "http",
+        "--listen",
+        "127.0.0.1:0",
+        "--record",
+        inner_dir.to_str().unwrap(),
+        "--",
+        bin(),
+        "demo-server",
+    ]);
+    let dir = scratch_dir("tapes-token");
+    let token = "upstream-TOKEN-8c1f0e";
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  max_sessions_per_client: 0\nadmin:\n  listen: null\npipeline:\n  - record: {{ dir: {} }}\nupstreams:\n  remote:\n    http:\n      url: {}\n      headers:\n        Authorization: Bearer {token}\n",
+        dir.display(),
+        inner.mcp_url
+    );
+    let mut gw = Gateway::start(&yaml);
+    let mut c = McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    c.request("tools/call", json!({"name":"echo","arguments":{"message":"through two"}})).await;
+    assert_eq!(c.delete().await.status, 200);
+    // A 2026-07-28 client too: the gateway's own exchanges with the upstream are recorded.
+    let m = ModernClient::new(&gw.mcp_url);
+    let (status, _) = m.call("tools/list", json!({}), &all_caps()).await;
+    assert_eq!(status, 200);
+    assert!(gw.stop().success());
+    let mut inner = inner;
+    assert!(inner.stop().success());
+    for d in [&dir, &inner_dir] {
+        assert!(!client_tapes(d).is_empty(), "tapes in {}", d.display());
+        for f in tapes(d) {
+            assert_eq!(validate(&f).0, 0, "{}", f.display());
+        }
+        assert!(!everything(d).contains(token), "the upstream's token is in {}", d.display());
+    }
+    let forwarded = lines(&client_tapes(&inner_dir)[0]);
+    assert_eq!(forwarded[0]["mode"], "forward");
+    assert!(forwarded.iter().any(|l| l["msg"]["params"]["arguments"]["message"] == "through two"));
 }

@@ -147,6 +147,12 @@ fn drive(args: &VerifyArgs<'_>, old: &Tape, dir: &Path) -> Result<(), String> {
         }
     };
     let mut answers = recorded_answers(old);
+    let total = old
+        .frames
+        .iter()
+        .filter(|f| f.side == Side::Client && f.dir == Dir::ClientToServer && f.msg.get().contains("\"method\""))
+        .count();
+    let progress = super::progress::Progress::new(total as u64, "verifying");
     let mut live_state: Option<Value> = None;
     let mut n = 0;
     let frames = old.frames.iter().filter(|f| f.side == Side::Client && f.dir == Dir::ClientToServer);
@@ -156,6 +162,7 @@ fn drive(args: &VerifyArgs<'_>, old: &Tape, dir: &Path) -> Result<(), String> {
         if msg.get("method").is_none() {
             continue; // an answer to a server request: sent when the live server asks
         }
+        progress.inc();
         if !is_request {
             send(&mut stdin, &msg).map_err(&fail)?;
             continue;
@@ -195,6 +202,7 @@ fn drive(args: &VerifyArgs<'_>, old: &Tape, dir: &Path) -> Result<(), String> {
             }
         }
     }
+    progress.finish();
     drop(stdin);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {

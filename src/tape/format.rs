@@ -112,6 +112,9 @@ pub struct Frame {
     /// The protocol revision in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rev: Option<String>,
+    /// The endpoint path the call came in on (client side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// The upstream serving it, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,

@@ -88,6 +88,8 @@ pub struct FrameJob {
     pub call: u64,
     /// The protocol revision.
     pub rev: Option<&'static str>,
+    /// The endpoint path (client side).
+    pub route: Option<Arc<str>>,
     /// The upstream, once known.
     pub upstream: Option<Arc<str>>,
     /// What carried it.
@@ -121,6 +123,10 @@ pub struct Policy {
     /// Closed tapes are deleted, oldest first, while all of them take more than this.
     pub max_total_bytes: Option<u64>,
 }
+
+/// How long the writer naps between batches while frames keep coming (the most a
+/// frame waits before it is written, beyond the writing itself).
+const BATCH_NAP: Duration = Duration::from_millis(1);
 
 /// Retention is enforced a second after a tape closed, and every minute anyway (for
 /// `max_age`).
@@ -279,12 +285,26 @@ fn run(rx: &mpsc::Receiver<Cmd>, redaction: &Redaction, dir: Option<PathBuf>, po
     let index = Indexer { dir: dir.clone(), root: dir, index: None };
     let mut tapes = Tapes { open: HashMap::new(), dead: HashMap::new(), index, closed_since_retained: false };
     let mut retained = Instant::now();
+    let mut busy = false;
     loop {
-        let first = match rx.recv_timeout(RETAIN_AFTER_CLOSE) {
-            Ok(cmd) => Some(cmd),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        // Busy: a short nap, then take what came meanwhile, so that under load the
+        // proxy's sends do not each wake this thread (a wake-up per frame cost more
+        // than the writing). Idle: wait on the channel.
+        let first = if busy {
+            std::thread::sleep(BATCH_NAP);
+            match rx.try_recv() {
+                Ok(cmd) => Some(cmd),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv_timeout(RETAIN_AFTER_CLOSE) {
+                Ok(cmd) => Some(cmd),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
         };
+        busy = first.is_some();
         let mut syncs = Vec::new();
         let mut next = first;
         while let Some(cmd) = next {
@@ -542,6 +562,7 @@ fn frame_line(
         side: job.side,
         call: job.call,
         rev: job.rev.map(str::to_owned),
+        route: job.route.map(|r| r.to_string()),
         upstream: job.upstream.map(|u| u.to_string()),
         carrier: job.carrier.to_owned(),
         status: job.status,
@@ -646,6 +667,7 @@ mod tests {
             side: Side::Client,
             call: 1,
             rev: Some("2025-11-25"),
+            route: None,
             upstream: None,
             carrier: "request",
             status: None,

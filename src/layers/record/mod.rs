@@ -464,6 +464,7 @@ fn frame(dir: Dir, side: Side, call: u64, rev: Option<&'static str>, carrier: &'
         side,
         call,
         rev,
+        route: None,
         upstream: None,
         carrier,
         status: None,
@@ -586,6 +587,7 @@ impl Stage for Recorder {
         };
         let mut job = frame(dir, Side::Client, ctx.call.call.get(), call.rev, carrier_label(ctx.carrier), msg.clone());
         job.upstream = ctx.upstream.map(Arc::from);
+        job.route = Some(ctx.call.route.clone());
         if ctx.carrier == Carrier::Reply {
             job.status = Some(200);
         }
