@@ -6,7 +6,7 @@
 //! short is readable up to its last whole line), and writes a tape's trailer with its
 //! counts and checksum when the tape closes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::value::RawValue;
-
-use super::format::{Dir, Frame, Header, Line, Side, Trailer};
+use super::format::{Dir, Header, Line, Side, Trailer};
 use super::read::hex;
 use super::redact::{Placeholders, Redaction};
 use crate::protocol::Message;
@@ -96,8 +94,8 @@ pub struct FrameJob {
     pub carrier: &'static str,
     /// The HTTP status, when there is one to say.
     pub status: Option<u16>,
-    /// Request headers that matter.
-    pub headers: BTreeMap<String, String>,
+    /// Request headers that matter, as a JSON object.
+    pub headers: Option<Arc<str>>,
     /// The message.
     pub msg: Message,
     /// Wall clock.
@@ -108,7 +106,7 @@ pub struct FrameJob {
 
 enum Cmd {
     Open { id: u64, path: PathBuf, started: Instant, header: Box<Header>, queue: Arc<TapeQueue> },
-    Frame { id: u64, job: Box<FrameJob> },
+    Frame { id: u64, job: FrameJob },
     Close { id: u64, reason: &'static str },
     Sync(mpsc::Sender<()>),
 }
@@ -155,7 +153,7 @@ impl Writer {
 
     /// Queues a frame of tape `id` (its queue counted first: see [`Writer::enqueue`]).
     fn send_frame(&self, id: u64, job: FrameJob) {
-        let _ = self.tx.send(Cmd::Frame { id, job: Box::new(job) });
+        let _ = self.tx.send(Cmd::Frame { id, job });
     }
 
     /// Queues a frame of tape `id`, counting it in `queue` (whose `when_full` policy
@@ -483,7 +481,7 @@ fn handle(tapes: &mut Tapes, redaction: &Redaction, policy: &Policy, cmd: Cmd) {
                 return;
             }
             let seq = tape.frames + 1;
-            match frame_line(*job, seq, tape.started, redaction, &mut tape.placeholders) {
+            match frame_line(job, seq, tape.started, redaction, &mut tape.placeholders) {
                 Some(line) => {
                     tape.write_line(&line);
                     if tape.failed {
@@ -544,32 +542,73 @@ fn frame_line(
 ) -> Option<Vec<u8>> {
     let bytes = job.msg.bytes();
     let multiline = memchr::memchr2(b'\n', b'\r', bytes).is_some();
-    let text = if redaction.is_empty() && !multiline {
-        String::from_utf8(bytes.to_vec()).ok()?
+    let text: std::borrow::Cow<'_, str> = if redaction.is_empty() && !multiline {
+        std::borrow::Cow::Borrowed(std::str::from_utf8(bytes).ok()?)
     } else {
         let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
         if !redaction.is_empty() {
             placeholders.apply(redaction, &mut value);
         }
-        serde_json::to_string(&value).ok()?
+        std::borrow::Cow::Owned(serde_json::to_string(&value).ok()?)
     };
-    let msg = RawValue::from_string(text).ok()?;
-    let frame = Frame {
+    // The frame's members, then the message's bytes as they are (no second parse).
+    let frame = FrameOut {
+        kind: "frame",
         seq,
         t_us: job.when.saturating_duration_since(started).as_micros() as u64,
-        at: humantime::format_rfc3339_micros(job.at).to_string(),
+        at: Rfc3339(job.at),
         dir: job.dir,
         side: job.side,
         call: job.call,
-        rev: job.rev.map(str::to_owned),
-        route: job.route.map(|r| r.to_string()),
-        upstream: job.upstream.map(|u| u.to_string()),
-        carrier: job.carrier.to_owned(),
+        rev: job.rev,
+        route: job.route.as_deref(),
+        upstream: job.upstream.as_deref(),
+        carrier: job.carrier,
         status: job.status,
-        headers: job.headers,
-        msg,
     };
-    serde_json::to_vec(&Line::Frame(frame)).ok()
+    let mut line = Vec::with_capacity(160 + text.len());
+    serde_json::to_writer(&mut line, &frame).ok()?;
+    line.pop(); // the closing brace
+    if let Some(h) = &job.headers {
+        line.extend_from_slice(b",\"headers\":");
+        line.extend_from_slice(h.as_bytes());
+    }
+    line.extend_from_slice(b",\"msg\":");
+    line.extend_from_slice(text.as_bytes());
+    line.push(b'}');
+    Some(line)
+}
+
+/// A frame line's members but the message and headers, borrowed (see
+/// [`Frame`](super::format::Frame)).
+#[derive(serde::Serialize)]
+struct FrameOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    seq: u64,
+    t_us: u64,
+    at: Rfc3339,
+    dir: Dir,
+    side: Side,
+    call: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rev: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<&'a str>,
+    carrier: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+}
+
+/// A wall-clock time written as RFC 3339 with microseconds, without a String.
+struct Rfc3339(SystemTime);
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_micros(self.0))
+    }
 }
 
 #[cfg(test)]
@@ -671,7 +710,7 @@ mod tests {
             upstream: None,
             carrier: "request",
             status: None,
-            headers: BTreeMap::new(),
+            headers: None,
             msg,
             at: SystemTime::now(),
             when: Instant::now(),

@@ -287,7 +287,8 @@ pub struct RecordCall {
     /// The revision in force (`None` for `initialize`: it is being negotiated).
     rev: Option<&'static str>,
     request_id: Option<String>,
-    headers: BTreeMap<String, String>,
+    /// The request headers that matter, as a JSON object (made once per call).
+    headers: Option<Arc<str>>,
     ends_session: Option<Arc<str>>,
 }
 
@@ -468,7 +469,7 @@ fn frame(dir: Dir, side: Side, call: u64, rev: Option<&'static str>, carrier: &'
         upstream: None,
         carrier,
         status: None,
-        headers: BTreeMap::new(),
+        headers: None,
         msg,
         at: SystemTime::now(),
         when: Instant::now(),
@@ -514,16 +515,16 @@ impl Stage for Recorder {
             call_id: req.context.call.get(),
             rev,
             request_id: msg.filter(|m| m.is_request()).and_then(|m| m.id_key()).map(str::to_owned),
-            headers: BTreeMap::new(),
+            headers: None,
             ends_session: None,
         };
         if self.writer().is_none() {
             return call;
         }
-        for name in RECORDED_HEADERS {
-            if let Some(v) = req.headers.get(*name).and_then(|v| v.to_str().ok()) {
-                call.headers.insert((*name).to_owned(), v.to_owned());
-            }
+        let kept: BTreeMap<&str, &str> =
+            RECORDED_HEADERS.iter().filter_map(|name| Some((*name, req.headers.get(*name)?.to_str().ok()?))).collect();
+        if !kept.is_empty() {
+            call.headers = serde_json::to_string(&kept).ok().map(Arc::from);
         }
         let route = req.route.to_string();
         match (&req.session, &req.kind) {
