@@ -207,3 +207,26 @@ fn a_run_that_cannot_happen_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a JSONPath"));
 }
+
+#[test]
+fn a_remote_server_is_verified_by_its_url() {
+    let tape = record(&drift(false), &session_2025(&drift_calls()));
+    let mut args: Vec<String> =
+        vec!["forward".into(), "http".into(), "--listen".into(), "127.0.0.1:0".into(), "--".into()];
+    args.extend(drift(true));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let remote = common::Gateway::start_args(&args);
+    let out =
+        Command::new(bin()).args(["tape", "verify"]).arg(&tape).args(["--upstream", &remote.mcp_url]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("schema drift: tool \"sum\" added"), "{text}");
+    let dead = Command::new(bin())
+        .args(["tape", "verify"])
+        .arg(&tape)
+        .args(["--upstream", "http://127.0.0.1:9/mcp"])
+        .output()
+        .unwrap();
+    assert_eq!(dead.status.code(), Some(2), "{}", String::from_utf8_lossy(&dead.stdout));
+    assert!(String::from_utf8_lossy(&dead.stderr).contains("could not run"));
+}
