@@ -325,6 +325,9 @@ fn bad_record_options_are_refused_by_config_validate() {
         ("  - record: { dir: t, when_full: maybe }\n", "unknown variant `maybe`"),
         ("  - record: { dir: t, stateless_gap: soon }\n", "invalid duration"),
         ("  - record: { dir: t, dri: u }\n", "unknown field `dri`"),
+        ("  - record: { dir: t, max_tape_bytes: lots }\n", "invalid size"),
+        ("  - record: { dir: t, retention: { max_age: soon } }\n", "invalid duration"),
+        ("  - record: { dir: t, retention: { max_total_bytes: 5 parsecs } }\n", "invalid size unit"),
     ];
     for (i, (stage, want)) in cases.iter().enumerate() {
         let path = dir.join(format!("c{i}.yaml"));

@@ -3,6 +3,7 @@
 
 pub mod duration;
 mod secret;
+pub mod size;
 mod types;
 
 use std::net::SocketAddr;

@@ -134,6 +134,11 @@ impl Session {
         &self.id
     }
 
+    /// The id, shared (for maps keyed by session; as secret as [`Session::id`]).
+    pub fn shared_id(&self) -> &Arc<str> {
+        &self.id
+    }
+
     /// What stands for the id in logs (see [`log_tag`]); never log [`Session::id`].
     pub fn tag(&self) -> &str {
         &self.tag

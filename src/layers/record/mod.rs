@@ -80,64 +80,10 @@ pub enum WhenFull {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetentionOptions {
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "crate::config::duration::option")]
     max_age: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_size")]
+    #[serde(default, with = "crate::config::size::option")]
     max_total_bytes: Option<u64>,
-}
-
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        match Option::<serde_json::Value>::deserialize(d)? {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) => {
-                crate::config::duration::parse(&s).map(Some).map_err(serde::de::Error::custom)
-            }
-            Some(serde_json::Value::Number(n)) => n
-                .as_f64()
-                .map(|s| Some(Duration::from_secs_f64(s)))
-                .ok_or_else(|| serde::de::Error::custom("a bad duration")),
-            Some(other) => Err(serde::de::Error::custom(format!("invalid duration {other}: expected e.g. 30d, 12h"))),
-        }
-    }
-}
-
-/// A size: bytes, or a number with `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`.
-fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number.parse().map_err(|_| format!("invalid size {text:?}: expected e.g. 64MiB, 10GiB"))?;
-    let factor: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "KiB" => 1024.0,
-        "MiB" => 1024.0 * 1024.0,
-        "GiB" => 1024.0 * 1024.0 * 1024.0,
-        "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        other => return Err(format!("invalid size unit {other:?} in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB")),
-    };
-    Ok((n * factor) as u64)
-}
-
-fn opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    match Option::<serde_json::Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_u64().map(Some).ok_or_else(|| serde::de::Error::custom("a size is a whole number of bytes"))
-        }
-        Some(Value::String(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
-        Some(other) => Err(serde::de::Error::custom(format!("invalid size {other}"))),
-    }
-}
-
-fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    opt_size(d)?.ok_or_else(|| serde::de::Error::custom("a size is required"))
 }
 
 fn default_max_tape_bytes() -> u64 {
@@ -174,7 +120,7 @@ struct Options {
     stateless_gap: Duration,
     #[serde(default)]
     redact: RedactOptions,
-    #[serde(default = "default_max_tape_bytes", deserialize_with = "size")]
+    #[serde(default = "default_max_tape_bytes", with = "crate::config::size")]
     max_tape_bytes: u64,
     #[serde(default)]
     retention: RetentionOptions,
@@ -529,8 +475,8 @@ impl Stage for Recorder {
         let route = req.route.to_string();
         match (&req.session, &req.kind) {
             (Some(s), RequestKind::EndSession) => {
-                call.ends_session = Some(Arc::from(s.id()));
-                call.tape = self.inner.tapes.lock().get(&Key::Session(Arc::from(s.id()))).cloned();
+                call.ends_session = Some(s.shared_id().clone());
+                call.tape = self.inner.tapes.lock().get(&Key::Session(s.shared_id().clone())).cloned();
             }
             (Some(s), _) => {
                 let header = |name| Header {
@@ -540,7 +486,7 @@ impl Stage for Recorder {
                     revisions: rev.map(str::to_owned).into_iter().collect(),
                     ..self.header(name, "client")
                 };
-                call.tape = self.tape(Key::Session(Arc::from(s.id())), started, header, Some(s));
+                call.tape = self.tape(Key::Session(s.shared_id().clone()), started, header, Some(s));
             }
             (None, RequestKind::Message(m)) if m.method() == Some("initialize") => {
                 call.client = client_part(m);
@@ -569,7 +515,8 @@ impl Stage for Recorder {
             client: Some(client.clone()),
             ..self.header(name, "client")
         };
-        let Some(tape) = self.tape(Key::Session(Arc::from(session.id())), call.started, header, Some(session)) else {
+        let Some(tape) = self.tape(Key::Session(session.shared_id().clone()), call.started, header, Some(session))
+        else {
             return;
         };
         // Until this call ends, the session's other calls (the client may start them
@@ -587,7 +534,9 @@ impl Stage for Recorder {
             Direction::ServerToClient => Dir::ServerToClient,
         };
         let mut job = frame(dir, Side::Client, ctx.call.call.get(), call.rev, carrier_label(ctx.carrier), msg.clone());
-        job.upstream = ctx.upstream.map(Arc::from);
+        // The session's own name of its upstream, shared; else a copy.
+        let shared = ctx.call.session.as_ref().map(|s| s.upstream_name()).filter(|u| Some(&***u) == ctx.upstream);
+        job.upstream = shared.cloned().or_else(|| ctx.upstream.map(Arc::from));
         job.route = Some(ctx.call.route.clone());
         if ctx.carrier == Carrier::Reply {
             job.status = Some(200);
