@@ -23,7 +23,6 @@ use parking_lot::Mutex;
 use std::io::{BufRead, Read, Write as _};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -242,7 +241,7 @@ impl StdioFront {
             context: RequestContext::new(Transport::Stdio, None),
         };
         let id = req.msg().and_then(|m| m.id_key()).map(str::to_owned);
-        match self.core.service.clone().oneshot(req).await {
+        match self.core.service.start(req).await {
             Ok(reply) => {
                 if let Some(session) = reply.new_session().cloned() {
                     *self.session.lock() = Some(session.clone());
@@ -291,7 +290,7 @@ impl StdioFront {
             received_at: std::time::Instant::now(),
             context: RequestContext::new(Transport::Stdio, None),
         };
-        let reply = match self.core.service.clone().oneshot(req).await {
+        let reply = match self.core.service.start(req).await {
             Ok(reply) => reply,
             Err(e) => {
                 let _ = self.out.send(e.to_message(Some(&id))).await;
@@ -330,7 +329,7 @@ impl StdioFront {
                 received_at: std::time::Instant::now(),
                 context: RequestContext::new(Transport::Stdio, None),
             };
-            match self.core.service.clone().oneshot(req).await {
+            match self.core.service.start(req).await {
                 Ok(reply) => self.relay(reply).await,
                 Err(e) => tracing::warn!(error = %e, "no server-to-client stream"),
             }

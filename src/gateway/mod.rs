@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::bridge::Bridge;
 use crate::config::Config;
-use crate::layers::{build_pipeline, BuildContext};
+use crate::layers::{BuildContext, Pipeline};
 use crate::pipeline::{McpService, RefusalObservers, StageControls};
 use crate::router::{Router, StreamLimits};
 use crate::server::admin::Admin;
@@ -24,6 +24,10 @@ mod per_core;
 pub(crate) struct Core {
     /// The pipeline over the router.
     pub service: McpService,
+    /// The pipeline and the router, to build more services like `service` (one per
+    /// front thread).
+    pipeline: Pipeline,
+    router: Router,
     /// The sessions.
     pub store: Arc<SessionStore>,
     /// Upstreams by name.
@@ -109,11 +113,31 @@ impl Core {
         });
         let specs = config.stage_specs()?;
         let ctx = BuildContext { wire, mode: config.mode.unwrap_or("gateway"), ..BuildContext::default() };
-        let service = build_pipeline(&specs, &ctx, McpService::new(router))?;
+        let pipeline = Pipeline::new(&specs, &ctx)?;
+        let service = pipeline.over(router.clone().into_service());
         let BuildContext { controls, refusals, lifecycles, .. } = ctx;
         let grace = config.server.shutdown_grace;
 
-        Ok(Core { service, store, upstreams, bridges, paths, controls, refusals, lifecycles, grace, reaper })
+        Ok(Core {
+            service,
+            pipeline,
+            router,
+            store,
+            upstreams,
+            bridges,
+            paths,
+            controls,
+            refusals,
+            lifecycles,
+            grace,
+            reaper,
+        })
+    }
+
+    /// Another service like [`Core::service`], sharing everything it serves with, with
+    /// call paths of its own (for a front thread).
+    pub(crate) fn new_service(&self) -> McpService {
+        self.pipeline.over(self.router.clone().into_service())
     }
 
     /// Starts background work (the stages' own, warm pools, readiness checks).
@@ -152,8 +176,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     };
     let core = Core::build(&config)?;
-    let Core { service, store, upstreams, paths, controls, refusals, .. } = &core;
-    let (service, store, upstreams, paths) = (service.clone(), store.clone(), upstreams.clone(), paths.clone());
+    let Core { store, upstreams, paths, controls, refusals, .. } = &core;
+    let (store, upstreams, paths) = (store.clone(), upstreams.clone(), paths.clone());
     let (controls, refusals) = (controls.clone(), refusals.clone());
     let listen = config.listen_addr()?;
     let listener = if config.server.thread_per_core { per_core::bind(listen) } else { TcpListener::bind(listen).await }
@@ -171,10 +195,19 @@ pub async fn run(config: Config) -> Result<(), String> {
         sse_keepalive: config.server.sse_keepalive,
         sse_retry: config.server.sse_retry,
     };
-    let front = Front::new(service, store.clone(), paths.clone(), policy, settings, shutdown_rx.clone());
     let forwarded =
         config.upstreams.values().any(|u| matches!(u, crate::config::UpstreamConfig::Http(h) if h.forwarded));
-    let front = Arc::new(front.with_refusals(refusals).with_peer_handed_down(forwarded));
+    // One front per front thread, each over a pipeline of its own (see `Pipeline`);
+    // the bound on requests in progress is shared by all.
+    let shed = crate::server::ShedLayer::new(config.server.max_concurrent_requests, refusals.clone());
+    let front_shutdown = shutdown_rx.clone();
+    let new_handler = || {
+        let service = core.new_service();
+        let front =
+            Front::new(service, store.clone(), paths.clone(), policy.clone(), settings.clone(), front_shutdown.clone());
+        let front = front.with_refusals(refusals.clone()).with_peer_handed_down(forwarded);
+        crate::server::http_service(Arc::new(front), &shed)
+    };
     let grace = config.server.shutdown_grace;
     let limits = crate::server::ConnLimits {
         header_timeout: config.server.header_read_timeout,
@@ -203,16 +236,15 @@ pub async fn run(config: Config) -> Result<(), String> {
         tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, limits.clone()))
     });
 
-    let handler = crate::server::http_service(front, config.server.max_concurrent_requests);
     let (release_tx, release_rx) = watch::channel(false);
     let server = if config.server.thread_per_core {
         let threads = match config.server.worker_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        per_core::spawn(listener, threads, handler, shutdown_rx, release_rx, grace, mcp_limits)?
+        per_core::spawn(listener, threads, new_handler, shutdown_rx, release_rx, grace, mcp_limits)?
     } else {
-        tokio::spawn(crate::server::serve(listener, handler, shutdown_rx, grace, mcp_limits))
+        tokio::spawn(crate::server::serve(listener, new_handler(), shutdown_rx, grace, mcp_limits))
     };
 
     eprintln!("{announce}");

@@ -25,14 +25,15 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     reuseport_socket(addr)
 }
 
-/// Starts `threads` front threads serving `handler` on `listener`'s address. The
+/// Starts `threads` front threads, each serving a handler of its own from
+/// `new_handler` on `listener`'s address. The
 /// returned task ends when every thread has stopped accepting and drained its
 /// connections (after `shutdown`); the threads' runtimes, and the session tasks on
 /// them, stay up until `release` turns true.
 pub fn spawn<S>(
     listener: TcpListener,
     threads: usize,
-    handler: S,
+    new_handler: impl Fn() -> S,
     shutdown: watch::Receiver<bool>,
     release: watch::Receiver<bool>,
     grace: Duration,
@@ -49,7 +50,7 @@ where
     }
     let mut drained = Vec::with_capacity(listeners.len());
     for (index, std_listener) in listeners.into_iter().enumerate() {
-        let (handler, shutdown, mut release) = (handler.clone(), shutdown.clone(), release.clone());
+        let (handler, shutdown, mut release) = (new_handler(), shutdown.clone(), release.clone());
         let limits = limits.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()

@@ -7,7 +7,7 @@ pub mod metrics;
 pub mod record;
 pub mod registry;
 
-pub use registry::{build_pipeline, check_pipeline, BuildContext, StageDef, StageFn, STAGES};
+pub use registry::{build_pipeline, check_pipeline, BuildContext, Pipeline, StageDef, StageFn, STAGES};
 
 /// Parses a stage's options (`null` means all defaults).
 pub(crate) fn stage_options<T: serde::de::DeserializeOwned + Default>(

@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use tower::Layer;
-
 use crate::config::StageSpec;
 use crate::layers;
 use crate::pipeline::{links::CallLinks, McpService, RefusalObservers, StageControls, StageLayer};
@@ -91,12 +89,33 @@ pub fn check_pipeline(specs: &[StageSpec], ctx: &BuildContext) -> Result<Vec<Sta
     Ok(out)
 }
 
-/// Builds the whole pipeline around `inner` (the router), with the pipeline's own
-/// call linking ([`CallLinks`]) outermost.
+/// A checked pipeline, ready to be built over a service as often as needed: every
+/// build shares the stages (their state, their registrations) and the call links,
+/// but has call paths of its own. The gateway builds one per front thread, so that
+/// the reference counts a call takes and gives back stay in that thread's cache.
+#[derive(Clone)]
+pub struct Pipeline {
+    stages: Arc<[StageFn]>,
+    links: CallLinks,
+}
+
+impl Pipeline {
+    /// Checks `specs` and builds each stage once (see [`check_pipeline`]).
+    pub fn new(specs: &[StageSpec], ctx: &BuildContext) -> Result<Pipeline, String> {
+        Ok(Pipeline { stages: check_pipeline(specs, ctx)?.into(), links: CallLinks::default() })
+    }
+
+    /// The stages around `inner` (the router), with the pipeline's own call linking
+    /// ([`CallLinks`]) outermost.
+    pub fn over(&self, inner: McpService) -> McpService {
+        let staged = self.stages.iter().rev().fold(inner, |svc, stage| stage(svc));
+        StageLayer::new(self.links.clone()).service(staged)
+    }
+}
+
+/// Builds the whole pipeline around `inner` once (see [`Pipeline`]).
 pub fn build_pipeline(specs: &[StageSpec], ctx: &BuildContext, inner: McpService) -> Result<McpService, String> {
-    let stages = check_pipeline(specs, ctx)?;
-    let staged = stages.iter().rev().fold(inner, |svc, stage| stage(svc));
-    Ok(McpService::new(StageLayer::new(CallLinks::default()).layer(staged)))
+    Ok(Pipeline::new(specs, ctx)?.over(inner))
 }
 
 #[cfg(test)]

@@ -12,23 +12,19 @@ mod lifecycle;
 pub mod links;
 mod refusal;
 mod request;
+mod service;
 mod shared;
 pub mod stage;
-
-use tower::util::BoxCloneSyncService;
-
-use crate::error::GatewayError;
 
 pub use crate::reply::{McpReply, MessageStream, Observed, Outcome, ReplyBody};
 pub use control::{StageControl, StageControls};
 pub use lifecycle::{Lifecycle, Lifecycles};
 pub use refusal::{Refusal, RefusalObserver, RefusalObservers};
 pub use request::{CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};
+pub use service::McpService;
+pub(crate) use service::Start;
 pub use shared::Shared;
 pub use stage::{
     CallEnd, CallInfo, Carrier, Direction, Flow, LaterVerdict, MessageContext, ReplyStart, Stage, StageLayer,
     StageService, Verdict,
 };
-
-/// The service every stage wraps and every front calls.
-pub type McpService = BoxCloneSyncService<McpRequest, McpReply, GatewayError>;

@@ -58,6 +58,9 @@ pub struct Message {
     status: Option<u16>,
     /// `params.name` of a `tools/call` or `prompts/get`, parsed once when first asked.
     tool: std::sync::OnceLock<Option<Box<str>>>,
+    /// The id's text as a shared string, made when first asked (every stage a call
+    /// passes keeps it: one allocation per message, not one per stage).
+    id_text: std::sync::OnceLock<Option<std::sync::Arc<str>>>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +144,7 @@ impl Message {
             is_error: env.error.is_some(),
             status: None,
             tool: std::sync::OnceLock::new(),
+            id_text: std::sync::OnceLock::new(),
             raw,
         })
     }
@@ -181,6 +185,7 @@ impl Message {
             is_error: true,
             status: None,
             tool: std::sync::OnceLock::new(),
+            id_text: std::sync::OnceLock::new(),
         }
     }
 
@@ -230,6 +235,11 @@ impl Message {
     pub fn id_key(&self) -> Option<&str> {
         let range = self.id.clone()?;
         std::str::from_utf8(&self.raw[range]).ok()
+    }
+
+    /// [`id_key`](Message::id_key) as a shared string (made on the first call).
+    pub fn id_shared(&self) -> Option<std::sync::Arc<str>> {
+        self.id_text.get_or_init(|| self.id_key().map(std::sync::Arc::from)).clone()
     }
 
     /// The raw JSON text of `params`, if any.

@@ -12,7 +12,9 @@ use tower::Service;
 
 use crate::bridge::Bridge;
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, McpRequest, Outcome, RequestKind};
+use futures_util::future::BoxFuture;
+
+use crate::pipeline::{McpReply, McpRequest, McpService, Outcome, RequestKind, Start};
 use crate::protocol::{Message, ProtocolVersion};
 use crate::session::{log_tag, mint_id, Session, SessionStore, StreamRegistry};
 
@@ -45,7 +47,7 @@ impl Router {
         Router { routes: Arc::new(routes), store, limits }
     }
 
-    async fn initialize(self, req: McpRequest, m: Message) -> Result<McpReply, GatewayError> {
+    async fn initialize(&self, req: McpRequest, m: Message) -> Result<McpReply, GatewayError> {
         let (name, bridge) = self
             .routes
             .get(&req.route)
@@ -92,7 +94,7 @@ impl Router {
 
 impl Router {
     /// A stateless (2026-07-28) request: no session; the route's upstream serves it.
-    async fn stateless(self, req: McpRequest) -> Result<McpReply, GatewayError> {
+    async fn stateless(&self, req: McpRequest) -> Result<McpReply, GatewayError> {
         let (name, bridge) = self
             .routes
             .get(&req.route)
@@ -141,34 +143,50 @@ impl Service<McpRequest> for Router {
 
     fn call(&mut self, req: McpRequest) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move {
-            let Some(session) = req.session.clone() else {
-                if req.version.is_stateless() {
-                    return this.stateless(req).await;
+        Box::pin(async move { this.serve(req).await })
+    }
+}
+
+/// The router as the pipeline's innermost service, called through its `Arc`.
+impl Start for Router {
+    fn start(self: Arc<Self>, req: McpRequest) -> BoxFuture<'static, Result<McpReply, GatewayError>> {
+        Box::pin(async move { self.serve(req).await })
+    }
+}
+
+impl Router {
+    /// The router as the service the pipeline wraps.
+    pub fn into_service(self) -> McpService {
+        McpService::shared(Arc::new(self))
+    }
+
+    async fn serve(&self, req: McpRequest) -> Result<McpReply, GatewayError> {
+        let Some(session) = req.session.clone() else {
+            if req.version.is_stateless() {
+                return self.stateless(req).await;
+            }
+            return match &req.kind {
+                RequestKind::Message(m) if m.method() == Some("initialize") && m.is_request() => {
+                    let m = m.clone();
+                    self.initialize(req, m).await
                 }
-                return match &req.kind {
-                    RequestKind::Message(m) if m.method() == Some("initialize") && m.is_request() => {
-                        let m = m.clone();
-                        this.initialize(req, m).await
-                    }
-                    _ => Err(GatewayError::MissingSession),
-                };
+                _ => Err(GatewayError::MissingSession),
             };
-            let name = session.upstream_name().clone();
-            let mut reply = match req.kind {
-                RequestKind::Message(m) => session.upstream().send(m, &req.headers).await?,
-                RequestKind::OpenStream { resume: Some(last) } => McpReply::resumed(session.streams.resume(&last)?),
-                RequestKind::OpenStream { resume: None } => match session.streams.reattach_get()? {
-                    Some(reattached) => McpReply::resumed(reattached),
-                    None => session.upstream().open_stream(&req.headers).await?,
-                },
-                RequestKind::EndSession => {
-                    this.store.end(session.id()).await;
-                    McpReply::accepted()
-                }
-            };
-            reply.upstream = Some(name);
-            Ok(reply)
-        })
+        };
+        let name = session.upstream_name().clone();
+        let mut reply = match req.kind {
+            RequestKind::Message(m) => session.upstream().send(m, &req.headers).await?,
+            RequestKind::OpenStream { resume: Some(last) } => McpReply::resumed(session.streams.resume(&last)?),
+            RequestKind::OpenStream { resume: None } => match session.streams.reattach_get()? {
+                Some(reattached) => McpReply::resumed(reattached),
+                None => session.upstream().open_stream(&req.headers).await?,
+            },
+            RequestKind::EndSession => {
+                self.store.end(session.id()).await;
+                McpReply::accepted()
+            }
+        };
+        reply.upstream = Some(name);
+        Ok(reply)
     }
 }

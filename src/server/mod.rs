@@ -18,7 +18,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use tokio::sync::watch;
-use tower::ServiceExt;
 
 pub use checks::{OriginPolicy, LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
 pub use listen::{
@@ -90,9 +89,10 @@ impl Front {
     }
 
     /// The client's headers as the pipeline gets them: as sent, but for the peer
-    /// header, which is the gateway's.
-    fn pipeline_headers(&self, parts: &http::request::Parts) -> http::HeaderMap {
-        let mut headers = parts.headers.clone();
+    /// header, which is the gateway's. Taken out of `parts`, not copied: once the
+    /// request is in the pipeline, the front reads no header of it.
+    fn pipeline_headers(&self, parts: &mut http::request::Parts) -> http::HeaderMap {
+        let mut headers = std::mem::take(&mut parts.headers);
         if self.hand_down_peer {
             headers.remove(crate::upstream::PEER_HEADER);
             let peer = parts.extensions.get::<PeerAddr>().and_then(|p| http::HeaderValue::from_str(&p.1).ok());
@@ -200,11 +200,11 @@ impl Front {
             return resp;
         }
         let context = RequestContext::new(Transport::Http, client_of(req.extensions()));
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let result = match parts.method {
-            Method::POST => self.post(&parts, body, route, received, context).await,
-            Method::GET => self.get(&parts, route, received, context).await,
-            _ => self.delete(&parts, route, received, context).await,
+            Method::POST => self.post(&mut parts, body, route, received, context).await,
+            Method::GET => self.get(&mut parts, route, received, context).await,
+            _ => self.delete(&mut parts, route, received, context).await,
         };
         result.unwrap_or_else(|f| {
             if f.before_pipeline {
@@ -270,7 +270,7 @@ impl Front {
     /// `Last-Event-ID`) resumes a stream; each passes the pipeline as a request.
     async fn get(
         &self,
-        parts: &http::request::Parts,
+        parts: &mut http::request::Parts,
         route: Arc<str>,
         received: Instant,
         context: RequestContext,
@@ -286,7 +286,7 @@ impl Front {
             received_at: received,
             context,
         };
-        let reply = self.service.clone().oneshot(req).await.map_err(piped(None))?;
+        let reply = self.service.start(req).await.map_err(piped(None))?;
         let (stream, source, queued) = match reply.take_resumed() {
             Some(resumed) if !resumed.reattached => {
                 if resumed.lost > 0 {
@@ -315,7 +315,7 @@ impl Front {
 
     async fn delete(
         &self,
-        parts: &http::request::Parts,
+        parts: &mut http::request::Parts,
         route: Arc<str>,
         received: Instant,
         context: RequestContext,
@@ -330,7 +330,7 @@ impl Front {
             received_at: received,
             context,
         };
-        self.service.clone().oneshot(req).await.map_err(piped(None))?;
+        self.service.start(req).await.map_err(piped(None))?;
         Ok(response::empty_ok())
     }
 }

@@ -8,7 +8,6 @@ use futures_util::StreamExt;
 use http::request::Parts;
 use http::Response;
 use http_body_util::{BodyExt, Limited};
-use tower::ServiceExt;
 
 use super::response::{accepted, json_response};
 use super::{checks, modern, no_id, piped, refused, stateless_json, Failure, Front, ResponseBody};
@@ -20,7 +19,7 @@ use crate::session::Session;
 impl Front {
     pub(super) async fn post<B>(
         &self,
-        parts: &Parts,
+        parts: &mut Parts,
         body: B,
         route: Arc<str>,
         received: Instant,
@@ -77,15 +76,16 @@ impl Front {
                 received_at: received,
                 context,
             };
-            let reply = self.service.clone().oneshot(req).await.map_err(piped(first_id.clone()))?;
+            let reply = self.service.start(req).await.map_err(piped(first_id.clone()))?;
             return Ok(self.render_post(reply, first_id.clone(), is_request, session, version).await);
         }
         // Each message of a batch is a call of its own.
+        let headers = self.pipeline_headers(parts);
         let make = |m: Message| McpRequest {
             kind: RequestKind::Message(m),
             session: session.clone(),
             route: route.clone(),
-            headers: self.pipeline_headers(parts),
+            headers: headers.clone(),
             version,
             received_at: received,
             context: RequestContext::new(context.transport, context.peer.clone()),
@@ -99,7 +99,7 @@ impl Front {
     #[allow(clippy::too_many_arguments)]
     async fn post_stateless(
         &self,
-        parts: &Parts,
+        parts: &mut Parts,
         messages: Vec<Message>,
         is_batch: bool,
         id: Option<String>,
@@ -136,7 +136,7 @@ impl Front {
             received_at: received,
             context,
         };
-        let reply = self.service.clone().oneshot(req).await.map_err(piped(id.clone()))?;
+        let reply = self.service.start(req).await.map_err(piped(id.clone()))?;
         Ok(match reply.body {
             ReplyBody::Accepted => accepted(None),
             ReplyBody::Message(m) => stateless_json(m),
@@ -171,7 +171,7 @@ impl Front {
             let svc = self.service.clone();
             let req = make(m);
             async move {
-                match svc.oneshot(req).await {
+                match svc.start(req).await {
                     Ok(reply) => reply.into_stream(),
                     Err(e) => {
                         let m = e.to_message(id.as_deref());

@@ -31,10 +31,11 @@ use super::{client_of, Front, ResponseBody};
 use crate::error::GatewayError;
 use crate::pipeline::{Refusal, RefusalObservers, Transport};
 
-/// The front's service stack over `front`; `max_concurrent` 0 means no bound.
+/// The front's service stack over `front`, bounded by `shed` (shared by every stack
+/// built with it).
 pub fn http_service<B>(
     front: Arc<Front>,
-    max_concurrent: usize,
+    shed: &ShedLayer,
 ) -> impl Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible, Future: Send>
        + Clone
        + Send
@@ -44,14 +45,13 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let refusals = front.refusals.clone();
     let sensitive: [HeaderName; 4] =
         [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE, HeaderName::from_static(super::SESSION_HEADER)];
     ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive))
         .layer(SetRequestIdLayer::x_request_id(NewRequestId))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(ShedLayer::new(max_concurrent, refusals))
+        .layer(shed.clone())
         .service(FrontService { front })
 }
 
@@ -294,7 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_ids_are_kept_or_made() {
-        let svc = http_service::<Full<Bytes>>(Arc::new(front(None)), 0);
+        let svc = http_service::<Full<Bytes>>(Arc::new(front(None)), &ShedLayer::new(0, RefusalObservers::default()));
         let resp = svc.clone().oneshot(stateless_list(Some("client-id-1"))).await.expect("response");
         assert_eq!(resp.status(), http::StatusCode::OK);
         assert_eq!(resp.headers().get("x-request-id").map(|v| v.as_bytes()), Some(&b"client-id-1"[..]));
@@ -306,11 +306,14 @@ mod tests {
     #[tokio::test]
     async fn past_the_bound_requests_get_503_at_once() {
         let gate = Arc::new(Notify::new());
-        let svc = http_service::<Full<Bytes>>(Arc::new(front(Some(gate.clone()))), 1);
+        // Two stacks (two front threads) built with one bound share it.
+        let bound = ShedLayer::new(1, RefusalObservers::default());
+        let svc = http_service::<Full<Bytes>>(Arc::new(front(Some(gate.clone()))), &bound);
+        let other_thread = http_service::<Full<Bytes>>(Arc::new(front(Some(gate.clone()))), &bound);
         let held = tokio::spawn(svc.clone().oneshot(stateless_list(None)));
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let shed = svc.clone().oneshot(stateless_list(None)).await.expect("response");
+        let shed = other_thread.oneshot(stateless_list(None)).await.expect("response");
         assert_eq!(shed.status(), http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(shed.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
         let body: Value =
@@ -332,7 +335,7 @@ mod tests {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text)).boxed_unsync()))
         }));
         let front = front(None).with_endpoint("/.well-known/oauth-protected-resource/mcp", doc);
-        let svc = http_service::<Full<Bytes>>(Arc::new(front), 0);
+        let svc = http_service::<Full<Bytes>>(Arc::new(front), &ShedLayer::new(0, RefusalObservers::default()));
         let get = |path: &str, origin: Option<&str>| {
             let mut b = Request::get(format!("http://127.0.0.1:8080{path}")).header("authorization", "Bearer t");
             if let Some(o) = origin {

@@ -104,6 +104,8 @@ pub struct FrameJob {
     pub when: Instant,
 }
 
+// Frames are nearly every command sent: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     Open { id: u64, path: PathBuf, started: Instant, header: Box<Header>, queue: Arc<TapeQueue> },
     Frame { id: u64, job: FrameJob },

@@ -15,12 +15,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
-use tower::Layer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{BuildContext, StageDef, StageFn};
-use crate::pipeline::{CallEnd, McpRequest, McpService, Stage, StageControl, StageLayer};
+use crate::pipeline::{CallEnd, McpRequest, Stage, StageControl, StageLayer};
 
 /// The registry entry.
 pub const STAGE: StageDef = StageDef { name: "access_log", build, must_follow: &[] };
@@ -50,7 +49,7 @@ fn build(options: &serde_json::Value, ctx: &BuildContext) -> Result<StageFn, Str
     let logger = AccessLogger::new(options.level);
     ctx.controls.register(Arc::new(logger.clone()));
     let layer: AccessLogLayer = StageLayer::new(logger);
-    Ok(Arc::new(move |inner| McpService::new(layer.layer(inner))))
+    Ok(Arc::new(move |inner| layer.service(inner)))
 }
 
 /// The `access_log` layer.
@@ -87,11 +86,11 @@ impl StageControl for AccessLogger {
 
 /// What the logger keeps about a call.
 pub struct Entry {
-    session: Option<String>,
+    session: Option<Arc<crate::session::Session>>,
     method: String,
     tool: Option<String>,
-    id: Option<String>,
-    route: String,
+    id: Option<Arc<str>>,
+    route: Arc<str>,
     started: Instant,
 }
 
@@ -112,11 +111,11 @@ impl Stage for AccessLogger {
             return None;
         }
         Some(Entry {
-            session: req.session.as_ref().map(|s| s.tag().to_owned()),
+            session: req.session.clone(),
             method: req.method_label().to_owned(),
             tool: req.msg().and_then(|m| m.tool_name()).map(str::to_owned),
-            id: req.msg().and_then(|m| m.id_key()).map(str::to_owned),
-            route: req.route.to_string(),
+            id: req.msg().and_then(|m| m.id_shared()),
+            route: req.route.clone(),
             started: req.received_at,
         })
     }
@@ -126,7 +125,7 @@ impl Stage for AccessLogger {
         self.logged.fetch_add(1, Ordering::Relaxed);
         let duration_ms = e.started.elapsed().as_secs_f64() * 1000.0;
         let new_session = end.new_session.map(|s| s.tag());
-        let session = new_session.or(e.session.as_deref()).unwrap_or("-");
+        let session = new_session.or(e.session.as_ref().map(|s| s.tag())).unwrap_or("-");
         let tool = e.tool.as_deref().unwrap_or("-");
         let id = e.id.as_deref().unwrap_or("-");
         let upstream = end.upstream.unwrap_or("-");

@@ -17,12 +17,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
-use tower::Layer;
 
 pub use known_tools::KnownTools;
 
 use super::{BuildContext, StageDef, StageFn};
-use crate::pipeline::{CallEnd, McpRequest, McpService, Refusal, RefusalObserver, Stage, StageLayer};
+use crate::pipeline::{CallEnd, McpRequest, Refusal, RefusalObserver, Stage, StageLayer};
 use crate::upstream::{WireContext, WireOrigin, WireTap};
 
 /// Counter of finished calls.
@@ -48,7 +47,7 @@ fn build(options: &serde_json::Value, ctx: &BuildContext) -> Result<StageFn, Str
     ctx.refusals.register(Arc::new(RefusalCounter));
     ctx.wire.register(Arc::new(WireCounter));
     let layer: MetricsLayer = StageLayer::new(Recorder::new(ctx.known_tools.clone()));
-    Ok(Arc::new(move |inner| McpService::new(layer.layer(inner))))
+    Ok(Arc::new(move |inner| layer.service(inner)))
 }
 
 /// MCP methods that are counted under their own name.

@@ -44,12 +44,11 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tower::Layer;
 
 use super::{BuildContext, StageDef, StageFn};
 use crate::pipeline::{
-    CallEnd, Carrier, Direction, Flow, Lifecycle, McpRequest, McpService, MessageContext, ReplyStart, RequestKind,
-    Stage, StageLayer, Verdict,
+    CallEnd, Carrier, Direction, Flow, Lifecycle, McpRequest, MessageContext, ReplyStart, RequestKind, Stage,
+    StageLayer, Verdict,
 };
 use crate::protocol::Message;
 use crate::session::Session;
@@ -157,7 +156,7 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
     ctx.lifecycles.register(Arc::new(recorder.clone()));
     ctx.wire.register(Arc::new(recorder.clone()));
     let layer = StageLayer::new(recorder);
-    Ok(Arc::new(move |inner| McpService::new(layer.layer(inner))))
+    Ok(Arc::new(move |inner| layer.service(inner)))
 }
 
 /// What a recorder is set up with.

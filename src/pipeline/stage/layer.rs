@@ -1,4 +1,9 @@
 //! [`StageLayer`]: a [`Stage`] as a `tower::Layer`.
+//!
+//! A stage and the service below it are one shared node: a call holds the node's
+//! `Arc` (one reference count) to reach the stage again when the reply comes, and
+//! to send requests below it (answers a stage gives in place of the client,
+//! requests whose verdict came later). Nothing is cloned per call besides.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,16 +11,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 use super::stream::Tapped;
 use super::{CallEnd, CallInfo, Carrier, Direction, Flow, MessageContext, ReplyStart, Stage, Verdict};
 use crate::error::GatewayError;
-use crate::pipeline::{McpReply, McpRequest, Outcome, ReplyBody};
-
-/// Sends a request to the service below a stage (for answers a stage gives in place
-/// of the client, and for requests whose verdict came later).
-pub(super) type Below = Arc<dyn Fn(McpRequest) -> BoxFuture<'static, Result<McpReply, GatewayError>> + Send + Sync>;
+use crate::pipeline::service::Start;
+use crate::pipeline::{McpReply, McpRequest, McpService, Outcome, ReplyBody};
 
 // === impl StageLayer ===
 
@@ -32,65 +34,87 @@ impl<T> StageLayer<T> {
     }
 }
 
-impl<S, T> Layer<S> for StageLayer<T>
-where
-    S: Service<McpRequest, Response = McpReply, Error = GatewayError> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    T: Stage,
-{
-    type Service = StageService<S, T>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        let below_inner = inner.clone();
-        let below: Below = Arc::new(move |req| Box::pin(below_inner.clone().oneshot(req)));
-        StageService { inner, stage: self.stage.clone(), below }
+impl<T: Stage> StageLayer<T> {
+    /// The stage over `inner`, as the pipeline's service type.
+    pub fn service(&self, inner: McpService) -> McpService {
+        McpService::shared(Arc::new(Node { stage: self.stage.clone(), below: inner }))
     }
+}
+
+impl<T: Stage> Layer<McpService> for StageLayer<T> {
+    type Service = StageService<T>;
+
+    fn layer(&self, inner: McpService) -> Self::Service {
+        StageService(Arc::new(Node { stage: self.stage.clone(), below: inner }))
+    }
+}
+
+/// A stage and the service below it.
+pub(super) struct Node<T> {
+    pub(super) stage: T,
+    /// The service below the stage.
+    pub(super) below: McpService,
 }
 
 // === impl StageService ===
 
-/// The service of [`StageLayer`].
-#[derive(Clone)]
-pub struct StageService<S, T> {
-    inner: S,
-    stage: T,
-    below: Below,
+/// The service of [`StageLayer`] (see also [`StageLayer::service`]).
+pub struct StageService<T>(Arc<Node<T>>);
+
+impl<T> Clone for StageService<T> {
+    fn clone(&self) -> Self {
+        StageService(self.0.clone())
+    }
 }
 
-impl<S, T> Service<McpRequest> for StageService<S, T>
-where
-    S: Service<McpRequest, Response = McpReply, Error = GatewayError> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    T: Stage,
-{
+impl<T: Stage> Service<McpRequest> for StageService<T> {
     type Response = McpReply;
     type Error = GatewayError;
-    type Future = ResponseFuture<S::Future, T>;
+    type Future = BoxFuture<'static, Result<McpReply, GatewayError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: the service below is an [`McpService`], which is.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: McpRequest) -> Self::Future {
+        self.0.clone().start(req)
+    }
+}
+
+impl<T: Stage> From<StageService<T>> for McpService {
+    fn from(service: StageService<T>) -> McpService {
+        McpService::shared(service.0)
+    }
+}
+
+impl<T: Stage> Start for Node<T> {
+    fn start(self: Arc<Self>, req: McpRequest) -> BoxFuture<'static, Result<McpReply, GatewayError>> {
         let call = self.stage.begin(&req);
         let info = CallInfo::of(&req);
         let flow = self.stage.on_request(&call, &info, req);
-        let finish = Finish(Some(Parts { stage: self.stage.clone(), call, info, below: self.below.clone() }));
         match flow {
             Flow::Now(Verdict::Pass(req)) => {
-                ResponseFuture { state: State::Calling { inner: self.inner.call(req) }, finish: Some(finish) }
+                let inner = self.below.start(req);
+                let finish = Finish(Some(Parts { node: self, call, info }));
+                Box::pin(ResponseFuture { state: State::Calling { inner }, finish: Some(finish) })
             }
-            Flow::Now(verdict) => ResponseFuture::boxed(Box::pin(async move { finish.settle(verdict) })),
-            Flow::Later(decision) => ResponseFuture::boxed(Box::pin(async move {
-                match decision.await {
-                    Verdict::Pass(req) => {
-                        let below = finish.below();
-                        let result = below(req).await;
-                        finish.reply(result).await
+            Flow::Now(verdict) => {
+                let finish = Finish(Some(Parts { node: self, call, info }));
+                Box::pin(std::future::ready(finish.settle(verdict)))
+            }
+            Flow::Later(decision) => {
+                let finish = Finish(Some(Parts { node: self, call, info }));
+                Box::pin(async move {
+                    match decision.await {
+                        Verdict::Pass(req) => {
+                            let result = finish.below().start(req).await;
+                            finish.reply(result).await
+                        }
+                        verdict => finish.settle(verdict),
                     }
-                    verdict => finish.settle(verdict),
-                }
-            })),
+                })
+            }
         }
     }
 }
@@ -118,9 +142,9 @@ impl<T: Stage> Finish<T> {
         }
     }
 
-    fn below(&self) -> Below {
+    fn below(&self) -> McpService {
         match &self.0 {
-            Some(parts) => parts.below.clone(),
+            Some(parts) => parts.node.below.clone(),
             None => unreachable!("a call finished twice"),
         }
     }
@@ -143,10 +167,9 @@ impl<T: Stage> Finish<T> {
 
 /// What a call's future keeps to finish it.
 struct Parts<T: Stage> {
-    stage: T,
+    node: Arc<Node<T>>,
     call: T::Call,
     info: CallInfo,
-    below: Below,
 }
 
 impl<T: Stage> Parts<T> {
@@ -160,7 +183,7 @@ impl<T: Stage> Parts<T> {
             }
             Verdict::Answer(m) if is_request => {
                 let outcome = Outcome::of_message(&m);
-                self.stage.end(
+                self.node.stage.end(
                     &self.call,
                     &CallEnd { upstream: None, new_session: None, outcome: &outcome, response: Some(&m), error: None },
                 );
@@ -177,7 +200,7 @@ impl<T: Stage> Parts<T> {
     }
 
     fn end(self, outcome: &Outcome, upstream: Option<&str>, response: Option<&crate::protocol::Message>) {
-        self.stage.end(&self.call, &CallEnd { upstream, new_session: None, outcome, response, error: None });
+        self.node.stage.end(&self.call, &CallEnd { upstream, new_session: None, outcome, response, error: None });
     }
 
     fn failed(self, e: &GatewayError) {
@@ -188,7 +211,7 @@ impl<T: Stage> Parts<T> {
             response: None,
             error: Some(e),
         };
-        self.stage.end(&self.call, &end);
+        self.node.stage.end(&self.call, &end);
     }
 
     /// The reply from below, through the stage.
@@ -212,7 +235,7 @@ impl<T: Stage> Parts<T> {
                 return Ok(Err(e));
             }
         };
-        self.stage.on_reply(
+        self.node.stage.on_reply(
             &self.call,
             &ReplyStart { upstream: reply.upstream.as_deref(), new_session: reply.new_session() },
         );
@@ -225,7 +248,7 @@ impl<T: Stage> Parts<T> {
             ReplyBody::Stream(s) => {
                 let upstream = reply.upstream.clone();
                 let new_session = reply.new_session().cloned();
-                let tapped = Tapped::new(s, self.stage, self.call, self.info, upstream, new_session, self.below);
+                let tapped = Tapped::new(s, self.node, self.call, self.info, upstream, new_session);
                 reply.body = ReplyBody::Stream(Box::pin(tapped));
                 Ok(Ok(reply))
             }
@@ -236,7 +259,7 @@ impl<T: Stage> Parts<T> {
                     call: &self.info,
                     upstream: reply.upstream.as_deref(),
                 };
-                match self.stage.on_message(&self.call, &ctx, m) {
+                match self.node.stage.on_message(&self.call, &ctx, m) {
                     Flow::Now(verdict) => Ok(Ok(self.apply(reply, verdict))),
                     Flow::Later(fut) => {
                         let finish = Finish(Some(self));
@@ -278,67 +301,57 @@ impl<T: Stage> Parts<T> {
             response,
             error: None,
         };
-        self.stage.end(&self.call, &end);
+        self.node.stage.end(&self.call, &end);
     }
 }
 
 // === impl ResponseFuture ===
 
-pin_project_lite::pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Calling { #[pin] inner: F },
-        Boxed { fut: BoxFuture<'static, Result<McpReply, GatewayError>> },
-        Done,
-    }
+enum State {
+    /// The call is below the stage.
+    Calling {
+        inner: BoxFuture<'static, Result<McpReply, GatewayError>>,
+    },
+    /// The stage's verdict on the reply comes later.
+    Boxed {
+        fut: BoxFuture<'static, Result<McpReply, GatewayError>>,
+    },
+    Done,
 }
 
-pin_project_lite::pin_project! {
-    /// The future of [`StageService`].
-    pub struct ResponseFuture<F, T: Stage> {
-        #[pin]
-        state: State<F>,
-        finish: Option<Finish<T>>,
-    }
+/// A passed request's future: the call below, then the reply through the stage.
+struct ResponseFuture<T: Stage> {
+    state: State,
+    finish: Option<Finish<T>>,
 }
 
-impl<F, T: Stage> ResponseFuture<F, T> {
-    fn boxed(fut: BoxFuture<'static, Result<McpReply, GatewayError>>) -> Self {
-        ResponseFuture { state: State::Boxed { fut }, finish: None }
-    }
-}
-
-impl<F, T> Future for ResponseFuture<F, T>
-where
-    F: Future<Output = Result<McpReply, GatewayError>>,
-    T: Stage,
-{
+impl<T: Stage> Future for ResponseFuture<T> {
     type Output = Result<McpReply, GatewayError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.get_mut();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { inner } => {
-                    let result = std::task::ready!(inner.poll(cx));
+            match &mut this.state {
+                State::Calling { inner } => {
+                    let result = std::task::ready!(inner.as_mut().poll(cx));
                     let Some(finish) = this.finish.take() else {
-                        this.state.set(State::Done);
+                        this.state = State::Done;
                         return Poll::Ready(result);
                     };
                     match finish.reply_now(result) {
                         Ok(done) => {
-                            this.state.set(State::Done);
+                            this.state = State::Done;
                             return Poll::Ready(done);
                         }
-                        Err(later) => this.state.set(State::Boxed { fut: later }),
+                        Err(later) => this.state = State::Boxed { fut: later },
                     }
                 }
-                StateProj::Boxed { fut } => {
+                State::Boxed { fut } => {
                     let out = std::task::ready!(fut.as_mut().poll(cx));
-                    this.state.set(State::Done);
+                    this.state = State::Done;
                     return Poll::Ready(out);
                 }
-                StateProj::Done => {
+                State::Done => {
                     return Poll::Ready(Err(GatewayError::Internal(
                         "a stage's future was polled after it completed".into(),
                     )))

@@ -34,9 +34,11 @@
 //! stream has started. What each verdict means per direction is on [`Verdict`].
 //!
 //! Messages of one call pass a stage one at a time, in order: while a `Later` flow is
-//! pending, the next message waits. A stage is built once; every clone of its service
-//! shares it, so state in an `Arc` (a rule set, rate-limit buckets) is shared by all
-//! calls.
+//! pending, the next message waits. A stage is built once, from its options; the
+//! gateway then wraps a clone of it around each front thread's pipeline
+//! ([`StageLayer::service`], through `layers::Pipeline`), so state in an `Arc` (a
+//! rule set, rate-limit buckets) is shared by all threads and calls, while plain
+//! fields are per thread copies of the options.
 //!
 //! Besides calls, a stage can register at build time (see
 //! `layers::BuildContext`): a [`RefusalObserver`](super::RefusalObserver),
@@ -174,7 +176,7 @@ impl CallInfo {
     /// What a request says about its call.
     pub fn of(req: &McpRequest) -> CallInfo {
         let request_id = match &req.kind {
-            RequestKind::Message(m) if m.is_request() => m.id_key().map(Arc::from),
+            RequestKind::Message(m) if m.is_request() => m.id_shared(),
             _ => None,
         };
         let carrier = match req.kind {

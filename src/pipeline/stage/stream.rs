@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures_core::Stream;
 
-use super::layer::Below;
+use super::layer::Node;
 use super::{CallEnd, CallInfo, Direction, Flow, LaterVerdict, MessageContext, Stage, Verdict};
 use crate::pipeline::{McpRequest, MessageStream, Outcome, RequestContext, RequestKind, ServerRequest};
 use crate::protocol::{Message, MessageKind};
@@ -31,14 +31,13 @@ impl Original {
 /// A reply stream through a stage.
 pub(super) struct Tapped<T: Stage> {
     inner: MessageStream,
-    stage: T,
+    node: Arc<Node<T>>,
     call: T::Call,
     /// `Stage::end` was called.
     finished: bool,
     info: CallInfo,
     upstream: Option<Arc<str>>,
     new_session: Option<Arc<Session>>,
-    below: Below,
     pending: Option<(LaterVerdict<Message>, Original)>,
     /// The stage failed the call: its error was the last message.
     ended: bool,
@@ -47,14 +46,13 @@ pub(super) struct Tapped<T: Stage> {
 impl<T: Stage> Tapped<T> {
     pub(super) fn new(
         inner: MessageStream,
-        stage: T,
+        node: Arc<Node<T>>,
         call: T::Call,
         info: CallInfo,
         upstream: Option<Arc<str>>,
         new_session: Option<Arc<Session>>,
-        below: Below,
     ) -> Self {
-        Tapped { inner, stage, call, finished: false, info, upstream, new_session, below, pending: None, ended: false }
+        Tapped { inner, node, call, finished: false, info, upstream, new_session, pending: None, ended: false }
     }
 
     fn end(&mut self, outcome: Outcome, response: Option<&Message>) {
@@ -69,7 +67,7 @@ impl<T: Stage> Tapped<T> {
             response,
             error: None,
         };
-        self.stage.end(&self.call, &end);
+        self.node.stage.end(&self.call, &end);
     }
 
     /// A message that goes on to the client: the call ends with its final response.
@@ -124,10 +122,10 @@ impl<T: Stage> Tapped<T> {
             received_at: Instant::now(),
             context,
         };
-        let below = self.below.clone();
+        let sent = self.node.below.start(req);
         let call = self.info.call;
         tokio::spawn(async move {
-            if let Err(e) = below(req).await {
+            if let Err(e) = sent.await {
                 tracing::warn!(%call, error = %e, "a stage's answer to a server request could not be sent");
             }
         });
@@ -162,7 +160,7 @@ impl<T: Stage> Stream for Tapped<T> {
                 upstream: this.upstream.as_deref(),
             };
             let original = Original::of(&m);
-            match this.stage.on_message(&this.call, &ctx, m) {
+            match this.node.stage.on_message(&this.call, &ctx, m) {
                 Flow::Now(verdict) => {
                     if let Some(m) = this.apply(verdict, original) {
                         return Poll::Ready(Some(m));
