@@ -20,6 +20,7 @@ macro_rules! out_raw {
     }};
 }
 
+mod intercept;
 mod library;
 mod progress;
 mod tape;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Work with recorded tapes (`--record DIR`, or the `record` stage).
     #[command(subcommand)]
     Tape(tape::TapeCommand),
+    /// Interception rules (`--rules FILE`, or the `intercept` stage): check a rule file.
+    #[command(subcommand)]
+    Intercept(intercept::InterceptCommand),
     /// Serve a recorded tape as an MCP server: over Streamable HTTP at /mcp
     /// (`--listen`), or on stdio (`--stdio`). Clients of every revision are served,
     /// bridged as for any 2025 server.
@@ -87,6 +91,10 @@ pub struct GatewayArgs {
     /// `dir` when the configuration has one).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// Interception rules (YAML or JSON; see `shadowcat intercept rules validate`):
+    /// adds the `intercept` stage, or sets its `rules` when the configuration has one.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
     /// A stdio upstream command (after `--`), replacing the configured upstreams.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -130,6 +138,10 @@ pub struct ForwardStdioArgs {
     /// `dir` when the configuration has one).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// Interception rules (YAML or JSON; see `shadowcat intercept rules validate`):
+    /// adds the `intercept` stage, or sets its `rules` when the configuration has one.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
     /// The stdio server to run (after `--`).
     #[arg(last = true, required_unless_present = "upstream")]
     pub command: Vec<String>,
@@ -167,6 +179,9 @@ impl ForwardStdioArgs {
         }
         only_upstream(&mut config, "forward", upstream);
         config.mode = Some("forward");
+        if let Some(file) = &self.rules {
+            with_rules(&mut config, file)?;
+        }
         if let Some(dir) = &self.record {
             with_record(&mut config, dir)?;
         }
@@ -192,6 +207,10 @@ pub struct ForwardHttpArgs {
     /// `dir` when the configuration has one).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// Interception rules (YAML or JSON; see `shadowcat intercept rules validate`):
+    /// adds the `intercept` stage, or sets its `rules` when the configuration has one.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
     /// The stdio server to run (after `--`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -214,6 +233,7 @@ impl ForwardHttpArgs {
             admin: None,
             upstream: None,
             record: self.record.clone(),
+            rules: self.rules.clone(),
             command: self.command.clone(),
         };
         args.apply(config)
@@ -308,6 +328,9 @@ impl GatewayArgs {
         if let Some(upstream) = cli_upstream {
             only_upstream(&mut config, "cli", upstream);
         }
+        if let Some(file) = &self.rules {
+            with_rules(&mut config, file)?;
+        }
         if let Some(dir) = &self.record {
             with_record(&mut config, dir)?;
         }
@@ -342,29 +365,60 @@ fn stdio_upstream(command: &[String]) -> Result<Option<UpstreamConfig>, String> 
     Ok(Some(UpstreamConfig::Stdio(cfg)))
 }
 
+/// Sets `key` of `stage`'s options to `value` where the pipeline lists the stage;
+/// whether it does.
+fn set_stage_option(config: &mut Config, stage: &str, key: &str, value: &str) -> bool {
+    use crate::config::StageEntry;
+    for entry in &mut config.pipeline {
+        let options = match entry {
+            StageEntry::Name(name) if name == stage => {
+                *entry = StageEntry::WithOptions([(stage.to_owned(), serde_json::json!({}))].into());
+                let StageEntry::WithOptions(map) = entry else { return false };
+                map.entry(stage.to_owned()).or_insert(serde_json::Value::Null)
+            }
+            StageEntry::WithOptions(map) if map.contains_key(stage) => {
+                map.entry(stage.to_owned()).or_insert(serde_json::Value::Null)
+            }
+            _ => continue,
+        };
+        if !options.is_object() {
+            *options = serde_json::json!({});
+        }
+        options[key] = serde_json::json!(value);
+        return true;
+    }
+    false
+}
+
+/// A pipeline entry: `stage` with the one option `key: value`.
+fn stage_with(stage: &str, key: &str, value: &str) -> crate::config::StageEntry {
+    crate::config::StageEntry::WithOptions([(stage.to_owned(), serde_json::json!({ key: value }))].into())
+}
+
 /// Records to `dir`: sets the `record` stage's `dir`, or adds the stage last in the
 /// pipeline (innermost: it records what the stages before it let through).
 fn with_record(config: &mut Config, dir: &std::path::Path) -> Result<(), String> {
-    use crate::config::StageEntry;
     let dir = dir.to_str().ok_or_else(|| format!("--record {}: not a UTF-8 path", dir.display()))?;
-    for entry in &mut config.pipeline {
-        match entry {
-            StageEntry::Name(name) if name == "record" => {
-                *entry = StageEntry::WithOptions([("record".to_owned(), serde_json::json!({ "dir": dir }))].into());
-                return Ok(());
-            }
-            StageEntry::WithOptions(map) if map.contains_key("record") => {
-                let options = map.entry("record".to_owned()).or_insert(serde_json::Value::Null);
-                if !options.is_object() {
-                    *options = serde_json::json!({});
-                }
-                options["dir"] = serde_json::json!(dir);
-                return Ok(());
-            }
-            _ => {}
-        }
+    if !set_stage_option(config, "record", "dir", dir) {
+        config.pipeline.push(stage_with("record", "dir", dir));
     }
-    config.pipeline.push(StageEntry::WithOptions([("record".to_owned(), serde_json::json!({ "dir": dir }))].into()));
+    Ok(())
+}
+
+/// Intercepts with the rules in `file`: sets the `intercept` stage's `rules`, or adds
+/// the stage last in the pipeline but before `record` (so that tapes hold what the
+/// rules let through and what they answered).
+fn with_rules(config: &mut Config, file: &std::path::Path) -> Result<(), String> {
+    use crate::config::StageEntry;
+    let file = file.to_str().ok_or_else(|| format!("--rules {}: not a UTF-8 path", file.display()))?;
+    if !set_stage_option(config, "intercept", "rules", file) {
+        let is_record = |e: &StageEntry| match e {
+            StageEntry::Name(name) => name == "record",
+            StageEntry::WithOptions(map) => map.contains_key("record"),
+        };
+        let at = config.pipeline.iter().position(is_record).unwrap_or(config.pipeline.len());
+        config.pipeline.insert(at, stage_with("intercept", "rules", file));
+    }
     Ok(())
 }
 
@@ -394,6 +448,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Tape(cmd) => tape::run(cmd),
+        Command::Intercept(cmd) => intercept::run(cmd),
         Command::Replay(args) if args.stdio => {
             let _log_guard = crate::telemetry::init_logging(cli.log_json);
             let config = match args.resolve() {
@@ -480,5 +535,32 @@ fn run_async<F: std::future::Future<Output = Result<(), String>>>(worker_threads
             eprintln!("shadowcat: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stages(config: &Config) -> Vec<(String, serde_json::Value)> {
+        config.stage_specs().expect("specs").into_iter().map(|s| (s.name, s.options)).collect()
+    }
+
+    #[test]
+    fn rules_and_record_flags_place_or_set_their_stages() {
+        let yaml = "pipeline: [metrics, record]\nupstreams: {a: {stdio: {command: x}}}\n";
+        let mut config = Config::from_yaml(yaml, "t.yaml").expect("config");
+        with_rules(&mut config, std::path::Path::new("r.yaml")).expect("rules");
+        with_record(&mut config, std::path::Path::new("tapes")).expect("record");
+        let names: Vec<_> = stages(&config).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["metrics", "intercept", "record"], "intercept goes before record");
+        assert_eq!(stages(&config)[1].1, serde_json::json!({"rules": "r.yaml"}));
+        assert_eq!(stages(&config)[2].1, serde_json::json!({"dir": "tapes"}));
+
+        let yaml = "pipeline: [{intercept: {rules: old.yaml}}, access_log]\nupstreams: {a: {stdio: {command: x}}}\n";
+        let mut config = Config::from_yaml(yaml, "t.yaml").expect("config");
+        with_rules(&mut config, std::path::Path::new("new.yaml")).expect("rules");
+        assert_eq!(stages(&config)[0], ("intercept".into(), serde_json::json!({"rules": "new.yaml"})));
+        assert_eq!(stages(&config).len(), 2);
     }
 }

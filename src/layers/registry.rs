@@ -56,7 +56,8 @@ pub struct StageDef {
 }
 
 /// Every stage Shadowcat knows.
-pub static STAGES: &[StageDef] = &[layers::metrics::STAGE, layers::access_log::STAGE, layers::record::STAGE];
+pub static STAGES: &[StageDef] =
+    &[layers::metrics::STAGE, layers::access_log::STAGE, layers::intercept::STAGE, layers::record::STAGE];
 
 fn find(name: &str) -> Option<&'static StageDef> {
     STAGES.iter().find(|s| s.name == name)

@@ -1,0 +1,257 @@
+//! `intercept`: rules that match MCP messages (by direction, method, tool) and act on
+//! them: let through, drop, block with an error of your choosing, answer with a mock,
+//! delay. The rule file format is in `docs/intercept.md`; the rules are compiled once
+//! at load ([`rules`]).
+//!
+//! ```yaml
+//! pipeline:
+//!   - metrics
+//!   - access_log
+//!   - intercept: { rules: rules.yaml }
+//! ```
+//!
+//! Or `--rules FILE` on `gateway`, `forward stdio` and `forward http`.
+//!
+//! Per message, the rules indexed under its method and those without an exact method
+//! are tried, highest priority first. A response has no method of its own: a rule
+//! with a `direction` matches it by its request's method and tool (`direction:
+//! server_to_client, method: tools/call` is the answer to a `tools/call`; `direction:
+//! client_to_server, method: elicitation/create` the client's answer to one); a rule
+//! without a direction matches only messages that carry the method. The
+//! first enabled rule that matches and is due to fire (`after`, `times`) acts, and no
+//! later rule is tried. What each action does, per kind of message:
+//!
+//! | action | a request (either way) | a notification | a response |
+//! |---|---|---|---|
+//! | `continue` | passes | passes | passes |
+//! | `drop` | answered to its sender with an error (`-32052`), so nothing hangs | discarded | discarded |
+//! | `block` | answered to its sender with the rule's error (or, for a client's request with `status`, refused with that HTTP status and headers) | discarded | replaced by the rule's error |
+//! | `mock` | answered to its sender with the rule's result or error; the other side never sees it | passes | its result or error replaced |
+//! | `delay` | held, then passed | held, then passed | held, then passed |
+
+pub mod rules;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{BuildContext, StageDef, StageFn};
+use crate::error::{GatewayError, Rejection};
+use crate::pipeline::{Direction, Flow, McpRequest, MessageContext, Shared, Stage, StageControl, StageLayer, Verdict};
+use crate::protocol::{id_value, Message, MessageKind};
+use rules::{Action, Rule, RuleSet};
+
+/// The registry entry.
+pub const STAGE: StageDef = StageDef { name: "intercept", build, must_follow: &[] };
+
+/// The JSON-RPC code a dropped request is answered with.
+pub const DROPPED_CODE: i32 = -32052;
+
+/// Options of the `intercept` stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    /// The rule file (YAML or JSON).
+    rules: PathBuf,
+}
+
+fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
+    if options.is_null() {
+        return Err("needs a rule file: `intercept: { rules: FILE }`".into());
+    }
+    let options: Options = serde_json::from_value(options.clone()).map_err(|e| e.to_string())?;
+    let set = RuleSet::load(&options.rules)?;
+    for warning in &set.warnings {
+        tracing::warn!(%warning, "intercept rule file");
+    }
+    let interceptor = Interceptor { rules: Shared::new(set) };
+    ctx.controls.register(Arc::new(interceptor.clone()));
+    let layer = StageLayer::new(interceptor);
+    Ok(Arc::new(move |inner| layer.service(inner)))
+}
+
+/// The `intercept` stage.
+#[derive(Clone)]
+pub struct Interceptor {
+    rules: Shared<RuleSet>,
+}
+
+impl Interceptor {
+    /// A stage running `rules`.
+    pub fn new(rules: RuleSet) -> Self {
+        Interceptor { rules: Shared::new(rules) }
+    }
+}
+
+/// `GET /stages/intercept` on the admin listener: the rules and their counts.
+impl StageControl for Interceptor {
+    fn name(&self) -> &str {
+        STAGE.name
+    }
+
+    fn status(&self) -> Value {
+        let set = self.rules.load();
+        let rules: Vec<Value> = set
+            .rules
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id,
+                    "description": r.description,
+                    "enabled": r.enabled,
+                    "priority": r.priority,
+                    "matches": r.matches.load(Ordering::Relaxed),
+                    "fired": r.fired.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        serde_json::json!({ "file": set.origin, "generation": self.rules.generation(), "rules": rules })
+    }
+}
+
+/// What the stage keeps about a call.
+pub struct CallRules {
+    /// The rule set the call started under (kept while it runs).
+    rules: Arc<RuleSet>,
+    /// The client's request's method and tool, for matching its response.
+    method: Option<Box<str>>,
+    tool: Option<Box<str>>,
+    /// The client's request, when a template may need it.
+    request: Option<Message>,
+}
+
+impl Stage for Interceptor {
+    type Call = CallRules;
+
+    fn begin(&self, req: &McpRequest) -> CallRules {
+        let rules = self.rules.load();
+        let msg = req.msg().filter(|m| m.is_request());
+        CallRules {
+            method: msg.and_then(|m| m.method()).map(Box::from),
+            tool: msg.and_then(|m| m.tool_name()).map(Box::from),
+            request: msg.filter(|_| rules.uses_templates).cloned(),
+            rules,
+        }
+    }
+
+    fn on_message(&self, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) -> Flow {
+        if call.rules.rules.is_empty() {
+            return Flow::pass(msg);
+        }
+        // A response is matched by the method (and tool) of the request it answers.
+        let (method, tool) = match msg.kind() {
+            MessageKind::Response if ctx.direction == Direction::ServerToClient => {
+                if msg.id_key().is_some() && msg.id_key() == ctx.call.request_id.as_deref() {
+                    (call.method.as_deref(), call.tool.as_deref())
+                } else {
+                    (None, None)
+                }
+            }
+            MessageKind::Response => (ctx.call.answers.as_ref().map(|a| &*a.method), None),
+            _ => (msg.method(), msg.tool_name()),
+        };
+        let is_response = msg.kind() == MessageKind::Response;
+        for rule in call.rules.candidates(method) {
+            // A response carries no method of its own: it is matched by its request's
+            // only by rules that say which way they look.
+            let by_request = is_response && rule.matcher.direction.is_none() && rule.matcher.method.is_some();
+            if by_request || !rule.enabled || !matches(rule, ctx.direction, method, tool) || !rule.take() {
+                continue;
+            }
+            tracing::debug!(rule = %rule.id, method = method.unwrap_or("-"), direction = ?ctx.direction, "intercept rule fired");
+            return act(rule, call, ctx, msg);
+        }
+        Flow::pass(msg)
+    }
+}
+
+fn matches(rule: &Rule, direction: Direction, method: Option<&str>, tool: Option<&str>) -> bool {
+    let m = &rule.matcher;
+    m.direction.is_none_or(|d| d == direction)
+        && m.method.as_ref().is_none_or(|p| method.is_some_and(|name| p.matches(name)))
+        && m.tool.as_ref().is_none_or(|p| tool.is_some_and(|name| p.matches(name)))
+}
+
+/// A response to `to` (a request) with `result`. A 2026-07-28 client gets the
+/// `resultType` that revision requires of every result (`complete`, unless the mock
+/// gives its own).
+fn result_for(to: &Message, mut result: Value, version: crate::protocol::ProtocolVersion) -> Message {
+    if version.is_stateless() {
+        if let Value::Object(fields) = &mut result {
+            fields.entry("resultType").or_insert_with(|| Value::String("complete".into()));
+        }
+    }
+    let id = to.id_key().map(id_value).unwrap_or(Value::Null);
+    Message::from_value(&serde_json::json!({ "jsonrpc": "2.0", "id": id, "result": result }))
+}
+
+fn act(rule: &Rule, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) -> Flow {
+    let kind = msg.kind();
+    match &rule.action {
+        Action::Continue => Flow::pass(msg),
+        Action::Delay(d) => {
+            let d = *d;
+            Flow::Later(Box::pin(async move {
+                tokio::time::sleep(d).await;
+                Verdict::Pass(msg)
+            }))
+        }
+        Action::Drop => match kind {
+            MessageKind::Request => {
+                let text = format!("dropped by rule {}", rule.id);
+                Flow::answer(Message::error_response(msg.id_key(), DROPPED_CODE, &text, None))
+            }
+            _ => Flow::drop_it(),
+        },
+        Action::Block { code, message, data, status } => match kind {
+            MessageKind::Request => match status {
+                Some((status, headers)) if ctx.direction == Direction::ClientToServer => {
+                    let mut rejection = Rejection::new(*status, *code, message.clone()).label("intercepted");
+                    for (name, value) in headers {
+                        rejection = rejection.header(name.clone(), value.clone());
+                    }
+                    if let Some(data) = data {
+                        rejection = rejection.data(data.clone());
+                    }
+                    Flow::fail(GatewayError::from(rejection))
+                }
+                _ => Flow::answer(Message::error_response(msg.id_key(), *code, message, data.clone())),
+            },
+            MessageKind::Notification => Flow::drop_it(),
+            MessageKind::Response => Flow::pass(Message::error_response(msg.id_key(), *code, message, data.clone())),
+        },
+        Action::Mock { result, error } => {
+            if kind == MessageKind::Notification {
+                return Flow::pass(msg);
+            }
+            let reply = match (result, error) {
+                (_, Some((code, message, data))) => Message::error_response(msg.id_key(), *code, message, data.clone()),
+                (Some(piece), None) => {
+                    // The request in the template's context: this message, or the one a response answers.
+                    let request = if kind == MessageKind::Request { Some(&msg) } else { call.request.as_ref() };
+                    let context =
+                        serde_json::json!({ "request": request.and_then(|m| m.to_value()).unwrap_or(Value::Null) });
+                    match piece.render(&call.rules.templates, &context) {
+                        Ok(value) => result_for(&msg, value, ctx.call.version),
+                        Err(e) => {
+                            tracing::warn!(rule = %rule.id, error = %e, "an intercept mock's template did not render");
+                            let text = format!("rule {}: the mock's template did not render: {e}", rule.id);
+                            Message::error_response(msg.id_key(), -32603, &text, None)
+                        }
+                    }
+                }
+                (None, None) => return Flow::pass(msg),
+            };
+            match kind {
+                MessageKind::Request => Flow::answer(reply),
+                _ => Flow::pass(reply),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

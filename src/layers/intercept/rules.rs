@@ -1,0 +1,639 @@
+//! Rule files: the format (`version: 1`), loading and checking, and the compiled
+//! rule set the stage runs. See `docs/intercept.md` for the reference.
+//!
+//! Everything a rule needs at run time is compiled here, once, at load: method and
+//! name patterns, templates. A file either loads whole or not at all; errors name the
+//! file, the line, the rule and the key.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::pipeline::Direction;
+
+/// The rule file format version this build reads.
+pub const VERSION: u64 = 1;
+
+// === the file, as written ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    version: u64,
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    id: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    priority: i64,
+    #[serde(rename = "match", default)]
+    matcher: MatchSpec,
+    action: ActionSpec,
+    #[serde(default)]
+    times: Option<u64>,
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which way a message goes, as rule files spell it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum DirectionSpec {
+    ClientToServer,
+    ServerToClient,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchSpec {
+    #[serde(default)]
+    direction: Option<DirectionSpec>,
+    #[serde(default)]
+    method: Option<PatternSpec>,
+    #[serde(default)]
+    tool: Option<PatternSpec>,
+}
+
+/// A name to match: exact, a glob when it has `*` or `?`, or `{ regex: ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PatternSpec {
+    Text(String),
+    Regex { regex: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum ActionSpec {
+    Continue,
+    Drop,
+    Block(BlockSpec),
+    Mock(MockSpec),
+    Delay(DelaySpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockSpec {
+    #[serde(default = "block_code")]
+    code: i32,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+    /// An HTTP status instead of a JSON-RPC error in a 200 (client requests only).
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+}
+
+fn block_code() -> i32 {
+    -32050
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MockSpec {
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<MockError>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MockError {
+    code: i32,
+    message: String,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelaySpec {
+    #[serde(with = "crate::config::duration")]
+    fixed: Duration,
+}
+
+// === compiled ===
+
+/// A compiled name pattern.
+#[derive(Debug)]
+pub enum Pattern {
+    /// The exact name.
+    Exact(String),
+    /// A glob or a regex, compiled.
+    Regex(regex::Regex),
+}
+
+impl Pattern {
+    fn compile(spec: PatternSpec) -> Result<Pattern, String> {
+        match spec {
+            PatternSpec::Text(text) if !text.contains(['*', '?']) => Ok(Pattern::Exact(text)),
+            PatternSpec::Text(glob) => {
+                // A glob is a regex of its own: `*` any run of characters, `?` one.
+                let mut re = String::from("^");
+                for c in glob.chars() {
+                    match c {
+                        '*' => re.push_str(".*"),
+                        '?' => re.push('.'),
+                        c => re.push_str(&regex::escape(&c.to_string())),
+                    }
+                }
+                re.push('$');
+                regex::Regex::new(&re).map(Pattern::Regex).map_err(|e| format!("glob {glob:?}: {e}"))
+            }
+            PatternSpec::Regex { regex } => {
+                regex::Regex::new(&regex).map(Pattern::Regex).map_err(|e| format!("regex {regex:?}: {e}"))
+            }
+        }
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Pattern::Exact(exact) => exact == name,
+            Pattern::Regex(re) => re.is_match(name),
+        }
+    }
+
+    fn exact(&self) -> Option<&str> {
+        match self {
+            Pattern::Exact(exact) => Some(exact),
+            Pattern::Regex(_) => None,
+        }
+    }
+}
+
+/// What a rule looks at.
+#[derive(Debug, Default)]
+pub struct Match {
+    /// The direction, if any.
+    pub direction: Option<Direction>,
+    /// The method (for a response: its request's method).
+    pub method: Option<Pattern>,
+    /// The tool or prompt name (`params.name` of `tools/call` and `prompts/get`).
+    pub tool: Option<Pattern>,
+}
+
+/// A string of a mock's result, made from a template or given as it is.
+#[derive(Debug)]
+pub enum Piece {
+    /// Any JSON value, as written.
+    Fixed(Value),
+    /// A string with `{{...}}` in it: the name of its compiled template.
+    Template(String),
+    /// An object whose values are pieces.
+    Object(Vec<(String, Piece)>),
+    /// An array of pieces.
+    Array(Vec<Piece>),
+}
+
+/// What a rule does.
+#[derive(Debug)]
+pub enum Action {
+    /// Let the message through as it is (and stop looking at later rules).
+    Continue,
+    /// Discard it (a request is answered with an error, so that nothing hangs).
+    Drop,
+    /// Answer with a JSON-RPC error, or refuse with an HTTP status.
+    Block {
+        /// The JSON-RPC error code.
+        code: i32,
+        /// The error message.
+        message: String,
+        /// The error's `data`.
+        data: Option<Value>,
+        /// An HTTP status (with headers) in place of a JSON-RPC error in a 200.
+        status: Option<(http::StatusCode, http::HeaderMap)>,
+    },
+    /// Answer without the other side: a result (maybe templated) or an error.
+    Mock {
+        /// The result, when it is one.
+        result: Option<Piece>,
+        /// The error, when it is one (code, message, data).
+        error: Option<(i32, String, Option<Value>)>,
+    },
+    /// Hold the message, then let it through.
+    Delay(Duration),
+}
+
+/// A compiled rule, with its counters.
+#[derive(Debug)]
+pub struct Rule {
+    /// Its id.
+    pub id: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Whether it fires at all.
+    pub enabled: bool,
+    /// Higher first; equal priorities in file order.
+    pub priority: i64,
+    /// What it looks at.
+    pub matcher: Match,
+    /// What it does.
+    pub action: Action,
+    /// Fire this many times at most.
+    pub times: Option<u64>,
+    /// Skip the first this many matches.
+    pub after: u64,
+    /// Messages it matched.
+    pub matches: AtomicU64,
+    /// Times it acted.
+    pub fired: AtomicU64,
+}
+
+impl Rule {
+    /// Counts a match; whether the rule acts on it (`after` and `times`).
+    pub fn take(&self) -> bool {
+        let seen = self.matches.fetch_add(1, Ordering::Relaxed);
+        if seen < self.after {
+            return false;
+        }
+        match self.times {
+            None => {
+                self.fired.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Some(times) => {
+                self.fired.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < times).then_some(n + 1)).is_ok()
+            }
+        }
+    }
+}
+
+/// A loaded rule file.
+#[derive(Debug)]
+pub struct RuleSet {
+    /// Where it came from.
+    pub origin: String,
+    /// Its rules, in the order they are tried (priority, then file order).
+    pub rules: Vec<Rule>,
+    /// Rules by exact method: indexes into `rules`.
+    by_method: HashMap<String, Vec<usize>>,
+    /// Rules without an exact method (tried for every message).
+    any_method: Vec<usize>,
+    /// The mocks' templates.
+    pub templates: handlebars::Handlebars<'static>,
+    /// Whether any rule renders a template (the request is kept for it).
+    pub uses_templates: bool,
+    /// Warnings found at load (rules that can never match).
+    pub warnings: Vec<String>,
+}
+
+impl RuleSet {
+    /// An empty set.
+    pub fn empty(origin: &str) -> RuleSet {
+        RuleSet {
+            origin: origin.to_owned(),
+            rules: Vec::new(),
+            by_method: HashMap::new(),
+            any_method: Vec::new(),
+            templates: handlebars::Handlebars::new(),
+            uses_templates: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The rules that may match a message whose method (or whose request's method)
+    /// is `method`, in the order they are tried.
+    pub fn candidates<'a>(&'a self, method: Option<&str>) -> impl Iterator<Item = &'a Rule> + 'a {
+        let exact = method.and_then(|m| self.by_method.get(m)).map(Vec::as_slice).unwrap_or(&[]);
+        merge(exact, &self.any_method).map(move |i| &self.rules[i])
+    }
+
+    /// Loads and checks a file (YAML or JSON).
+    pub fn load(path: &Path) -> Result<RuleSet, String> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{origin}: cannot read: {e}"))?;
+        RuleSet::parse(&text, &origin)
+    }
+
+    /// Parses and checks rule file text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<RuleSet, String> {
+        // YAML is a superset of JSON: one parser reads both.
+        let file: File = serde_saphyr::from_str(text).map_err(|e| syntax_error(text, origin, &e.to_string()))?;
+        if file.version != VERSION {
+            return Err(format!(
+                "{origin}:{}: version {} is not supported (this build reads version {VERSION})",
+                line_of(text, "version").unwrap_or(1),
+                file.version
+            ));
+        }
+        let mut set = RuleSet::empty(origin);
+        set.templates.set_strict_mode(true);
+        set.templates.register_escape_fn(handlebars::no_escape);
+        let mut seen = HashMap::new();
+        for (index, spec) in file.rules.into_iter().enumerate() {
+            let line = rule_line(text, &spec.id).unwrap_or(1);
+            let at = |key: &str, message: String| format!("{origin}:{line}: rule {:?}: {key}: {message}", spec.id);
+            if spec.id.is_empty() {
+                return Err(format!("{origin}:{line}: rules[{index}]: id: must not be empty"));
+            }
+            if let Some(first) = seen.insert(spec.id.clone(), line) {
+                return Err(at("id", format!("used twice (first on line {first})")));
+            }
+            let matcher = Match {
+                direction: spec.matcher.direction.map(|d| match d {
+                    DirectionSpec::ClientToServer => Direction::ClientToServer,
+                    DirectionSpec::ServerToClient => Direction::ServerToClient,
+                }),
+                method: spec.matcher.method.map(Pattern::compile).transpose().map_err(|e| at("match.method", e))?,
+                tool: spec.matcher.tool.map(Pattern::compile).transpose().map_err(|e| at("match.tool", e))?,
+            };
+            if let (Some(Pattern::Exact(method)), Some(_)) = (&matcher.method, &matcher.tool) {
+                if method != "tools/call" && method != "prompts/get" {
+                    set.warnings.push(format!(
+                        "{origin}:{line}: rule {:?}: match.tool: never matches: only tools/call and prompts/get name a tool or prompt (method is {method:?})",
+                        spec.id
+                    ));
+                }
+            }
+            let action = compile_action(spec.action, &spec.id, &mut set).map_err(|(key, e)| at(key, e))?;
+            if let (Action::Block { status: Some(_), .. }, Some(Direction::ServerToClient)) =
+                (&action, matcher.direction)
+            {
+                set.warnings.push(format!(
+                    "{origin}:{line}: rule {:?}: action.block.status: an HTTP status only answers a client's request; server-to-client messages get the JSON-RPC error",
+                    spec.id
+                ));
+            }
+            set.rules.push(Rule {
+                id: spec.id,
+                description: spec.description,
+                enabled: spec.enabled,
+                priority: spec.priority,
+                matcher,
+                action,
+                times: spec.times,
+                after: spec.after.unwrap_or(0),
+                matches: AtomicU64::new(0),
+                fired: AtomicU64::new(0),
+            });
+        }
+        // Higher priority first; a stable sort keeps file order among equals.
+        set.rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        for (i, rule) in set.rules.iter().enumerate() {
+            match rule.matcher.method.as_ref().and_then(Pattern::exact) {
+                Some(method) => set.by_method.entry(method.to_owned()).or_default().push(i),
+                None => set.any_method.push(i),
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// Two ascending index lists merged, ascending (the order rules are tried in).
+fn merge<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x <= y => {
+                i += 1;
+                x
+            }
+            (_, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (None, None) => return None,
+        };
+        Some(next)
+    })
+}
+
+fn compile_action(spec: ActionSpec, id: &str, set: &mut RuleSet) -> Result<Action, (&'static str, String)> {
+    Ok(match spec {
+        ActionSpec::Continue => Action::Continue,
+        ActionSpec::Drop => Action::Drop,
+        ActionSpec::Delay(d) => Action::Delay(d.fixed),
+        ActionSpec::Block(b) => {
+            let status = match b.status {
+                None => {
+                    if !b.headers.is_empty() {
+                        return Err(("action.block.headers", "headers need a status".into()));
+                    }
+                    None
+                }
+                Some(code) => {
+                    let status = http::StatusCode::from_u16(code)
+                        .ok()
+                        .filter(|s| s.is_client_error() || s.is_server_error())
+                        .ok_or(("action.block.status", format!("{code} is not an HTTP error status (400-599)")))?;
+                    let mut headers = http::HeaderMap::new();
+                    for (name, value) in &b.headers {
+                        let name = http::HeaderName::from_bytes(name.as_bytes())
+                            .map_err(|_| ("action.block.headers", format!("{name:?} is not a header name")))?;
+                        let value = http::HeaderValue::from_str(value).map_err(|_| {
+                            ("action.block.headers", format!("the value of {name} is not a header value"))
+                        })?;
+                        headers.append(name, value);
+                    }
+                    Some((status, headers))
+                }
+            };
+            let message = b.message.unwrap_or_else(|| format!("blocked by rule {id}"));
+            Action::Block { code: b.code, message, data: b.data, status }
+        }
+        ActionSpec::Mock(m) => match (m.result, m.error) {
+            (Some(result), None) => {
+                let mut n = 0;
+                let piece = compile_piece(result, id, &mut n, set).map_err(|e| ("action.mock.result", e))?;
+                Action::Mock { result: Some(piece), error: None }
+            }
+            (None, Some(e)) => Action::Mock { result: None, error: Some((e.code, e.message, e.data)) },
+            _ => return Err(("action.mock", "give exactly one of result and error".into())),
+        },
+    })
+}
+
+/// Compiles the templates in a mock's result (strings with `{{`).
+fn compile_piece(value: Value, id: &str, n: &mut usize, set: &mut RuleSet) -> Result<Piece, String> {
+    Ok(match value {
+        Value::String(s) if s.contains("{{") => {
+            let name = format!("{id}#{n}");
+            *n += 1;
+            set.templates.register_template_string(&name, &s).map_err(|e| format!("template {s:?}: {e}"))?;
+            set.uses_templates = true;
+            Piece::Template(name)
+        }
+        Value::Object(map) => Piece::Object(
+            map.into_iter().map(|(k, v)| Ok((k, compile_piece(v, id, n, set)?))).collect::<Result<_, String>>()?,
+        ),
+        Value::Array(items) => {
+            Piece::Array(items.into_iter().map(|v| compile_piece(v, id, n, set)).collect::<Result<_, String>>()?)
+        }
+        other => Piece::Fixed(other),
+    })
+}
+
+impl Piece {
+    /// The value, with its templates rendered against `context`.
+    pub fn render(&self, templates: &handlebars::Handlebars<'_>, context: &Value) -> Result<Value, String> {
+        Ok(match self {
+            Piece::Fixed(v) => v.clone(),
+            Piece::Template(name) => Value::String(templates.render(name, context).map_err(|e| e.to_string())?),
+            Piece::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, p)| Ok((k.clone(), p.render(templates, context)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            Piece::Array(items) => {
+                Value::Array(items.iter().map(|p| p.render(templates, context)).collect::<Result<_, String>>()?)
+            }
+        })
+    }
+}
+
+/// A parse error, with the file and line in front and the rule it is in, if any.
+fn syntax_error(text: &str, origin: &str, error: &str) -> String {
+    let line = error
+        .split_once("line ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok());
+    let Some(line) = line else { return format!("{origin}: {error}") };
+    // The rule the line is in: the last `id:` at or before it.
+    let rule = text.lines().take(line).filter_map(id_on_line).last();
+    match rule {
+        Some(id) => format!("{origin}:{line}: rule {id:?}: {error}"),
+        None => format!("{origin}:{line}: {error}"),
+    }
+}
+
+/// The id a line names (`- id: x`, `id: "x"`, `{"id": "x", ...`), if it does.
+fn id_on_line(line: &str) -> Option<String> {
+    let line = line.trim_start().trim_start_matches("- ").trim_start_matches(['{', '[']).trim_start();
+    let rest = line.strip_prefix("id:").or_else(|| line.strip_prefix("\"id\":"))?;
+    let value = rest.trim().split(',').next()?.trim().trim_end_matches('}').trim();
+    let unquoted = value.trim_matches('"').trim_matches('\'');
+    (!unquoted.is_empty()).then(|| unquoted.to_owned())
+}
+
+/// The line (1-based) where the rule with `id` starts: the line naming it.
+fn rule_line(text: &str, id: &str) -> Option<usize> {
+    text.lines().position(|line| id_on_line(line).is_some_and(|named| named == id)).map(|i| i + 1)
+}
+
+/// The first line with `key:` at its start.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.trim_start().trim_start_matches('"').starts_with(key)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"version: 1
+rules:
+  - id: block-echo
+    match: { method: tools/call, tool: echo }
+    action: { block: { code: -32050, message: "blocked by rule block-echo" } }
+  - id: slow-add
+    match: { method: tools/call, tool: add }
+    action: { delay: { fixed: 300ms } }
+  - id: no-logs
+    match: { direction: server_to_client, method: notifications/message }
+    action: drop
+"#;
+
+    #[test]
+    fn reads_the_example_and_indexes_by_method() {
+        let set = RuleSet::parse(EXAMPLE, "rules.yaml").expect("valid");
+        assert_eq!(set.rules.len(), 3);
+        let ids: Vec<_> = set.candidates(Some("tools/call")).map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["block-echo", "slow-add"]);
+        assert_eq!(set.candidates(Some("tools/list")).count(), 0);
+        assert!(matches!(set.rules[1].action, Action::Delay(d) if d == Duration::from_millis(300)));
+        assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+    }
+
+    #[test]
+    fn priority_orders_rules_and_globs_are_tried_for_every_method() {
+        let text = "version: 1\nrules:\n  - id: late\n    match: { method: 'tools/*' }\n    action: continue\n  - id: first\n    priority: 5\n    match: { method: tools/call }\n    action: drop\n";
+        let set = RuleSet::parse(text, "r.yaml").expect("valid");
+        let ids: Vec<_> = set.candidates(Some("tools/call")).map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["first", "late"]);
+        let ids: Vec<_> = set.candidates(Some("tools/list")).map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["late"]);
+        assert!(set.rules[1].matcher.method.as_ref().is_some_and(|p| p.matches("tools/list") && !p.matches("x")));
+    }
+
+    #[test]
+    fn errors_name_file_line_rule_and_key() {
+        let bad_regex = "version: 1\nrules:\n  - id: ok\n    action: drop\n  - id: bad\n    match: { method: { regex: '(' } }\n    action: drop\n";
+        let err = RuleSet::parse(bad_regex, "r.yaml").expect_err("bad regex");
+        assert!(err.starts_with("r.yaml:5: rule \"bad\": match.method: regex"), "{err}");
+        let unknown_action = "version: 1\nrules:\n  - id: x\n    action: { explode: {} }\n";
+        let err = RuleSet::parse(unknown_action, "r.yaml").expect_err("unknown action");
+        assert!(err.starts_with("r.yaml:4: rule \"x\": ") && err.contains("explode"), "{err}");
+        let unknown_key = "version: 1\nrules:\n  - id: x\n    match: { methd: tools/call }\n    action: drop\n";
+        let err = RuleSet::parse(unknown_key, "r.yaml").expect_err("unknown key");
+        assert!(err.contains("methd"), "{err}");
+        let err = RuleSet::parse("version: 2\nrules: []\n", "r.yaml").expect_err("version");
+        assert!(err.contains("r.yaml:1: version 2"), "{err}");
+        let err =
+            RuleSet::parse("version: 1\nrules:\n  - id: a\n    action: drop\n  - id: a\n    action: drop\n", "r.yaml")
+                .expect_err("twice");
+        assert!(err.contains("used twice (first on line 3)"), "{err}");
+        let err = RuleSet::parse("rules: [\n", "r.yaml").expect_err("malformed");
+        assert!(err.starts_with("r.yaml:1: ") && err.contains("bracket"), "{err}");
+        let bad_template = "version: 1\nrules:\n  - id: t\n    action: { mock: { result: { text: 'hi {{#if}}' } } }\n";
+        let err = RuleSet::parse(bad_template, "r.yaml").expect_err("template");
+        assert!(err.contains("r.yaml:3: rule \"t\": action.mock.result: template"), "{err}");
+        let bad_status = "version: 1\nrules:\n  - id: s\n    action: { block: { status: 200 } }\n";
+        let err = RuleSet::parse(bad_status, "r.yaml").expect_err("status");
+        assert!(err.contains("action.block.status"), "{err}");
+    }
+
+    #[test]
+    fn json_files_load_too_and_impossible_rules_warn() {
+        let json = r#"{"version": 1, "rules": [{"id": "j", "match": {"method": "tools/list", "tool": "x"}, "action": "drop"}]}"#;
+        let set = RuleSet::parse(json, "r.json").expect("valid");
+        assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
+        assert!(set.warnings[0].contains("rule \"j\": match.tool: never matches"), "{:?}", set.warnings);
+    }
+
+    #[test]
+    fn times_and_after_bound_firing() {
+        let text = "version: 1\nrules:\n  - id: r\n    action: drop\n    after: 1\n    times: 2\n";
+        let set = RuleSet::parse(text, "r.yaml").expect("valid");
+        let fired: Vec<bool> = (0..5).map(|_| set.rules[0].take()).collect();
+        assert_eq!(fired, [false, true, true, false, false]);
+        assert_eq!(set.rules[0].matches.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn templates_render_strictly() {
+        let text = "version: 1\nrules:\n  - id: m\n    action: { mock: { result: { content: [ { type: text, text: 'mocked {{request.params.arguments.message}}' } ] } } }\n";
+        let set = RuleSet::parse(text, "r.yaml").expect("valid");
+        let Action::Mock { result: Some(piece), .. } = &set.rules[0].action else { panic!("a mock") };
+        let ctx = serde_json::json!({ "request": { "params": { "arguments": { "message": "a \"quoted\" word" } } } });
+        let out = piece.render(&set.templates, &ctx).expect("renders");
+        assert_eq!(out["content"][0]["text"], "mocked a \"quoted\" word");
+        let err = piece.render(&set.templates, &serde_json::json!({ "request": {} })).expect_err("strict");
+        assert!(!err.is_empty());
+    }
+}

@@ -1,0 +1,175 @@
+//! The stage's actions on each kind of message, with `service_fn` upstreams and
+//! `oneshot` (no sockets). End-to-end runs with real clients and servers are in
+//! `tests/intercept.rs`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tower::{service_fn, ServiceExt};
+
+use super::*;
+use crate::pipeline::{McpReply, McpService, ReplyBody};
+use crate::protocol::ProtocolVersion;
+
+fn msg(v: Value) -> Message {
+    Message::from_value(&v)
+}
+
+fn call(id: u64, tool: &str, text: &str) -> McpRequest {
+    let m =
+        msg(json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"message":text}}}));
+    McpRequest::message(m, "/mcp".into(), ProtocolVersion::V2025_06_18)
+}
+
+/// An upstream that answers every request with `{"echo": <tool>}` after a progress
+/// notification and a log message (as an SSE stream), counting the calls it got.
+fn upstream(calls: Arc<AtomicUsize>) -> McpService {
+    McpService::new(service_fn(move |req: McpRequest| {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let m = req.msg().cloned().ok_or_else(|| GatewayError::Internal("no message".into()))?;
+            let id = m.id_key().map(id_value).unwrap_or(Value::Null);
+            let tool = m.tool_name().unwrap_or("").to_owned();
+            let messages = vec![
+                msg(json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"log"}})),
+                msg(json!({"jsonrpc":"2.0","id":id,"result":{"echo":tool}})),
+            ];
+            Ok::<_, GatewayError>(McpReply::stream(Box::pin(futures_util::stream::iter(messages))))
+        }
+    }))
+}
+
+fn stage(text: &str) -> (McpService, Arc<AtomicUsize>) {
+    let set = RuleSet::parse(text, "rules.yaml").expect("valid rules");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = StageLayer::new(Interceptor::new(set)).service(upstream(calls.clone()));
+    (svc, calls)
+}
+
+async fn messages(reply: McpReply) -> Vec<Value> {
+    match reply.body {
+        ReplyBody::Message(m) => vec![m.to_value().expect("json")],
+        ReplyBody::Stream(s) => s.map(|m| m.to_value().expect("json")).collect().await,
+        ReplyBody::Accepted => vec![],
+    }
+}
+
+#[tokio::test]
+async fn block_answers_with_the_rules_error_without_the_upstream() {
+    let (svc, calls) = stage(
+        "version: 1\nrules:\n  - id: block-echo\n    match: { method: tools/call, tool: echo }\n    action: { block: { code: -32050, message: \"blocked by rule block-echo\" } }\n",
+    );
+    let out = messages(svc.clone().oneshot(call(1, "echo", "hi")).await.expect("reply")).await;
+    assert_eq!(out, [json!({"jsonrpc":"2.0","id":1,"error":{"code":-32050,"message":"blocked by rule block-echo"}})]);
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the upstream never saw it");
+    let out = messages(svc.oneshot(call(2, "add", "hi")).await.expect("reply")).await;
+    assert_eq!(out.last().map(|m| m["result"]["echo"].clone()), Some(json!("add")), "other tools pass");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn block_with_a_status_refuses_over_http() {
+    let (svc, _) = stage(
+        "version: 1\nrules:\n  - id: limited\n    match: { method: tools/call }\n    action: { block: { status: 429, code: -32029, message: slow down, headers: { retry-after: '7' } } }\n",
+    );
+    let err = svc.oneshot(call(1, "echo", "hi")).await.expect_err("refused");
+    assert_eq!(err.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(err.headers().and_then(|h| h.get("retry-after")).map(|v| v.as_bytes()), Some(&b"7"[..]));
+}
+
+#[tokio::test]
+async fn mock_renders_the_request_into_its_result() {
+    let (svc, calls) = stage(
+        "version: 1\nrules:\n  - id: mock-echo\n    match: { method: tools/call, tool: echo }\n    action:\n      mock:\n        result: { content: [ { type: text, text: \"mocked {{request.params.arguments.message}}\" } ] }\n",
+    );
+    let out = messages(svc.oneshot(call(3, "echo", "a \"quoted\" {word}")).await.expect("reply")).await;
+    assert_eq!(out[0]["id"], 3);
+    assert_eq!(out[0]["result"]["content"][0]["text"], "mocked a \"quoted\" {word}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_template_that_does_not_render_is_a_clear_error() {
+    let (svc, _) = stage(
+        "version: 1\nrules:\n  - id: m\n    action: { mock: { result: { text: \"{{request.params.nothing}}\" } } }\n",
+    );
+    let out = messages(svc.oneshot(call(4, "echo", "x")).await.expect("reply")).await;
+    assert_eq!(out[0]["error"]["code"], -32603);
+    let text = out[0]["error"]["message"].as_str().unwrap_or("");
+    assert!(text.contains("rule m: the mock's template did not render"), "{text}");
+}
+
+#[tokio::test]
+async fn drop_discards_notifications_and_answers_requests() {
+    let (svc, _) = stage(
+        "version: 1\nrules:\n  - id: no-logs\n    match: { direction: server_to_client, method: notifications/message }\n    action: drop\n",
+    );
+    let out = messages(svc.oneshot(call(5, "echo", "x")).await.expect("reply")).await;
+    assert_eq!(out.len(), 1, "the log message is gone: {out:?}");
+    assert_eq!(out[0]["result"]["echo"], "echo");
+
+    let (svc, calls) = stage("version: 1\nrules:\n  - id: gone\n    match: { method: tools/call }\n    action: drop\n");
+    let out = messages(svc.oneshot(call(6, "echo", "x")).await.expect("reply")).await;
+    assert_eq!(out[0]["error"]["code"], DROPPED_CODE);
+    assert_eq!(out[0]["error"]["message"], "dropped by rule gone");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn responses_are_matched_by_their_requests_method() {
+    let (svc, calls) = stage(
+        "version: 1\nrules:\n  - id: patch\n    match: { direction: server_to_client, method: tools/call, tool: echo }\n    action: { mock: { result: { patched: true } } }\n",
+    );
+    let out = messages(svc.oneshot(call(7, "echo", "x")).await.expect("reply")).await;
+    assert_eq!(out.last().cloned(), Some(json!({"jsonrpc":"2.0","id":7,"result":{"patched":true}})));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the upstream answered; its answer was replaced");
+}
+
+#[tokio::test(start_paused = true)]
+async fn delay_holds_the_request() {
+    let (svc, calls) =
+        stage("version: 1\nrules:\n  - id: slow\n    match: { method: tools/call }\n    action: { delay: { fixed: 300ms } }\n");
+    let started = tokio::time::Instant::now();
+    let out = messages(svc.oneshot(call(8, "add", "x")).await.expect("reply")).await;
+    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+    assert_eq!(out.last().map(|m| m["result"]["echo"].clone()), Some(json!("add")));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn disabled_rules_and_spent_rules_let_later_ones_act() {
+    let (svc, _) = stage(
+        "version: 1\nrules:\n  - id: off\n    enabled: false\n    action: drop\n  - id: once\n    times: 1\n    match: { method: tools/call }\n    action: { block: { message: first } }\n  - id: then\n    match: { method: tools/call }\n    action: { block: { message: second } }\n",
+    );
+    let first = messages(svc.clone().oneshot(call(1, "a", "x")).await.expect("reply")).await;
+    let second = messages(svc.oneshot(call(2, "a", "x")).await.expect("reply")).await;
+    assert_eq!(first[0]["error"]["message"], "first");
+    assert_eq!(second[0]["error"]["message"], "second");
+}
+
+#[tokio::test]
+async fn a_rule_without_a_direction_leaves_the_response_alone() {
+    let set = RuleSet::parse(
+        "version: 1\nrules:\n  - id: any-way\n    match: { method: tools/call }\n    action: continue\n",
+        "r.yaml",
+    )
+    .expect("valid");
+    let interceptor = Interceptor::new(set);
+    let svc = StageLayer::new(interceptor.clone()).service(upstream(Arc::new(AtomicUsize::new(0))));
+    messages(svc.oneshot(call(1, "echo", "x")).await.expect("reply")).await;
+    let status = interceptor.status();
+    assert_eq!(status["rules"][0]["matches"], 1, "the request only, not its response: {status}");
+}
+
+#[tokio::test]
+async fn a_mock_for_a_stateless_client_says_its_result_is_complete() {
+    let (svc, _) = stage("version: 1\nrules:\n  - id: m\n    match: { method: tools/call }\n    action: { mock: { result: { content: [] } } }\n");
+    let mut req = call(1, "echo", "x");
+    req.version = ProtocolVersion::V2026_07_28;
+    let out = messages(svc.oneshot(req).await.expect("reply")).await;
+    assert_eq!(out[0]["result"], json!({"content": [], "resultType": "complete"}));
+}

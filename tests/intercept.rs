@@ -1,0 +1,227 @@
+//! Interception rules end to end: the official Python SDK client against the demo
+//! server through the gateway's HTTP front (2025 sessions and bridged stateless
+//! 2026-07-28 calls) and through forward stdio, with the rule files of the README;
+//! `intercept rules validate`; and bad rule files and stage options.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{bin, deps, scratch_dir, Gateway, Http};
+use http::Method;
+use serde_json::{json, Value};
+
+// The examples in config/rules, so that they cannot rot.
+const BLOCK_SLOW_QUIET: &str = include_str!("../config/rules/block-slow-quiet.yaml");
+const MOCK_ECHO: &str = include_str!("../config/rules/mock-echo.yaml");
+const ANSWER_ELICITATION: &str = include_str!("../config/rules/answer-elicitation.yaml");
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The client's calls: one JSON line per call (see `tests/clients/intercept_client.py`).
+fn client(target: &[&str], mode: &str, calls: Value) -> Vec<Value> {
+    let d = deps();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/intercept_client.py");
+    let calls = calls.to_string();
+    let mut args = vec![script, "--mode", mode, "--calls", &calls, "--"];
+    args.extend_from_slice(target);
+    let out = Command::new(&d.python).args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "client {target:?}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn calls() -> Value {
+    json!([["echo", {"message": "hi"}], ["add", {"a": 2, "b": 3}], ["log", {}]])
+}
+
+fn gateway_with(pipeline: &str) -> Gateway {
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  max_sessions_per_client: 0\nadmin:\n  listen: 127.0.0.1:0\npipeline:\n{pipeline}upstreams:\n  up:\n    stdio:\n      command: {}\n      args: [demo-server]\n",
+        bin()
+    );
+    Gateway::start(&yaml)
+}
+
+async fn stage_status(gw: &Gateway) -> Value {
+    let admin = gw.admin_url.clone().expect("admin listener");
+    Http::new().send(Method::GET, &format!("{admin}/stages/intercept"), &[], None).await.json()
+}
+
+fn fired(status: &Value, id: &str) -> u64 {
+    let rules = status["rules"].as_array().cloned().unwrap_or_default();
+    rules.iter().find(|r| r["id"] == id).and_then(|r| r["fired"].as_u64()).unwrap_or(u64::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn block_delay_and_drop_through_the_http_front_both_eras() {
+    let dir = scratch_dir("intercept-http");
+    let rules = write(&dir, "rules.yaml", BLOCK_SLOW_QUIET);
+    // Without rules first: what the demo server does on its own.
+    let mut plain = gateway_with("  - metrics\n");
+    let before = client(&[&plain.mcp_url], "legacy", calls());
+    assert_eq!(before[0]["text"], json!(["hi"]), "{before:?}");
+    assert!(before[2]["logs"].as_u64().unwrap_or(0) >= 1, "the log tool logs: {before:?}");
+    assert!(plain.stop().success());
+
+    let pipeline = format!("  - metrics\n  - intercept: {{ rules: {} }}\n", rules.display());
+    let mut gw = gateway_with(&pipeline);
+    // A 2025 session, then stateless 2026-07-28 calls bridged to the 2025 demo server.
+    for (mode, round) in [("legacy", 1), ("default", 2)] {
+        let out = client(&[&gw.mcp_url], mode, calls());
+        assert_eq!(out[0]["ok"], false, "{mode}: {out:?}");
+        assert_eq!(out[0]["error"], json!({"code": -32050, "message": "blocked by rule block-echo"}), "{mode}");
+        assert_eq!(out[1]["text"], json!(["5"]), "{mode}: the delayed call still answers: {out:?}");
+        assert_eq!(out[2]["ok"], true, "{mode}: {out:?}");
+        assert_eq!(out[2]["logs"], 0, "{mode}: the server's log messages were dropped: {out:?}");
+        let status = stage_status(&gw).await;
+        assert_eq!(fired(&status, "block-echo"), round, "{status}");
+        assert_eq!(fired(&status, "slow-add"), round, "{status}");
+        assert!(fired(&status, "no-logs") >= round, "{status}");
+    }
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn mock_through_forward_stdio_and_the_rules_flag() {
+    let dir = scratch_dir("intercept-stdio");
+    let rules = write(&dir, "mock.yaml", MOCK_ECHO);
+    let rules = rules.to_str().unwrap();
+    let target = [bin(), "forward", "stdio", "--rules", rules, "--", bin(), "demo-server"];
+    let out = client(&target, "legacy", json!([["echo", {"message": "a \"quoted\" word"}], ["add", {"a": 1, "b": 1}]]));
+    assert_eq!(out[0]["text"], json!(["mocked a \"quoted\" word"]), "{out:?}");
+    assert_eq!(out[1]["text"], json!(["2"]), "other tools reach the server: {out:?}");
+}
+
+#[test]
+fn a_server_request_answered_by_a_rule_through_both_fronts() {
+    let dir = scratch_dir("intercept-elicit");
+    let rules = write(&dir, "answer.yaml", ANSWER_ELICITATION);
+    let rules = rules.to_str().unwrap();
+    let elicit = json!([["elicit", {"message": "who?"}]]);
+    let direct = client(&[bin(), "demo-server"], "legacy", elicit.clone());
+    assert!(direct[0]["text"][0].as_str().unwrap_or("").starts_with("action=decline"), "{direct:?}");
+    let forward =
+        client(&[bin(), "forward", "stdio", "--rules", rules, "--", bin(), "demo-server"], "legacy", elicit.clone());
+    assert_eq!(forward[0]["text"], json!([r#"action=accept, content={"name":"Rule"}"#]), "{forward:?}");
+    let pipeline = format!("  - intercept: {{ rules: {rules} }}\n");
+    let mut gw = gateway_with(&pipeline);
+    let http = client(&[&gw.mcp_url], "legacy", elicit);
+    assert_eq!(http[0]["text"], json!([r#"action=accept, content={"name":"Rule"}"#]), "{http:?}");
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn the_rules_flag_on_the_gateway_and_forward_http() {
+    let dir = scratch_dir("intercept-flag");
+    let rules = write(&dir, "mock.yaml", MOCK_ECHO);
+    let rules = rules.to_str().unwrap();
+    let gateway = ["gateway", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+    let forward = ["forward", "http", "--listen", "127.0.0.1:0"];
+    for (command, mode, text) in [(&gateway[..], "legacy", "gw"), (&forward[..], "default", "fwd")] {
+        let mut args = command.to_vec();
+        args.extend_from_slice(&["--rules", rules, "--", bin(), "demo-server"]);
+        let mut gw = Gateway::start_args(&args);
+        let out = client(&[&gw.mcp_url], mode, json!([["echo", {"message": text}]]));
+        assert_eq!(out[0]["text"], json!([format!("mocked {text}")]), "{command:?}: {out:?}");
+        assert!(gw.stop().success());
+    }
+}
+
+fn validate(path: &Path) -> (i32, String, String) {
+    let out = Command::new(bin()).args(["intercept", "rules", "validate", path.to_str().unwrap()]).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn validate_names_file_line_rule_and_key() {
+    let dir = scratch_dir("intercept-validate");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        let (code, stdout, stderr) = validate(&path);
+        assert_eq!(code, 0, "{}: {stdout}{stderr}", path.display());
+        assert!(stdout.contains("ok (") && stderr.is_empty(), "{stdout}{stderr}");
+        checked += 1;
+    }
+    assert!(checked >= 3, "{checked} examples");
+    let cases = [
+        ("malformed.yaml", "version: 1\nrules:\n  - id: a\n    action: [drop\n", ":4: rule \"a\": "),
+        ("unknown-action.yaml", "version: 1\nrules:\n  - id: x\n    action: { explode: {} }\n", ":4: rule \"x\": "),
+        (
+            "bad-regex.yaml",
+            "version: 1\nrules:\n  - id: r\n    match: { method: { regex: '([' } }\n    action: drop\n",
+            ":3: rule \"r\": match.method: regex",
+        ),
+        (
+            "bad-template.yaml",
+            "version: 1\nrules:\n  - id: t\n    action: { mock: { result: { text: '{{#each}}' } } }\n",
+            ":3: rule \"t\": action.mock.result: template",
+        ),
+        ("unknown-key.yaml", "version: 1\nrules:\n  - id: k\n    actoin: drop\n", "actoin"),
+    ];
+    for (name, text, expected) in cases {
+        let path = write(&dir, name, text);
+        let (code, stdout, stderr) = validate(&path);
+        assert_eq!(code, 1, "{name}: {stdout}{stderr}");
+        assert!(stderr.contains(&format!("{}", path.display())) && stderr.contains(expected), "{name}: {stderr}");
+    }
+    let path = write(
+        &dir,
+        "never.yaml",
+        "version: 1\nrules:\n  - id: n\n    match: { method: tools/list, tool: x }\n    action: drop\n",
+    );
+    let (code, _, stderr) = validate(&path);
+    assert_eq!(code, 0, "a warning is not an error: {stderr}");
+    assert!(stderr.contains("warning:") && stderr.contains("rule \"n\": match.tool: never matches"), "{stderr}");
+}
+
+#[test]
+fn bad_stage_options_and_rule_files_stop_the_start() {
+    let dir = scratch_dir("intercept-bad");
+    let bad = write(&dir, "bad.yaml", "version: 1\nrules:\n  - id: x\n    action: { explode: {} }\n");
+    let check = |pipeline: &str| {
+        let yaml = format!(
+            "pipeline:\n{pipeline}upstreams:\n  up:\n    stdio:\n      command: {}\n      args: [demo-server]\n",
+            bin()
+        );
+        let config = write(&dir, "config.yaml", &yaml);
+        let out = Command::new(bin()).args(["config", "validate", config.to_str().unwrap()]).output().unwrap();
+        assert!(!out.status.success(), "{pipeline}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = check(&format!("  - intercept: {{ rules: {} }}\n", bad.display()));
+    assert!(err.contains("intercept") && err.contains("bad.yaml:4") && err.contains("explode"), "{err}");
+    let err = check(&format!("  - intercept: {{ rules: {}/missing.yaml }}\n", dir.display()));
+    assert!(err.contains("missing.yaml: cannot read"), "{err}");
+    let err = check("  - intercept\n");
+    assert!(err.contains("needs a rule file"), "{err}");
+    let err = check("  - intercept: { rulez: x.yaml }\n");
+    assert!(err.contains("rulez"), "{err}");
+    // The gateway itself refuses to start on the bad file, naming it.
+    let out = Command::new(bin())
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--rules",
+            bad.to_str().unwrap(),
+            "--",
+            bin(),
+            "demo-server",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:4"), "{}", String::from_utf8_lossy(&out.stderr));
+}
