@@ -17,8 +17,10 @@
 #   UPSTREAM_WORK_US=0 (microseconds each tools/call of the bench upstream spends in a
 #   busy loop: 0 is the minimal upstream, about 5 us of CPU per call; 9 stands in for
 #   an upstream costing about 14 us, the reference the issue's ratio target assumed)
-#   PAYLOAD=32 (echo text bytes)  IDLE_SESSIONS=500  PIPELINE=default|none|record
-#   (record: the default stages and `record`, to a directory of its own per gateway)
+#   PAYLOAD=32 (echo text bytes)  IDLE_SESSIONS=500  PIPELINE=default|none|record|
+#   intercept10|intercept1000 (record: the default stages and `record`, to a directory
+#   of its own per gateway; interceptN: the default stages and `intercept` with N
+#   rules that never match the bench's calls, each naming another tool)
 #   BASELINE_PIPELINE= (default|none|record: the baseline gateway, BASELINE or this
 #   build, runs that pipeline; with BASELINE unset this compares two pipelines of
 #   this build, such as PIPELINE=record BASELINE_PIPELINE=default for the cost of
@@ -90,8 +92,8 @@ done
 BASELINE_PIPELINE="${BASELINE_PIPELINE:-}"
 for p in "$PIPELINE" ${BASELINE_PIPELINE:+"$BASELINE_PIPELINE"}; do
     case "$p" in
-        default | none | record) ;;
-        *) echo "run.sh: PIPELINE and BASELINE_PIPELINE must be default, none or record (got $p)" >&2; exit 2 ;;
+        default | none | record | intercept10 | intercept1000) ;;
+        *) echo "run.sh: PIPELINE and BASELINE_PIPELINE must be default, none, record, intercept10 or intercept1000 (got $p)" >&2; exit 2 ;;
     esac
 done
 # The pipeline YAML of $1 (default|none|record); record writes under $2.
@@ -100,7 +102,22 @@ pipeline_yaml() {
         default) echo "[metrics, access_log]" ;;
         none) echo "[]" ;;
         record) echo "[metrics, access_log, {record: {dir: $2}}]" ;;
+        intercept10) echo "[metrics, access_log, {intercept: {rules: $WORK/rules-10.yaml}}]" ;;
+        intercept1000) echo "[metrics, access_log, {intercept: {rules: $WORK/rules-1000.yaml}}]" ;;
     esac
+}
+
+# A rule file of $1 rules that the bench's calls (tools/call echo) never match: each
+# names another tool (so the stage's index by method and tool skips them all).
+write_rules() {
+    local n="$1" i
+    {
+        echo "version: 1"
+        echo "rules:"
+        for ((i = 0; i < n; i++)); do
+            printf '  - id: other-%s\n    match: { method: tools/call, tool: other-%s }\n    action: { block: { code: -32050 } }\n' "$i" "$i"
+        done
+    } >"$WORK/rules-$n.yaml"
 }
 
 export SHADOWCAT_CLK_TCK
@@ -110,6 +127,8 @@ log() { echo "run.sh: $*" >&2; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/shadowcat-loadtest.XXXXXX")"
 STARTED=()
+write_rules 10
+write_rules 1000
 
 stop_pid() { # PID: SIGTERM, up to 5 s, then SIGKILL; then forget it (pids get reused)
     local pid="$1" i kept=() p

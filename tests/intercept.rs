@@ -225,3 +225,69 @@ fn bad_stage_options_and_rule_files_stop_the_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:4"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Polls the stage's status until its rule set's generation is `generation` (a
+/// generous bound: the reload itself is measured in the README).
+async fn wait_generation(gw: &Gateway, generation: u64) -> Value {
+    for _ in 0..200 {
+        let status = stage_status(gw).await;
+        if status["generation"] == generation {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the rules did not reach generation {generation}: {}", stage_status(gw).await);
+}
+
+fn mock_text(text: &str) -> String {
+    format!("version: 1\nrules:\n  - id: mock-echo\n    match: {{ method: tools/call, tool: echo }}\n    action: {{ mock: {{ result: {{ content: [ {{ type: text, text: \"{text}\" }} ] }} }} }}\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rule_files_reload_and_bad_changes_are_rejected() {
+    let dir = scratch_dir("intercept-reload");
+    let rules = write(&dir, "rules.yaml", &mock_text("first"));
+    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {} }}\n", rules.display()));
+    let echo = || json!([["echo", {"message": "x"}]]);
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo())[0]["text"], json!(["first"]));
+
+    // Written in place.
+    std::fs::write(&rules, mock_text("second")).unwrap();
+    wait_generation(&gw, 2).await;
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo())[0]["text"], json!(["second"]));
+
+    // A bad change: rejected with file and line in the log, the old rules still enforced.
+    std::fs::write(&rules, "version: 1\nrules:\n  - id: broken\n    action: { explode: {} }\n").unwrap();
+    let needle = format!("{}:4: rule \\\"broken\\\"", rules.display());
+    assert!(
+        gw.wait_log("intercept rules rejected", std::time::Duration::from_secs(10)),
+        "no rejection logged:\n{}",
+        gw.log()
+    );
+    assert!(gw.log().contains(&needle) || gw.log().contains(&needle.replace("\\\"", "\"")), "{}", gw.log());
+    assert_eq!(stage_status(&gw).await["generation"], 2);
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo())[0]["text"], json!(["second"]));
+
+    // An editor's save: the file deleted, then written anew by rename.
+    std::fs::remove_file(&rules).unwrap();
+    let tmp = write(&dir, ".rules.yaml.swp", &mock_text("third"));
+    std::fs::rename(&tmp, &rules).unwrap();
+    wait_generation(&gw, 3).await;
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo())[0]["text"], json!(["third"]));
+
+    // A Kubernetes ConfigMap: the file is a symlink into a data directory that is swapped.
+    std::fs::create_dir(dir.join("v1")).unwrap();
+    std::fs::write(dir.join("v1/rules.yaml"), mock_text("fourth")).unwrap();
+    std::os::unix::fs::symlink(dir.join("v1"), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_file(&rules).unwrap();
+    std::os::unix::fs::symlink(dir.join("..data/rules.yaml"), &rules).unwrap();
+    wait_generation(&gw, 4).await;
+    std::fs::create_dir(dir.join("v2")).unwrap();
+    std::fs::write(dir.join("v2/rules.yaml"), mock_text("fifth")).unwrap();
+    std::os::unix::fs::symlink(dir.join("v2"), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    wait_generation(&gw, 5).await;
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo())[0]["text"], json!(["fifth"]));
+    assert!(gw.stop().success());
+}

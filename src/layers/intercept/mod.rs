@@ -10,10 +10,11 @@
 //!   - intercept: { rules: rules.yaml }
 //! ```
 //!
-//! Or `--rules FILE` on `gateway`, `forward stdio` and `forward http`.
+//! Or `--rules FILE` on `gateway`, `forward stdio` and `forward http`. The file is
+//! watched while serving and reloaded when it changes (`reload.rs`).
 //!
-//! Per message, the rules indexed under its method and those without an exact method
-//! are tried, highest priority first. A response has no method of its own: a rule
+//! Per message, the rules indexed under its method and tool, under its method alone,
+//! and those without an exact method are tried, highest priority first. A response has no method of its own: a rule
 //! with a `direction` matches it by its request's method and tool (`direction:
 //! server_to_client, method: tools/call` is the answer to a `tools/call`; `direction:
 //! client_to_server, method: elicitation/create` the client's answer to one); a rule
@@ -29,6 +30,7 @@
 //! | `mock` | answered to its sender with the rule's result or error; the other side never sees it | passes | its result or error replaced |
 //! | `delay` | held, then passed | held, then passed | held, then passed |
 
+mod reload;
 pub mod rules;
 
 use std::path::PathBuf;
@@ -63,12 +65,15 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
         return Err("needs a rule file: `intercept: { rules: FILE }`".into());
     }
     let options: Options = serde_json::from_value(options.clone()).map_err(|e| e.to_string())?;
-    let set = RuleSet::load(&options.rules)?;
+    let origin = options.rules.display().to_string();
+    let text = std::fs::read_to_string(&options.rules).map_err(|e| format!("{origin}: cannot read: {e}"))?;
+    let set = RuleSet::parse(&text, &origin)?;
     for warning in &set.warnings {
         tracing::warn!(%warning, "intercept rule file");
     }
     let interceptor = Interceptor { rules: Shared::new(set) };
     ctx.controls.register(Arc::new(interceptor.clone()));
+    ctx.lifecycles.register(Arc::new(reload::Reloader::new(&options.rules, interceptor.rules.clone(), text)));
     let layer = StageLayer::new(interceptor);
     Ok(Arc::new(move |inner| layer.service(inner)))
 }
@@ -154,7 +159,7 @@ impl Stage for Interceptor {
             _ => (msg.method(), msg.tool_name()),
         };
         let is_response = msg.kind() == MessageKind::Response;
-        for rule in call.rules.candidates(method) {
+        for rule in call.rules.candidates(method, tool) {
             // A response carries no method of its own: it is matched by its request's
             // only by rules that say which way they look.
             let by_request = is_response && rule.matcher.direction.is_none() && rule.matcher.method.is_some();

@@ -287,7 +287,9 @@ pub struct RuleSet {
     pub origin: String,
     /// Its rules, in the order they are tried (priority, then file order).
     pub rules: Vec<Rule>,
-    /// Rules by exact method: indexes into `rules`.
+    /// Rules by exact method and exact tool name: indexes into `rules`.
+    by_name: HashMap<(String, String), Vec<usize>>,
+    /// Rules by exact method, for any tool: indexes into `rules`.
     by_method: HashMap<String, Vec<usize>>,
     /// Rules without an exact method (tried for every message).
     any_method: Vec<usize>,
@@ -305,6 +307,7 @@ impl RuleSet {
         RuleSet {
             origin: origin.to_owned(),
             rules: Vec::new(),
+            by_name: HashMap::new(),
             by_method: HashMap::new(),
             any_method: Vec::new(),
             templates: handlebars::Handlebars::new(),
@@ -314,10 +317,19 @@ impl RuleSet {
     }
 
     /// The rules that may match a message whose method (or whose request's method)
-    /// is `method`, in the order they are tried.
-    pub fn candidates<'a>(&'a self, method: Option<&str>) -> impl Iterator<Item = &'a Rule> + 'a {
-        let exact = method.and_then(|m| self.by_method.get(m)).map(Vec::as_slice).unwrap_or(&[]);
-        merge(exact, &self.any_method).map(move |i| &self.rules[i])
+    /// is `method`, for the tool `tool`, in the order they are tried: those indexed
+    /// under both, under the method alone, and those without an exact method.
+    pub fn candidates<'a>(&'a self, method: Option<&str>, tool: Option<&str>) -> impl Iterator<Item = &'a Rule> + 'a {
+        let none: &[usize] = &[];
+        let (named, for_method) = match method {
+            Some(m) => {
+                let named = tool.and_then(|t| self.by_name.get(&(m.to_owned(), t.to_owned())));
+                (named.map_or(none, Vec::as_slice), self.by_method.get(m).map_or(none, Vec::as_slice))
+            }
+            None => (none, none),
+        };
+        merge(merge(named.iter().copied(), for_method.iter().copied()), self.any_method.iter().copied())
+            .map(move |i| &self.rules[i])
     }
 
     /// Loads and checks a file (YAML or JSON).
@@ -392,35 +404,29 @@ impl RuleSet {
         // Higher priority first; a stable sort keeps file order among equals.
         set.rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
         for (i, rule) in set.rules.iter().enumerate() {
-            match rule.matcher.method.as_ref().and_then(Pattern::exact) {
-                Some(method) => set.by_method.entry(method.to_owned()).or_default().push(i),
-                None => set.any_method.push(i),
+            let method = rule.matcher.method.as_ref().and_then(Pattern::exact);
+            let tool = rule.matcher.tool.as_ref().and_then(Pattern::exact);
+            match (method, tool) {
+                (Some(method), Some(tool)) => {
+                    set.by_name.entry((method.to_owned(), tool.to_owned())).or_default().push(i)
+                }
+                // A tool pattern that is not exact: tried for every tool of the method.
+                (Some(method), None) => set.by_method.entry(method.to_owned()).or_default().push(i),
+                (None, _) => set.any_method.push(i),
             }
         }
         Ok(set)
     }
 }
 
-/// Two ascending index lists merged, ascending (the order rules are tried in).
-fn merge<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
-    let (mut i, mut j) = (0, 0);
-    std::iter::from_fn(move || {
-        let next = match (a.get(i), b.get(j)) {
-            (Some(&x), Some(&y)) if x <= y => {
-                i += 1;
-                x
-            }
-            (_, Some(&y)) => {
-                j += 1;
-                y
-            }
-            (Some(&x), None) => {
-                i += 1;
-                x
-            }
-            (None, None) => return None,
-        };
-        Some(next)
+/// Two ascending index sequences merged, ascending (the order rules are tried in).
+fn merge(a: impl Iterator<Item = usize>, b: impl Iterator<Item = usize>) -> impl Iterator<Item = usize> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x <= y => a.next(),
+        (_, Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, None) => None,
     })
 }
 
@@ -563,9 +569,12 @@ rules:
     fn reads_the_example_and_indexes_by_method() {
         let set = RuleSet::parse(EXAMPLE, "rules.yaml").expect("valid");
         assert_eq!(set.rules.len(), 3);
-        let ids: Vec<_> = set.candidates(Some("tools/call")).map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["block-echo", "slow-add"]);
-        assert_eq!(set.candidates(Some("tools/list")).count(), 0);
+        let ids: Vec<_> = set.candidates(Some("tools/call"), Some("echo")).map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["block-echo"], "indexed by method and tool");
+        let ids: Vec<_> = set.candidates(Some("tools/call"), Some("add")).map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["slow-add"]);
+        assert_eq!(set.candidates(Some("tools/call"), Some("other")).count(), 0);
+        assert_eq!(set.candidates(Some("tools/list"), None).count(), 0);
         assert!(matches!(set.rules[1].action, Action::Delay(d) if d == Duration::from_millis(300)));
         assert!(set.warnings.is_empty(), "{:?}", set.warnings);
     }
@@ -574,9 +583,9 @@ rules:
     fn priority_orders_rules_and_globs_are_tried_for_every_method() {
         let text = "version: 1\nrules:\n  - id: late\n    match: { method: 'tools/*' }\n    action: continue\n  - id: first\n    priority: 5\n    match: { method: tools/call }\n    action: drop\n";
         let set = RuleSet::parse(text, "r.yaml").expect("valid");
-        let ids: Vec<_> = set.candidates(Some("tools/call")).map(|r| r.id.as_str()).collect();
+        let ids: Vec<_> = set.candidates(Some("tools/call"), Some("x")).map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["first", "late"]);
-        let ids: Vec<_> = set.candidates(Some("tools/list")).map(|r| r.id.as_str()).collect();
+        let ids: Vec<_> = set.candidates(Some("tools/list"), None).map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["late"]);
         assert!(set.rules[1].matcher.method.as_ref().is_some_and(|p| p.matches("tools/list") && !p.matches("x")));
     }
@@ -606,6 +615,24 @@ rules:
         let bad_status = "version: 1\nrules:\n  - id: s\n    action: { block: { status: 200 } }\n";
         let err = RuleSet::parse(bad_status, "r.yaml").expect_err("status");
         assert!(err.contains("action.block.status"), "{err}");
+    }
+
+    #[test]
+    fn a_thousand_rules_for_other_tools_are_not_tried() {
+        let mut text = String::from("version: 1\nrules:\n");
+        for i in 0..1000 {
+            text.push_str(&format!(
+                "  - id: r{i}\n    match: {{ method: tools/call, tool: t{i} }}\n    action: drop\n"
+            ));
+        }
+        text.push_str(
+            "  - id: glob\n    priority: -1\n    match: { method: tools/call, tool: 'e*' }\n    action: drop\n",
+        );
+        let set = RuleSet::parse(&text, "r.yaml").expect("valid");
+        let ids: Vec<_> = set.candidates(Some("tools/call"), Some("echo")).map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["glob"], "only the rule that can match is tried");
+        let ids: Vec<_> = set.candidates(Some("tools/call"), Some("t7")).map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r7", "glob"]);
     }
 
     #[test]
