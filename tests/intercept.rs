@@ -291,3 +291,21 @@ async fn rule_files_reload_and_bad_changes_are_rejected() {
     assert_eq!(client(&[&gw.mcp_url], "legacy", echo())[0]["text"], json!(["fifth"]));
     assert!(gw.stop().success());
 }
+
+#[test]
+fn probability_with_a_seed_fires_on_the_same_calls_in_two_runs() {
+    let dir = scratch_dir("intercept-seed");
+    let text = "version: 1\nseed: 11\nrules:\n  - id: flaky-echo\n    probability: 0.5\n    match: { method: tools/call, tool: echo, jsonpath: \"$.params[?@.message]\" }\n    action: { block: { message: flaky } }\n";
+    let rules = write(&dir, "flaky.yaml", text);
+    let calls: Vec<Value> = (0..20).map(|i| json!(["echo", {"message": format!("m{i}")}])).collect();
+    let run = || {
+        let mut gw = gateway_with(&format!("  - intercept: {{ rules: {} }}\n", rules.display()));
+        let out = client(&[&gw.mcp_url], "legacy", Value::Array(calls.clone()));
+        assert!(gw.stop().success());
+        out.iter().map(|line| line["ok"] == false).collect::<Vec<bool>>()
+    };
+    let first = run();
+    assert_eq!(first, run(), "the same seed blocks the same calls");
+    let blocked = first.iter().filter(|b| **b).count();
+    assert!(blocked > 0 && blocked < 20, "some blocked, some not: {first:?}");
+}

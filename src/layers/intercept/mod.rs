@@ -44,7 +44,7 @@ use super::{BuildContext, StageDef, StageFn};
 use crate::error::{GatewayError, Rejection};
 use crate::pipeline::{Direction, Flow, McpRequest, MessageContext, Shared, Stage, StageControl, StageLayer, Verdict};
 use crate::protocol::{id_value, Message, MessageKind};
-use rules::{Action, Rule, RuleSet};
+use rules::{Action, Facts, Rule, RuleSet};
 
 /// The registry entry.
 pub const STAGE: StageDef = StageDef { name: "intercept", build, must_follow: &[] };
@@ -159,11 +159,22 @@ impl Stage for Interceptor {
             _ => (msg.method(), msg.tool_name()),
         };
         let is_response = msg.kind() == MessageKind::Response;
+        let value = std::cell::OnceCell::new();
+        let facts = Facts {
+            direction: ctx.direction,
+            method,
+            tool,
+            revision: ctx.call.version,
+            route: &ctx.call.route,
+            upstream: ctx.upstream,
+            message: &msg,
+            value: &value,
+        };
         for rule in call.rules.candidates(method, tool) {
             // A response carries no method of its own: it is matched by its request's
             // only by rules that say which way they look.
             let by_request = is_response && rule.matcher.direction.is_none() && rule.matcher.method.is_some();
-            if by_request || !rule.enabled || !matches(rule, ctx.direction, method, tool) || !rule.take() {
+            if by_request || !rule.enabled || !rule.matcher.matches(&facts) || !rule.take() {
                 continue;
             }
             tracing::debug!(rule = %rule.id, method = method.unwrap_or("-"), direction = ?ctx.direction, "intercept rule fired");
@@ -171,13 +182,6 @@ impl Stage for Interceptor {
         }
         Flow::pass(msg)
     }
-}
-
-fn matches(rule: &Rule, direction: Direction, method: Option<&str>, tool: Option<&str>) -> bool {
-    let m = &rule.matcher;
-    m.direction.is_none_or(|d| d == direction)
-        && m.method.as_ref().is_none_or(|p| method.is_some_and(|name| p.matches(name)))
-        && m.tool.as_ref().is_none_or(|p| tool.is_some_and(|name| p.matches(name)))
 }
 
 /// A response to `to` (a request) with `result`. A 2026-07-28 client gets the

@@ -24,6 +24,9 @@ pub const VERSION: u64 = 1;
 #[serde(deny_unknown_fields)]
 struct File {
     version: u64,
+    /// Seeds the rules' `probability` draws, so that a run can be reproduced.
+    #[serde(default)]
+    seed: Option<u64>,
     #[serde(default)]
     rules: Vec<RuleSpec>,
 }
@@ -45,6 +48,8 @@ struct RuleSpec {
     times: Option<u64>,
     #[serde(default)]
     after: Option<u64>,
+    #[serde(default)]
+    probability: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -68,6 +73,37 @@ struct MatchSpec {
     method: Option<PatternSpec>,
     #[serde(default)]
     tool: Option<PatternSpec>,
+    #[serde(default)]
+    jsonpath: Option<OneOrMany>,
+    #[serde(default)]
+    revision: Option<OneOrMany>,
+    #[serde(default)]
+    route: Option<PatternSpec>,
+    #[serde(default)]
+    upstream: Option<PatternSpec>,
+    #[serde(default)]
+    all: Option<Vec<MatchSpec>>,
+    #[serde(default)]
+    any: Option<Vec<MatchSpec>>,
+    #[serde(default)]
+    not: Option<Box<MatchSpec>>,
+}
+
+/// One string or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// A name to match: exact, a glob when it has `*` or `?`, or `{ regex: ... }`.
@@ -183,7 +219,7 @@ impl Pattern {
     }
 }
 
-/// What a rule looks at.
+/// What a rule looks at: every key given must match.
 #[derive(Debug, Default)]
 pub struct Match {
     /// The direction, if any.
@@ -192,6 +228,111 @@ pub struct Match {
     pub method: Option<Pattern>,
     /// The tool or prompt name (`params.name` of `tools/call` and `prompts/get`).
     pub tool: Option<Pattern>,
+    /// JSONPath queries (RFC 9535) over the whole message: each must select something.
+    pub jsonpath: Vec<(String, jsonpath_rust::parser::model::JpQuery)>,
+    /// Protocol revisions, any of them.
+    pub revision: Vec<crate::protocol::ProtocolVersion>,
+    /// The endpoint path.
+    pub route: Option<Pattern>,
+    /// The upstream's config name (known for server-to-client messages).
+    pub upstream: Option<Pattern>,
+    /// Every one of these.
+    pub all: Vec<Match>,
+    /// At least one of these (when given).
+    pub any: Vec<Match>,
+    /// Not this.
+    pub not: Option<Box<Match>>,
+}
+
+/// What a message is, as rules look at it.
+pub struct Facts<'a> {
+    /// Which way it goes.
+    pub direction: Direction,
+    /// Its method (a response: its request's, when known).
+    pub method: Option<&'a str>,
+    /// Its tool or prompt name (a response: its request's).
+    pub tool: Option<&'a str>,
+    /// The revision in force.
+    pub revision: crate::protocol::ProtocolVersion,
+    /// The endpoint path.
+    pub route: &'a str,
+    /// The upstream, once known.
+    pub upstream: Option<&'a str>,
+    /// The message itself.
+    pub message: &'a crate::protocol::Message,
+    /// The message as JSON, parsed the first time a JSONPath needs it.
+    pub value: &'a std::cell::OnceCell<Option<Value>>,
+}
+
+impl Match {
+    /// Whether `facts` match.
+    pub fn matches(&self, facts: &Facts<'_>) -> bool {
+        let name = |p: &Option<Pattern>, v: Option<&str>| p.as_ref().is_none_or(|p| v.is_some_and(|v| p.matches(v)));
+        self.direction.is_none_or(|d| d == facts.direction)
+            && name(&self.method, facts.method)
+            && name(&self.tool, facts.tool)
+            && (self.revision.is_empty() || self.revision.contains(&facts.revision))
+            && name(&self.route, Some(facts.route))
+            && name(&self.upstream, facts.upstream)
+            && self.all.iter().all(|m| m.matches(facts))
+            && (self.any.is_empty() || self.any.iter().any(|m| m.matches(facts)))
+            && self.not.as_ref().is_none_or(|m| !m.matches(facts))
+            && (self.jsonpath.is_empty() || {
+                let value = facts.value.get_or_init(|| facts.message.to_value());
+                value.as_ref().is_some_and(|v| {
+                    self.jsonpath
+                        .iter()
+                        .all(|(_, q)| jsonpath_rust::query::js_path_process(q, v).is_ok_and(|found| !found.is_empty()))
+                })
+            })
+    }
+
+    fn compile(spec: MatchSpec, key: &str) -> Result<Match, (String, String)> {
+        let at = |k: &str| format!("{key}.{k}");
+        let pattern = |p: Option<PatternSpec>, k: &str| p.map(Pattern::compile).transpose().map_err(|e| (at(k), e));
+        let jsonpath = spec
+            .jsonpath
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| match jsonpath_rust::parser::parse_json_path(&p) {
+                Ok(q) => Ok((p, q)),
+                Err(e) => Err((at("jsonpath"), format!("{p:?} is not a JSONPath (RFC 9535): {e}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let revision = spec
+            .revision
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                crate::protocol::ProtocolVersion::parse(&r)
+                    .ok_or_else(|| (at("revision"), format!("{r:?} is not a protocol revision")))
+            })
+            .collect::<Result<_, _>>()?;
+        let list = |v: Option<Vec<MatchSpec>>, k: &str| {
+            v.unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| Match::compile(m, &format!("{key}.{k}[{i}]")))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Match {
+            direction: spec.direction.map(|d| match d {
+                DirectionSpec::ClientToServer => Direction::ClientToServer,
+                DirectionSpec::ServerToClient => Direction::ServerToClient,
+            }),
+            method: pattern(spec.method, "method")?,
+            tool: pattern(spec.tool, "tool")?,
+            jsonpath,
+            revision,
+            route: pattern(spec.route, "route")?,
+            upstream: pattern(spec.upstream, "upstream")?,
+            all: list(spec.all, "all")?,
+            any: list(spec.any, "any")?,
+            not: spec.not.map(|m| Match::compile(*m, &at("not")).map(Box::new)).transpose()?,
+        })
+    }
 }
 
 /// A string of a mock's result, made from a template or given as it is.
@@ -255,6 +396,10 @@ pub struct Rule {
     pub times: Option<u64>,
     /// Skip the first this many matches.
     pub after: u64,
+    /// Fire on this share of the matches that are due (drawn from the file's seed).
+    pub probability: Option<f64>,
+    /// The seed of this rule's draws.
+    pub seed: u64,
     /// Messages it matched.
     pub matches: AtomicU64,
     /// Times it acted.
@@ -268,6 +413,14 @@ impl Rule {
         if seen < self.after {
             return false;
         }
+        if let Some(p) = self.probability {
+            // The n-th match's draw depends only on the seed and n: a run with the
+            // same seed fires on the same messages.
+            let draw = (splitmix64(self.seed ^ seen) >> 11) as f64 / (1u64 << 53) as f64;
+            if draw >= p {
+                return false;
+            }
+        }
         match self.times {
             None => {
                 self.fired.fetch_add(1, Ordering::Relaxed);
@@ -278,6 +431,16 @@ impl Rule {
             }
         }
     }
+}
+
+/// SplitMix64's output function: a well-mixed 64-bit value from any input (a few
+/// lines, not a dependency: the draws must stay the same across builds, which a
+/// general-purpose generator's stream does not promise).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A loaded rule file.
@@ -354,6 +517,7 @@ impl RuleSet {
         set.templates.set_strict_mode(true);
         set.templates.register_escape_fn(handlebars::no_escape);
         let mut seen = HashMap::new();
+        let seed = file.seed.unwrap_or_else(rand::random);
         for (index, spec) in file.rules.into_iter().enumerate() {
             let line = rule_line(text, &spec.id).unwrap_or(1);
             let at = |key: &str, message: String| format!("{origin}:{line}: rule {:?}: {key}: {message}", spec.id);
@@ -363,14 +527,12 @@ impl RuleSet {
             if let Some(first) = seen.insert(spec.id.clone(), line) {
                 return Err(at("id", format!("used twice (first on line {first})")));
             }
-            let matcher = Match {
-                direction: spec.matcher.direction.map(|d| match d {
-                    DirectionSpec::ClientToServer => Direction::ClientToServer,
-                    DirectionSpec::ServerToClient => Direction::ServerToClient,
-                }),
-                method: spec.matcher.method.map(Pattern::compile).transpose().map_err(|e| at("match.method", e))?,
-                tool: spec.matcher.tool.map(Pattern::compile).transpose().map_err(|e| at("match.tool", e))?,
-            };
+            let matcher = Match::compile(spec.matcher, "match").map_err(|(key, e)| at(&key, e))?;
+            if let Some(p) = spec.probability {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(at("probability", format!("{p} is not between 0 and 1")));
+                }
+            }
             if let (Some(Pattern::Exact(method)), Some(_)) = (&matcher.method, &matcher.tool) {
                 if method != "tools/call" && method != "prompts/get" {
                     set.warnings.push(format!(
@@ -388,6 +550,7 @@ impl RuleSet {
                     spec.id
                 ));
             }
+            let rule_seed = splitmix64(seed ^ fnv1a(&spec.id));
             set.rules.push(Rule {
                 id: spec.id,
                 description: spec.description,
@@ -397,6 +560,8 @@ impl RuleSet {
                 action,
                 times: spec.times,
                 after: spec.after.unwrap_or(0),
+                probability: spec.probability,
+                seed: rule_seed,
                 matches: AtomicU64::new(0),
                 fired: AtomicU64::new(0),
             });
@@ -417,6 +582,11 @@ impl RuleSet {
         }
         Ok(set)
     }
+}
+
+/// FNV-1a of a rule id (each rule draws from a stream of its own).
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Two ascending index sequences merged, ascending (the order rules are tried in).
@@ -633,6 +803,104 @@ rules:
         assert_eq!(ids, ["glob"], "only the rule that can match is tried");
         let ids: Vec<_> = set.candidates(Some("tools/call"), Some("t7")).map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["r7", "glob"]);
+    }
+
+    fn facts_of<'a>(m: &'a crate::protocol::Message, value: &'a std::cell::OnceCell<Option<Value>>) -> Facts<'a> {
+        Facts {
+            direction: Direction::ClientToServer,
+            method: m.method(),
+            tool: m.tool_name(),
+            revision: crate::protocol::ProtocolVersion::V2025_06_18,
+            route: "/mcp",
+            upstream: None,
+            message: m,
+            value,
+        }
+    }
+
+    #[test]
+    fn jsonpath_revision_and_any_all_not() {
+        let text = r#"version: 1
+rules:
+  - id: secret
+    match:
+      method: tools/call
+      jsonpath: "$.params[?@.message == 'secret']"
+      revision: [2025-06-18, 2025-11-25]
+      not: { route: /other }
+      any: [ { tool: echo }, { tool: shout } ]
+    action: drop
+"#;
+        let set = RuleSet::parse(text, "r.yaml").expect("valid");
+        let rule = &set.rules[0];
+        let call = |tool: &str, message: &str| {
+            crate::protocol::Message::from_value(
+                &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":tool,"arguments":{"message":message}}}),
+            )
+        };
+        let hit = |m: &crate::protocol::Message| rule.matcher.matches(&facts_of(m, &std::cell::OnceCell::new()));
+        assert!(hit(&call("echo", "secret")));
+        assert!(hit(&call("shout", "secret")));
+        assert!(!hit(&call("echo", "public")), "the JSONPath selects nothing");
+        assert!(!hit(&call("add", "secret")), "no `any` matches");
+        let m = call("echo", "secret");
+        let value = std::cell::OnceCell::new();
+        let mut facts = facts_of(&m, &value);
+        facts.route = "/other";
+        assert!(!rule.matcher.matches(&facts), "`not` matches");
+        facts.route = "/mcp";
+        facts.revision = crate::protocol::ProtocolVersion::V2026_07_28;
+        assert!(!rule.matcher.matches(&facts), "another revision");
+
+        // The other examples of docs/intercept.md.
+        let matches = |path: &str, m: &crate::protocol::Message| {
+            let text =
+                format!("version: 1\nrules:\n  - id: j\n    match: {{ jsonpath: \"{path}\" }}\n    action: drop\n");
+            let set = RuleSet::parse(&text, "r.yaml").expect("valid");
+            set.rules[0].matcher.matches(&facts_of(m, &std::cell::OnceCell::new()))
+        };
+        let error = |code: i32| crate::protocol::Message::error_response(Some("1"), code, "bad", None);
+        assert!(matches("$[?@.code == -32602]", &error(-32602)));
+        assert!(!matches("$[?@.code == -32602]", &error(-32600)));
+        let progress = crate::protocol::Message::from_value(
+            &serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}}),
+        );
+        assert!(matches("$.params._meta.progressToken", &progress));
+        assert!(!matches("$.params._meta.progressToken", &call("echo", "x")));
+    }
+
+    #[test]
+    fn bad_jsonpath_revision_and_probability_are_errors() {
+        let cases = [
+            ("match: { jsonpath: '$.params[' }", "match.jsonpath", "not a JSONPath"),
+            ("match: { revision: 2024-01-01 }", "match.revision", "not a protocol revision"),
+            ("match: { any: [ { method: { regex: '(' } } ] }", "match.any[0].method", "regex"),
+            ("probability: 1.5", "probability", "between 0 and 1"),
+        ];
+        for (rule, key, what) in cases {
+            let text = format!("version: 1\nrules:\n  - id: x\n    {rule}\n    action: drop\n");
+            let err = RuleSet::parse(&text, "r.yaml").expect_err(rule);
+            assert!(err.contains(&format!("rule \"x\": {key}: ")) && err.contains(what), "{rule}: {err}");
+        }
+    }
+
+    #[test]
+    fn probability_with_a_seed_fires_on_the_same_matches() {
+        let file = |seed: u64| {
+            format!("version: 1\nseed: {seed}\nrules:\n  - id: p\n    probability: 0.5\n    action: drop\n")
+        };
+        let run = |seed: u64| {
+            let set = RuleSet::parse(&file(seed), "r.yaml").expect("valid");
+            (0..64).map(|_| set.rules[0].take()).collect::<Vec<bool>>()
+        };
+        let first = run(7);
+        assert_eq!(first, run(7), "the same seed, the same firings");
+        assert_ne!(first, run(8), "another seed, other firings");
+        let fired = first.iter().filter(|f| **f).count();
+        assert!((16..=48).contains(&fired), "about half: {fired} of 64");
+        let never = RuleSet::parse("version: 1\nrules:\n  - id: p\n    probability: 0\n    action: drop\n", "r")
+            .expect("valid");
+        assert!((0..32).all(|_| !never.rules[0].take()));
     }
 
     #[test]
