@@ -309,3 +309,22 @@ fn probability_with_a_seed_fires_on_the_same_calls_in_two_runs() {
     let blocked = first.iter().filter(|b| **b).count();
     assert!(blocked > 0 && blocked < 20, "some blocked, some not: {first:?}");
 }
+
+#[test]
+fn modify_both_ways_through_the_http_front_and_forward_stdio() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules/modify.yaml");
+    let calls = json!([["echo", {"message": "original"}], ["add", {"a": 2, "b": 2}]]);
+    let expect = |out: &[Value], how: &str| {
+        assert_eq!(out[0]["text"], json!(["rewritten"]), "{how}: the server saw the changed request: {out:?}");
+        assert_eq!(out[1]["text"], json!(["sum=4"]), "{how}: the client saw the changed answer: {out:?}");
+    };
+    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {rules} }}\n"));
+    for mode in ["legacy", "default"] {
+        expect(&client(&[&gw.mcp_url], mode, calls.clone()), mode);
+    }
+    assert!(gw.stop().success());
+    expect(
+        &client(&[bin(), "forward", "stdio", "--rules", rules, "--", bin(), "demo-server"], "legacy", calls),
+        "stdio",
+    );
+}

@@ -29,7 +29,9 @@
 //! | `block` | answered to its sender with the rule's error (or, for a client's request with `status`, refused with that HTTP status and headers) | discarded | replaced by the rule's error |
 //! | `mock` | answered to its sender with the rule's result or error; the other side never sees it | passes | its result or error replaced |
 //! | `delay` | held, then passed | held, then passed | held, then passed |
+//! | `modify` | changed by JSONPath, then passed | the same | the same |
 
+mod modify;
 mod reload;
 pub mod rules;
 
@@ -207,6 +209,22 @@ fn act(rule: &Rule, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) ->
                 tokio::time::sleep(d).await;
                 Verdict::Pass(msg)
             }))
+        }
+        Action::Modify(modify) => {
+            let Some(mut value) = msg.to_value() else { return Flow::pass(msg) };
+            if !modify.apply(&mut value) {
+                return Flow::pass(msg);
+            }
+            match serde_json::to_vec(&value)
+                .map_err(|e| e.to_string())
+                .and_then(|b| Message::parse(b).map_err(|e| e.to_string()))
+            {
+                Ok(changed) => Flow::pass(changed),
+                Err(e) => {
+                    tracing::warn!(rule = %rule.id, error = %e, "an intercept modify made an invalid message; the message goes on unchanged");
+                    Flow::pass(msg)
+                }
+            }
         }
         Action::Drop => match kind {
             MessageKind::Request => {

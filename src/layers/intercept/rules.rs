@@ -122,6 +122,7 @@ enum ActionSpec {
     Block(BlockSpec),
     Mock(MockSpec),
     Delay(DelaySpec),
+    Modify(super::modify::ModifySpec),
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,6 +376,8 @@ pub enum Action {
     },
     /// Hold the message, then let it through.
     Delay(Duration),
+    /// Change the message by JSONPath, then let it through.
+    Modify(super::modify::Modify),
 }
 
 /// A compiled rule, with its counters.
@@ -541,7 +544,7 @@ impl RuleSet {
                     ));
                 }
             }
-            let action = compile_action(spec.action, &spec.id, &mut set).map_err(|(key, e)| at(key, e))?;
+            let action = compile_action(spec.action, &spec.id, &mut set).map_err(|(key, e)| at(&key, e))?;
             if let (Action::Block { status: Some(_), .. }, Some(Direction::ServerToClient)) =
                 (&action, matcher.direction)
             {
@@ -600,16 +603,17 @@ fn merge(a: impl Iterator<Item = usize>, b: impl Iterator<Item = usize>) -> impl
     })
 }
 
-fn compile_action(spec: ActionSpec, id: &str, set: &mut RuleSet) -> Result<Action, (&'static str, String)> {
+fn compile_action(spec: ActionSpec, id: &str, set: &mut RuleSet) -> Result<Action, (String, String)> {
     Ok(match spec {
         ActionSpec::Continue => Action::Continue,
         ActionSpec::Drop => Action::Drop,
         ActionSpec::Delay(d) => Action::Delay(d.fixed),
+        ActionSpec::Modify(m) => Action::Modify(super::modify::Modify::compile(m)?),
         ActionSpec::Block(b) => {
             let status = match b.status {
                 None => {
                     if !b.headers.is_empty() {
-                        return Err(("action.block.headers", "headers need a status".into()));
+                        return Err(("action.block.headers".to_owned(), "headers need a status".into()));
                     }
                     None
                 }
@@ -617,13 +621,17 @@ fn compile_action(spec: ActionSpec, id: &str, set: &mut RuleSet) -> Result<Actio
                     let status = http::StatusCode::from_u16(code)
                         .ok()
                         .filter(|s| s.is_client_error() || s.is_server_error())
-                        .ok_or(("action.block.status", format!("{code} is not an HTTP error status (400-599)")))?;
+                        .ok_or((
+                            "action.block.status".to_owned(),
+                            format!("{code} is not an HTTP error status (400-599)"),
+                        ))?;
                     let mut headers = http::HeaderMap::new();
                     for (name, value) in &b.headers {
-                        let name = http::HeaderName::from_bytes(name.as_bytes())
-                            .map_err(|_| ("action.block.headers", format!("{name:?} is not a header name")))?;
+                        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                            ("action.block.headers".to_owned(), format!("{name:?} is not a header name"))
+                        })?;
                         let value = http::HeaderValue::from_str(value).map_err(|_| {
-                            ("action.block.headers", format!("the value of {name} is not a header value"))
+                            ("action.block.headers".to_owned(), format!("the value of {name} is not a header value"))
                         })?;
                         headers.append(name, value);
                     }
@@ -636,11 +644,11 @@ fn compile_action(spec: ActionSpec, id: &str, set: &mut RuleSet) -> Result<Actio
         ActionSpec::Mock(m) => match (m.result, m.error) {
             (Some(result), None) => {
                 let mut n = 0;
-                let piece = compile_piece(result, id, &mut n, set).map_err(|e| ("action.mock.result", e))?;
+                let piece = compile_piece(result, id, &mut n, set).map_err(|e| ("action.mock.result".to_owned(), e))?;
                 Action::Mock { result: Some(piece), error: None }
             }
             (None, Some(e)) => Action::Mock { result: None, error: Some((e.code, e.message, e.data)) },
-            _ => return Err(("action.mock", "give exactly one of result and error".into())),
+            _ => return Err(("action.mock".to_owned(), "give exactly one of result and error".into())),
         },
     })
 }
