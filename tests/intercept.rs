@@ -328,3 +328,35 @@ fn modify_both_ways_through_the_http_front_and_forward_stdio() {
         "stdio",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_through_the_http_front_and_forward_stdio() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules/faults.yaml");
+    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {rules} }}\n"));
+    let mut c = common::McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    let (_, busy) = c.call("tools/call", json!({"name": "echo", "arguments": {"message": "x"}})).await;
+    assert_eq!(busy.status, 429, "{}", busy.text());
+    assert_eq!(busy.header("retry-after").as_deref(), Some("7"));
+    assert!(busy.text().contains("fault injected by rule busy-echo"), "{}", busy.text());
+    let (_, first) = c.call("tools/call", json!({"name": "add", "arguments": {"a": 1, "b": 1}})).await;
+    assert_eq!(first.status, 200, "after: 1 lets the first through: {}", first.text());
+    let (_, down) = c.call("tools/call", json!({"name": "add", "arguments": {"a": 1, "b": 1}})).await;
+    assert_eq!(down.status, 502, "{}", down.text());
+    assert!(down.text().contains("the adder is down"), "{}", down.text());
+    let (_, slow) = c.call("tools/call", json!({"name": "slow", "arguments": {"steps": 1, "delay_ms": 1}})).await;
+    assert_eq!(slow.status, 504, "{}", slow.text());
+    assert!(gw.stop().success());
+
+    // Over stdio the same faults are JSON-RPC errors the SDK raises.
+    let target = [bin(), "forward", "stdio", "--rules", rules, "--", bin(), "demo-server"];
+    let out = client(
+        &target,
+        "legacy",
+        json!([["echo", {"message": "x"}], ["add", {"a": 1, "b": 1}], ["add", {"a": 1, "b": 1}]]),
+    );
+    assert_eq!(out[0]["ok"], false, "{out:?}");
+    assert!(out[0]["error"]["message"].as_str().unwrap_or("").contains("busy-echo"), "{out:?}");
+    assert_eq!(out[1]["text"], json!(["2"]), "{out:?}");
+    assert!(out[2]["error"]["message"].as_str().unwrap_or("").contains("the adder is down"), "{out:?}");
+}

@@ -30,6 +30,7 @@
 //! | `mock` | answered to its sender with the rule's result or error; the other side never sees it | passes | its result or error replaced |
 //! | `delay` | held, then passed | held, then passed | held, then passed |
 //! | `modify` | changed by JSONPath, then passed | the same | the same |
+//! | `fault` | the call fails as if below: `hang` (never answered), `timeout` (held, then 504), `upstream_error` (502), `too_many_requests` (429 with `Retry-After`) | the same | the same (on a stream, the error ends it) |
 
 mod modify;
 mod reload;
@@ -46,7 +47,7 @@ use super::{BuildContext, StageDef, StageFn};
 use crate::error::{GatewayError, Rejection};
 use crate::pipeline::{Direction, Flow, McpRequest, MessageContext, Shared, Stage, StageControl, StageLayer, Verdict};
 use crate::protocol::{id_value, Message, MessageKind};
-use rules::{Action, Facts, Rule, RuleSet};
+use rules::{Action, Facts, Fault, Rule, RuleSet};
 
 /// The registry entry.
 pub const STAGE: StageDef = StageDef { name: "intercept", build, must_follow: &[] };
@@ -203,12 +204,27 @@ fn act(rule: &Rule, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) ->
     let kind = msg.kind();
     match &rule.action {
         Action::Continue => Flow::pass(msg),
-        Action::Delay(d) => {
-            let d = *d;
+        Action::Delay(delay) => {
+            let n = rule.fired.load(Ordering::Relaxed).saturating_sub(1);
+            let d = delay.for_firing(n, rule.seed);
             Flow::Later(Box::pin(async move {
                 tokio::time::sleep(d).await;
                 Verdict::Pass(msg)
             }))
+        }
+        Action::Fault(fault) => {
+            let by = format!("(fault injected by rule {})", rule.id);
+            match fault.clone() {
+                Fault::Hang => Flow::Later(Box::pin(std::future::pending())),
+                Fault::Timeout(after) => Flow::Later(Box::pin(async move {
+                    tokio::time::sleep(after).await;
+                    Verdict::Fail(GatewayError::UpstreamTimeout { upstream: by, after })
+                })),
+                Fault::UpstreamError(detail) => Flow::fail(GatewayError::UpstreamUnavailable { upstream: by, detail }),
+                Fault::TooManyRequests(retry_after) => {
+                    Flow::fail(GatewayError::TooManyRequests { detail: by, retry_after: Some(retry_after) })
+                }
+            }
         }
         Action::Modify(modify) => {
             let Some(mut value) = msg.to_value() else { return Flow::pass(msg) };

@@ -123,6 +123,24 @@ enum ActionSpec {
     Mock(MockSpec),
     Delay(DelaySpec),
     Modify(super::modify::ModifySpec),
+    Fault(FaultSpec),
+}
+
+/// A failure to inject.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum FaultSpec {
+    /// Never answer (the sender's own timeout decides).
+    Hang,
+    /// Hold, then fail as an upstream that did not answer in time.
+    Timeout(#[serde(with = "crate::config::duration")] Duration),
+    /// Fail as an unreachable or failing upstream (HTTP 502).
+    UpstreamError(#[serde(default)] Option<String>),
+    /// Refuse with HTTP 429 and `Retry-After`.
+    TooManyRequests {
+        #[serde(with = "crate::config::duration")]
+        retry_after: Duration,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,10 +182,86 @@ struct MockError {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DelaySpec {
-    #[serde(with = "crate::config::duration")]
-    fixed: Duration,
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum DelaySpec {
+    /// Always this long.
+    Fixed(#[serde(with = "crate::config::duration")] Duration),
+    /// Uniformly between the two (drawn from the file's seed).
+    Uniform(#[serde(with = "duration_pair")] (Duration, Duration)),
+    /// `base`, times `factor` for each earlier firing of the rule, at most `max`.
+    Exponential {
+        #[serde(with = "crate::config::duration")]
+        base: Duration,
+        #[serde(default = "two")]
+        factor: f64,
+        #[serde(with = "crate::config::duration")]
+        max: Duration,
+    },
+}
+
+fn two() -> f64 {
+    2.0
+}
+
+/// `[100ms, 500ms]`: two durations.
+mod duration_pair {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(Duration, Duration), D::Error> {
+        let [low, high] = <[String; 2]>::deserialize(d)?;
+        let parse = |t: &str| crate::config::duration::parse(t).map_err(serde::de::Error::custom);
+        Ok((parse(&low)?, parse(&high)?))
+    }
+}
+
+/// How long a `delay` holds a message.
+#[derive(Debug, Clone, Copy)]
+pub enum Delay {
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniformly between the two.
+    Uniform(Duration, Duration),
+    /// `base * factor^n` for the rule's n-th firing, at most `max`.
+    Exponential {
+        /// The first delay.
+        base: Duration,
+        /// The growth per firing.
+        factor: f64,
+        /// The cap.
+        max: Duration,
+    },
+}
+
+impl Delay {
+    /// The delay for the rule's `n`-th firing, drawing from `seed`.
+    pub fn for_firing(&self, n: u64, seed: u64) -> Duration {
+        match *self {
+            Delay::Fixed(d) => d,
+            Delay::Uniform(low, high) => {
+                let draw = (splitmix64(seed ^ n.rotate_left(32)) >> 11) as f64 / (1u64 << 53) as f64;
+                low + (high - low).mul_f64(draw)
+            }
+            Delay::Exponential { base, factor, max } => {
+                let exp = i32::try_from(n).unwrap_or(i32::MAX);
+                base.mul_f64(factor.powi(exp).min(max.as_secs_f64() / base.as_secs_f64().max(1e-9))).min(max)
+            }
+        }
+    }
+}
+
+/// A failure a `fault` injects.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Never answer.
+    Hang,
+    /// Hold this long, then fail as an upstream timeout (504).
+    Timeout(Duration),
+    /// Fail as an upstream error (502), with this detail.
+    UpstreamError(String),
+    /// Refuse with 429 and `Retry-After`.
+    TooManyRequests(Duration),
 }
 
 // === compiled ===
@@ -375,7 +469,9 @@ pub enum Action {
         error: Option<(i32, String, Option<Value>)>,
     },
     /// Hold the message, then let it through.
-    Delay(Duration),
+    Delay(Delay),
+    /// Fail the call as something below would.
+    Fault(Fault),
     /// Change the message by JSONPath, then let it through.
     Modify(super::modify::Modify),
 }
@@ -607,7 +703,30 @@ fn compile_action(spec: ActionSpec, id: &str, set: &mut RuleSet) -> Result<Actio
     Ok(match spec {
         ActionSpec::Continue => Action::Continue,
         ActionSpec::Drop => Action::Drop,
-        ActionSpec::Delay(d) => Action::Delay(d.fixed),
+        ActionSpec::Delay(d) => Action::Delay(match d {
+            DelaySpec::Fixed(d) => Delay::Fixed(d),
+            DelaySpec::Uniform((low, high)) if low <= high => Delay::Uniform(low, high),
+            DelaySpec::Uniform(_) => {
+                return Err(("action.delay.uniform".to_owned(), "the first bound is above the second".into()))
+            }
+            DelaySpec::Exponential { base, factor, max } if factor >= 1.0 && !base.is_zero() && base <= max => {
+                Delay::Exponential { base, factor, max }
+            }
+            DelaySpec::Exponential { .. } => {
+                return Err((
+                    "action.delay.exponential".to_owned(),
+                    "needs base > 0, base <= max and factor >= 1".into(),
+                ))
+            }
+        }),
+        ActionSpec::Fault(f) => Action::Fault(match f {
+            FaultSpec::Hang => Fault::Hang,
+            FaultSpec::Timeout(d) => Fault::Timeout(d),
+            FaultSpec::UpstreamError(detail) => {
+                Fault::UpstreamError(detail.unwrap_or_else(|| format!("fault injected by rule {id}")))
+            }
+            FaultSpec::TooManyRequests { retry_after } => Fault::TooManyRequests(retry_after),
+        }),
         ActionSpec::Modify(m) => Action::Modify(super::modify::Modify::compile(m)?),
         ActionSpec::Block(b) => {
             let status = match b.status {
@@ -753,7 +872,7 @@ rules:
         assert_eq!(ids, ["slow-add"]);
         assert_eq!(set.candidates(Some("tools/call"), Some("other")).count(), 0);
         assert_eq!(set.candidates(Some("tools/list"), None).count(), 0);
-        assert!(matches!(set.rules[1].action, Action::Delay(d) if d == Duration::from_millis(300)));
+        assert!(matches!(set.rules[1].action, Action::Delay(Delay::Fixed(d)) if d == Duration::from_millis(300)));
         assert!(set.warnings.is_empty(), "{:?}", set.warnings);
     }
 

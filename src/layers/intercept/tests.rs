@@ -173,3 +173,45 @@ async fn a_mock_for_a_stateless_client_says_its_result_is_complete() {
     let out = messages(svc.oneshot(req).await.expect("reply")).await;
     assert_eq!(out[0]["result"], json!({"content": [], "resultType": "complete"}));
 }
+
+#[tokio::test]
+async fn faults_fail_the_call_as_something_below_would() {
+    let (svc, calls) = stage(
+        "version: 1\nrules:\n  - id: busy\n    match: { tool: busy }\n    action: { fault: { too_many_requests: { retry_after: 7s } } }\n  - id: down\n    match: { tool: down }\n    action: { fault: { upstream_error: gone } }\n",
+    );
+    let err = svc.clone().oneshot(call(1, "busy", "x")).await.expect_err("429");
+    assert_eq!(err.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(err.to_string().contains("fault injected by rule busy"), "{err}");
+    let err = svc.oneshot(call(2, "down", "x")).await.expect_err("502");
+    assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
+    assert!(err.to_string().contains("gone"), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_holds_then_fails_and_hang_never_answers() {
+    let (svc, _) = stage(
+        "version: 1\nrules:\n  - id: slow\n    match: { tool: slow }\n    action: { fault: { timeout: 5s } }\n  - id: stuck\n    match: { tool: stuck }\n    action: { fault: hang }\n",
+    );
+    let started = tokio::time::Instant::now();
+    let err = svc.clone().oneshot(call(1, "slow", "x")).await.expect_err("504");
+    assert_eq!(err.status(), http::StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    let hung = tokio::time::timeout(Duration::from_secs(3600), svc.oneshot(call(2, "stuck", "x"))).await;
+    assert!(hung.is_err(), "no answer within an hour");
+}
+
+#[test]
+fn uniform_and_exponential_delays() {
+    let text = "version: 1\nseed: 3\nrules:\n  - id: u\n    action: { delay: { uniform: [100ms, 200ms] } }\n  - id: e\n    action: { delay: { exponential: { base: 100ms, factor: 2, max: 1s } } }\n";
+    let set = RuleSet::parse(text, "r.yaml").expect("valid");
+    let (Action::Delay(u), Action::Delay(e)) = (&set.rules[0].action, &set.rules[1].action) else { panic!("delays") };
+    let draws: Vec<Duration> = (0..20).map(|n| u.for_firing(n, set.rules[0].seed)).collect();
+    assert!(draws.iter().all(|d| (Duration::from_millis(100)..=Duration::from_millis(200)).contains(d)), "{draws:?}");
+    assert!(draws.windows(2).any(|w| w[0] != w[1]), "they vary: {draws:?}");
+    assert_eq!(draws, (0..20).map(|n| u.for_firing(n, set.rules[0].seed)).collect::<Vec<_>>(), "and repeat");
+    let grown: Vec<u128> = (0..6).map(|n| e.for_firing(n, 0).as_millis()).collect();
+    assert_eq!(grown, [100, 200, 400, 800, 1000, 1000]);
+    let bad = "version: 1\nrules:\n  - id: b\n    action: { delay: { uniform: [2s, 1s] } }\n";
+    assert!(RuleSet::parse(bad, "r.yaml").expect_err("bounds").contains("action.delay.uniform"));
+}
