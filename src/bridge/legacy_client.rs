@@ -187,10 +187,7 @@ impl ModernSession {
             _ => None,
         };
         if let Some(result) = local {
-            let id_json = id_value(&id);
-            return Ok(McpReply::new(ReplyBody::Message(Message::from_value(
-                &json!({"jsonrpc": "2.0", "id": id_json, "result": result}),
-            ))));
+            return Ok(McpReply::new(ReplyBody::Message(Message::result_response(Some(&id), &result))));
         }
         let (out, rx) = mpsc::channel(OUT_BUFFER);
         let this = self.clone();

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use parking_lot::Mutex;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 use crate::config::{BridgeConfig, EraSetting, PoolConfig};
@@ -229,6 +229,5 @@ impl Bridge {
 
 /// A result message answering `id` (JSON text).
 fn result_message(id: Option<&str>, result: Map<String, Value>) -> Message {
-    let id = id.and_then(|i| serde_json::from_str::<Value>(i).ok()).unwrap_or(Value::Null);
-    Message::from_value(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+    Message::result_response(id, &Value::Object(result))
 }

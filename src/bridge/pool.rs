@@ -99,9 +99,8 @@ impl Pooled {
 
     /// Answers a server-to-client request (`id` is its JSON text).
     pub async fn answer(&self, id: &str, result: Result<Value, (i32, String)>) {
-        let id_json = id_value(id);
         let m = match result {
-            Ok(result) => Message::from_value(&json!({"jsonrpc": "2.0", "id": id_json, "result": result})),
+            Ok(result) => Message::result_response(Some(id), &result),
             Err((code, message)) => Message::error_response(Some(id), code, &message, None),
         };
         if let Err(e) = self.send(m).await {

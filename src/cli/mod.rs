@@ -369,25 +369,29 @@ fn stdio_upstream(command: &[String]) -> Result<Option<UpstreamConfig>, String> 
 /// whether it does.
 fn set_stage_option(config: &mut Config, stage: &str, key: &str, value: &str) -> bool {
     use crate::config::StageEntry;
-    for entry in &mut config.pipeline {
-        let options = match entry {
-            StageEntry::Name(name) if name == stage => {
-                *entry = StageEntry::WithOptions([(stage.to_owned(), serde_json::json!({}))].into());
-                let StageEntry::WithOptions(map) = entry else { return false };
-                map.entry(stage.to_owned()).or_insert(serde_json::Value::Null)
-            }
-            StageEntry::WithOptions(map) if map.contains_key(stage) => {
-                map.entry(stage.to_owned()).or_insert(serde_json::Value::Null)
-            }
-            _ => continue,
-        };
+    let Some(entry) = config.pipeline.iter_mut().find(|e| names_stage(e, stage)) else {
+        return false;
+    };
+    if let StageEntry::Name(_) = entry {
+        *entry = stage_with(stage, key, value);
+        return true;
+    }
+    if let StageEntry::WithOptions(map) = entry {
+        let options = map.entry(stage.to_owned()).or_insert(serde_json::Value::Null);
         if !options.is_object() {
             *options = serde_json::json!({});
         }
         options[key] = serde_json::json!(value);
-        return true;
     }
-    false
+    true
+}
+
+/// Whether a pipeline entry is `stage`.
+fn names_stage(entry: &crate::config::StageEntry, stage: &str) -> bool {
+    match entry {
+        crate::config::StageEntry::Name(name) => name == stage,
+        crate::config::StageEntry::WithOptions(map) => map.contains_key(stage),
+    }
 }
 
 /// A pipeline entry: `stage` with the one option `key: value`.
@@ -409,14 +413,9 @@ fn with_record(config: &mut Config, dir: &std::path::Path) -> Result<(), String>
 /// the stage last in the pipeline but before `record` (so that tapes hold what the
 /// rules let through and what they answered).
 fn with_rules(config: &mut Config, file: &std::path::Path) -> Result<(), String> {
-    use crate::config::StageEntry;
     let file = file.to_str().ok_or_else(|| format!("--rules {}: not a UTF-8 path", file.display()))?;
     if !set_stage_option(config, "intercept", "rules", file) {
-        let is_record = |e: &StageEntry| match e {
-            StageEntry::Name(name) => name == "record",
-            StageEntry::WithOptions(map) => map.contains_key("record"),
-        };
-        let at = config.pipeline.iter().position(is_record).unwrap_or(config.pipeline.len());
+        let at = config.pipeline.iter().position(|e| names_stage(e, "record")).unwrap_or(config.pipeline.len());
         config.pipeline.insert(at, stage_with("intercept", "rules", file));
     }
     Ok(())

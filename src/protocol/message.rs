@@ -159,6 +159,12 @@ impl Message {
         })
     }
 
+    /// A JSON-RPC result response with the given id text (`None` gives `"id":null`).
+    pub fn result_response(id: Option<&str>, result: &Value) -> Self {
+        let id = id.map_or(Value::Null, id_value);
+        Message::from_value(&serde_json::json!({ "jsonrpc": "2.0", "id": id, "result": result }))
+    }
+
     /// A JSON-RPC error response with the given id text (`None` gives `"id":null`).
     pub fn error_response(id: Option<&str>, code: i32, message: &str, data: Option<Value>) -> Self {
         let mut error = serde_json::json!({ "code": code, "message": message });

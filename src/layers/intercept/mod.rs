@@ -46,7 +46,7 @@ use serde_json::Value;
 use super::{BuildContext, StageDef, StageFn};
 use crate::error::{GatewayError, Rejection};
 use crate::pipeline::{Direction, Flow, McpRequest, MessageContext, Shared, Stage, StageControl, StageLayer, Verdict};
-use crate::protocol::{id_value, Message, MessageKind};
+use crate::protocol::{Message, MessageKind};
 use rules::{Action, Facts, Fault, Rule, RuleSet};
 
 /// The registry entry.
@@ -196,8 +196,7 @@ fn result_for(to: &Message, mut result: Value, version: crate::protocol::Protoco
             fields.entry("resultType").or_insert_with(|| Value::String("complete".into()));
         }
     }
-    let id = to.id_key().map(id_value).unwrap_or(Value::Null);
-    Message::from_value(&serde_json::json!({ "jsonrpc": "2.0", "id": id, "result": result }))
+    Message::result_response(to.id_key(), &result)
 }
 
 fn act(rule: &Rule, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) -> Flow {

@@ -81,17 +81,14 @@ fn check_path(path: &str, key: &str) -> Result<(), (String, String)> {
 
 impl Modify {
     pub(super) fn compile(spec: ModifySpec) -> Result<Modify, (String, String)> {
-        for path in spec.remove.iter().chain(spec.rename.keys()).chain(spec.set.keys()).chain(spec.transform.keys()) {
-            let key = if spec.remove.contains(path) {
-                "remove"
-            } else if spec.rename.contains_key(path) {
-                "rename"
-            } else if spec.set.contains_key(path) {
-                "set"
-            } else {
-                "transform"
-            };
-            check_path(path, key)?;
+        let keyed = [
+            ("remove", spec.remove.iter().collect::<Vec<_>>()),
+            ("rename", spec.rename.keys().collect()),
+            ("set", spec.set.keys().collect()),
+            ("transform", spec.transform.keys().collect()),
+        ];
+        for (key, paths) in keyed {
+            paths.into_iter().try_for_each(|path| check_path(path, key))?;
         }
         let transform = spec
             .transform
@@ -127,9 +124,9 @@ impl Modify {
 
     /// Applies the changes to `message`; whether anything changed.
     pub fn apply(&self, message: &mut Value) -> bool {
-        let before = message.clone();
+        let mut changed = false;
         for path in &self.remove {
-            let _ = message.delete_by_path(path);
+            changed |= message.delete_by_path(path).is_ok_and(|n| n > 0);
         }
         for (path, name) in &self.rename {
             let Ok(found) = message.query_only_path(path) else { continue };
@@ -138,6 +135,7 @@ impl Modify {
                 if let Some(Value::Object(map)) = message.reference_mut(parent.as_str()) {
                     if let Some(value) = map.remove(&key) {
                         map.insert(name.clone(), value);
+                        changed = true;
                     }
                 }
             }
@@ -151,6 +149,7 @@ impl Modify {
                     for at in parents {
                         if let Some(Value::Object(map)) = message.reference_mut(at) {
                             map.insert(name.to_owned(), value.clone());
+                            changed = true;
                         }
                     }
                 }
@@ -158,6 +157,7 @@ impl Modify {
             }
             for at in found {
                 if let Some(node) = message.reference_mut(at) {
+                    changed |= node != value;
                     *node = value.clone();
                 }
             }
@@ -166,11 +166,11 @@ impl Modify {
             let Ok(found) = message.query_only_path(path) else { continue };
             for at in found {
                 if let Some(node) = message.reference_mut(at) {
-                    t.apply(node);
+                    changed |= t.apply(node);
                 }
             }
         }
-        *message != before
+        changed
     }
 }
 
@@ -186,9 +186,13 @@ fn split_last(path: &str) -> Option<(String, String)> {
 }
 
 impl Transform {
-    fn apply(&self, node: &mut Value) {
+    /// Transforms a string or a number; whether it was one this transform touches
+    /// (the message is then written anew).
+    fn apply(&self, node: &mut Value) -> bool {
         match node {
             Value::String(s) => {
+                let before = s.len();
+                let had_replace = self.replace.as_ref().is_some_and(|(re, _)| re.is_match(s));
                 if let Some((re, with)) = &self.replace {
                     *s = re.replace_all(s, with.as_str()).into_owned();
                 }
@@ -204,9 +208,10 @@ impl Transform {
                 if let Some(x) = &self.suffix {
                     s.push_str(x);
                 }
+                had_replace || self.upper || self.lower || s.len() != before
             }
             Value::Number(n) if self.add.is_some() || self.multiply.is_some() => {
-                let Some(mut x) = n.as_f64() else { return };
+                let Some(mut x) = n.as_f64() else { return false };
                 if let Some(m) = self.multiply {
                     x *= m;
                 }
@@ -219,8 +224,9 @@ impl Transform {
                 } else {
                     serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
                 };
+                true
             }
-            _ => {}
+            _ => false,
         }
     }
 }

@@ -12,7 +12,7 @@ use tower::{service_fn, ServiceExt};
 
 use super::*;
 use crate::pipeline::{McpReply, McpService, ReplyBody};
-use crate::protocol::ProtocolVersion;
+use crate::protocol::{id_value, ProtocolVersion};
 
 fn msg(v: Value) -> Message {
     Message::from_value(&v)
