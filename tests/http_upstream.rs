@@ -439,14 +439,17 @@ async fn headers_and_session_ids_are_mapped() {
     assert_eq!(call.header("cookie"), None);
     assert_eq!(call.header("host"), Some(format!("127.0.0.1:{}", fake.port)));
 
-    // Keep-alive: sequential requests, JSON or SSE, reuse pooled connections (an SSE
-    // reply's connection returns to the pool once its end is read, in the background).
+    // Keep-alive: sequential requests, JSON or SSE, reuse pooled connections. A
+    // connection goes back to the pool once its connection task has seen the reply
+    // end, which can lose a race with the next request on a loaded machine (hyper then
+    // dials while it waits): a margin of two for that. Without keep-alive there would
+    // be 13 connections.
     for n in 0..10 {
         let tool = if n % 2 == 0 { "echo_sse" } else { "echo" };
         let echo = c.request("tools/call", json!({"name": tool, "arguments": {"message": "again"}})).await;
         assert_eq!(first_text(&echo), "again");
     }
-    assert!(fake.connections() <= 2, "{} connections for 13 sequential POSTs", fake.connections());
+    assert!(fake.connections() <= 4, "{} connections for 13 sequential POSTs", fake.connections());
 
     // The upstream offers no GET stream (405): the client's stays open, empty.
     let (status, mut get) = c.open_get(None).await;

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -224,13 +225,26 @@ impl Reader {
     }
 
     /// The request is answered: what is left of the body (usually just its end) is
-    /// read in the background, briefly, so that the connection goes back to the pool
-    /// instead of being closed. The client is not kept waiting for it.
+    /// read, so that the connection goes back to the pool instead of being closed.
+    /// What is already buffered is read at once (usually the end, sent with the last
+    /// event); the rest in the background, briefly. The client is not kept waiting.
     fn release(&mut self) {
         let Some(mut body) = self.body.take() else { return };
+        let mut read = 0usize;
+        loop {
+            match body.frame().now_or_never() {
+                Some(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, |d| d.len());
+                    if read > DRAIN_BYTES {
+                        return;
+                    }
+                }
+                Some(None | Some(Err(_))) => return,
+                None => break,
+            }
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(tokio::time::timeout(DRAIN_TIME, async move {
-            let mut read = 0usize;
             while let Some(Ok(frame)) = body.frame().await {
                 read += frame.data_ref().map_or(0, |d| d.len());
                 if read > DRAIN_BYTES {
