@@ -360,3 +360,225 @@ async fn faults_through_the_http_front_and_forward_stdio() {
     assert_eq!(out[1]["text"], json!(["2"]), "{out:?}");
     assert!(out[2]["error"]["message"].as_str().unwrap_or("").contains("the adder is down"), "{out:?}");
 }
+
+const PAUSE: &str = include_str!("../config/rules/pause.yaml");
+const TOKEN: &str = "admin-T0KEN-5e2b";
+
+/// A gateway over the demo server with `rules`, its admin listener holding `token`.
+fn operated_gateway(rules: &Path, token: Option<&str>) -> Gateway {
+    let token = token.map(|t| format!("  token: {t}\n")).unwrap_or_default();
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  max_sessions_per_client: 0\nadmin:\n  listen: 127.0.0.1:0\n{token}pipeline:\n  - intercept: {{ rules: {} }}\nupstreams:\n  up:\n    stdio:\n      command: {}\n      args: [demo-server]\n",
+        rules.display(),
+        bin()
+    );
+    Gateway::start(&yaml)
+}
+
+/// `shadowcat intercept ARGS --admin URL`, with `token` in `SHADOWCAT_ADMIN_TOKEN`.
+fn cli(gw: &Gateway, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let admin = gw.admin_url.clone().expect("admin listener");
+    let mut cmd = Command::new(bin());
+    cmd.arg("intercept").args(args).args(["--admin", &admin]);
+    match token {
+        Some(t) => cmd.env("SHADOWCAT_ADMIN_TOKEN", t),
+        None => cmd.env_remove("SHADOWCAT_ADMIN_TOKEN"),
+    };
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits for a paused message that no earlier step took; its JSON.
+fn next_paused(gw: &Gateway, after: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (code, out, err) = cli(gw, Some(TOKEN), &["paused", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+        if let Some(p) = list.into_iter().find(|p| p["id"].as_u64().unwrap_or(0) > after) {
+            return p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no paused message after {after}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn paused_calls_are_resumed_edited_or_time_out_through_the_cli() {
+    let dir = scratch_dir("intercept-pause");
+    let rules = write(&dir, "pause.yaml", PAUSE);
+    let mut gw = operated_gateway(&rules, Some(TOKEN));
+    let url = gw.mcp_url.clone();
+    let calls = json!([["echo", {"message": "one"}], ["echo", {"message": "two"}], ["add", {"a": 2, "b": 3}]]);
+    let running = std::thread::spawn(move || client(&[&url], "legacy", calls));
+
+    // Without the token (or with a wrong one) nothing is listed or resumed.
+    let first = next_paused(&gw, 0);
+    assert_eq!((first["rule"].clone(), first["method"].clone()), (json!("hold-echo"), json!("tools/call")), "{first}");
+    let n = first["id"].to_string();
+    for token in [None, Some("wrong")] {
+        let (code, _, err) = cli(&gw, token, &["resume", &n]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("401") && err.contains("token"), "{err}");
+        assert!(!err.contains(TOKEN));
+    }
+    let (code, table, _) = cli(&gw, Some(TOKEN), &["paused"]);
+    assert_eq!(code, 0);
+    assert!(table.starts_with("ID") && table.contains("hold-echo"), "a table on a terminal: {table}");
+    let (code, out, err) = cli(&gw, Some(TOKEN), &["resume", &n]);
+    assert_eq!((code, out.trim()), (0, format!("{n}: resumed").as_str()), "{err}");
+    let (code, _, err) = cli(&gw, Some(TOKEN), &["resume", &n]);
+    assert_eq!(code, 1, "a message goes on once");
+    assert!(err.contains("no paused message"), "{err}");
+
+    // The second goes on edited; an edit that changes the id is refused first.
+    let second = next_paused(&gw, first["id"].as_u64().unwrap());
+    let n = second["id"].to_string();
+    let mut edited = second["message"].clone();
+    assert_eq!(edited["params"]["arguments"]["message"], "two", "{second}");
+    edited["params"]["arguments"]["message"] = json!("edited by an operator");
+    let mut wrong = edited.clone();
+    wrong["id"] = json!("another");
+    let wrong_file = write(&dir, "wrong.json", &wrong.to_string());
+    let (code, _, err) = cli(&gw, Some(TOKEN), &["resume", &n, "--edit", wrong_file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("same id"), "{err}");
+    let garbage = write(&dir, "garbage.json", "{not json");
+    let (code, _, err) = cli(&gw, Some(TOKEN), &["resume", &n, "--edit", garbage.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a JSON-RPC message"), "{err}");
+    let file = write(&dir, "edited.json", &edited.to_string());
+    let (code, _, err) = cli(&gw, Some(TOKEN), &["resume", &n, "--edit", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+
+    // The third is left alone: its caller gets a clear error when the pause runs out.
+    let out = running.join().unwrap();
+    assert_eq!(out[0]["text"], json!(["one"]), "{out:?}");
+    assert_eq!(out[1]["text"], json!(["edited by an operator"]), "it reached the server edited: {out:?}");
+    assert_eq!(out[2]["ok"], false, "{out:?}");
+    assert_eq!(out[2]["error"]["code"], intercept_code("PAUSE_TIMED_OUT"), "{out:?}");
+    let message = out[2]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("hold-add-briefly") && message.contains("not resumed within 1s"), "{message}");
+    assert!(gw.stop().success());
+}
+
+/// The codes the stage answers with (see docs/intercept.md).
+fn intercept_code(name: &str) -> Value {
+    match name {
+        "DROPPED" => json!(-32052),
+        "PAUSE_TIMED_OUT" => json!(-32053),
+        _ => Value::Null,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_call_is_dropped_and_rules_are_switched_loaded_and_watched() {
+    let dir = scratch_dir("intercept-operate");
+    let rules = write(&dir, "rules.yaml", BLOCK_SLOW_QUIET);
+    let mut gw = operated_gateway(&rules, Some(TOKEN));
+    let echo = json!([["echo", {"message": "hi"}]]);
+
+    let (code, table, err) = cli(&gw, Some(TOKEN), &["rules", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.starts_with("ID") && table.contains("block-echo") && table.contains("slow-add"), "{table}");
+    let (code, out, _) = cli(&gw, Some(TOKEN), &["rules", "show", "block-echo", "--json"]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((shown["action"].clone(), shown["enabled"].clone()), (json!("block"), json!(true)), "{shown}");
+    let (code, _, err) = cli(&gw, Some(TOKEN), &["rules", "show", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404") && err.contains("nope"), "{err}");
+
+    // The live stream: one line per rule that acts.
+    let admin = gw.admin_url.clone().unwrap();
+    let mut watch = std::process::Command::new(bin())
+        .args(["intercept", "watch", "--json", "--admin", &admin])
+        .env("SHADOWCAT_ADMIN_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watching = || async { stage_status(&gw).await["watchers"] == 1 };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !watching().await {
+        assert!(std::time::Instant::now() < deadline, "the watcher never subscribed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = client(&[&gw.mcp_url], "legacy", echo.clone());
+    assert_eq!(out[0]["error"]["code"], -32050, "{out:?}");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    let seen: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (seen["rule"].clone(), seen["action"].clone(), seen["tool"].clone()),
+        (json!("block-echo"), json!("block"), json!("echo")),
+        "{seen}"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    // Disabled, the rule lets echo through; enabled again, it blocks.
+    assert_eq!(cli(&gw, Some(TOKEN), &["rules", "disable", "block-echo"]).0, 0);
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo.clone())[0]["text"], json!(["hi"]));
+    assert_eq!(cli(&gw, Some(TOKEN), &["rules", "enable", "block-echo"]).0, 0);
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo.clone())[0]["error"]["code"], -32050);
+
+    // A bad file is refused whole, naming its line; the old rules stay.
+    let bad = write(
+        &dir,
+        "bad.yaml",
+        "version: 1\nrules:\n  - id: x\n    match: { method: \"[\" }\n    action: { explode: {} }\n",
+    );
+    let (code, _, err) = cli(&gw, Some(TOKEN), &["rules", "load", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("400") && err.contains("(loaded through the admin API):5:") && err.contains("explode"),
+        "{err}"
+    );
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo.clone())[0]["error"]["code"], -32050);
+    // A good one is swapped in.
+    let pause = write(&dir, "pause.yaml", PAUSE);
+    let (code, out, err) = cli(&gw, Some(TOKEN), &["rules", "load", pause.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("loaded (2 rules"), "{out}");
+
+    // A paused call dropped by the operator is answered with an error, not left hanging.
+    let url = gw.mcp_url.clone();
+    let running = std::thread::spawn(move || client(&[&url], "legacy", echo));
+    let held = next_paused(&gw, 0);
+    let (code, out, err) = cli(&gw, Some(TOKEN), &["drop", &held["id"].to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("dropped"), "{out}");
+    let out = running.join().unwrap();
+    assert_eq!(out[0]["error"]["code"], intercept_code("DROPPED"), "{out:?}");
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn without_an_admin_token_nothing_is_changed() {
+    let dir = scratch_dir("intercept-no-token");
+    let rules = write(&dir, "rules.yaml", BLOCK_SLOW_QUIET);
+    let mut gw = operated_gateway(&rules, None);
+    // Reads work (the listener is on loopback); changes are refused, with or without a token.
+    let (code, out, err) = cli(&gw, None, &["rules", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["rules"].as_array().map(Vec::len), Some(3));
+    for token in [None, Some("anything")] {
+        let (code, _, err) = cli(&gw, token, &["rules", "disable", "block-echo"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("403") && err.contains("admin.token is not set"), "{err}");
+    }
+    let echo = json!([["echo", {"message": "hi"}]]);
+    assert_eq!(client(&[&gw.mcp_url], "legacy", echo)[0]["error"]["code"], -32050, "the rule is still on");
+    // An admin listener nobody listens on: a clear error.
+    let (code, _, err) = {
+        let out =
+            Command::new(bin()).args(["intercept", "rules", "list", "--admin", "http://127.0.0.1:9"]).output().unwrap();
+        (out.status.code().unwrap_or(-1), (), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach the admin listener"), "{err}");
+    assert!(gw.stop().success());
+}

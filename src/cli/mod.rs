@@ -61,7 +61,9 @@ pub enum Command {
     /// Work with recorded tapes (`--record DIR`, or the `record` stage).
     #[command(subcommand)]
     Tape(tape::TapeCommand),
-    /// Interception rules (`--rules FILE`, or the `intercept` stage): check a rule file.
+    /// Interception rules (`--rules FILE`, or the `intercept` stage): check a rule file;
+    /// list, switch and load the rules of a running instance; resume or drop paused
+    /// messages; watch rules act.
     #[command(subcommand)]
     Intercept(intercept::InterceptCommand),
     /// Serve a recorded tape as an MCP server: over Streamable HTTP at /mcp

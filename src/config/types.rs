@@ -218,11 +218,15 @@ impl Default for ServerConfig {
 pub struct AdminConfig {
     /// Address to listen on; `null` turns the admin listener off.
     pub listen: Option<String>,
+    /// The bearer token the stages' own endpoints (`/stages/<name>/...`) require:
+    /// a literal, `{env: NAME}` or `{file: PATH}`. Without one, those that change
+    /// anything are refused.
+    pub token: Option<SecretValue>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: Some("127.0.0.1:9901".into()) }
+        AdminConfig { listen: Some("127.0.0.1:9901".into()), token: None }
     }
 }
 

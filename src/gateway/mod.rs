@@ -183,6 +183,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     let listener = if config.server.thread_per_core { per_core::bind(listen) } else { TcpListener::bind(listen).await }
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_token = match &config.admin.token {
+        Some(secret) => Some(secret.resolve().map_err(|e| format!("admin.token: {e}"))?),
+        None => None,
+    };
     let admin_listener = match &config.admin.listen {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?),
         None => None,
@@ -228,7 +232,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             announce.push_str(&format!(" admin=http://{addr}"));
         }
         let upstreams = upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect();
-        let admin = Arc::new(Admin { metrics, upstreams, controls });
+        let admin = Arc::new(Admin { metrics, upstreams, controls, token: admin_token.clone() });
         let handler = tower::service_fn(move |req| {
             let admin = admin.clone();
             async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }

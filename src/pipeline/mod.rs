@@ -17,7 +17,7 @@ mod shared;
 pub mod stage;
 
 pub use crate::reply::{McpReply, MessageStream, Observed, Outcome, ReplyBody};
-pub use control::{StageControl, StageControls};
+pub use control::{AdminCall, AdminReply, StageControl, StageControls};
 pub use lifecycle::{Lifecycle, Lifecycles};
 pub use refusal::{Refusal, RefusalObserver, RefusalObservers};
 pub use request::{CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};

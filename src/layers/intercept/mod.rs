@@ -33,6 +33,7 @@
 //! | `fault` | the call fails as if below: `hang` (never answered), `timeout` (held, then 504), `upstream_error` (502), `too_many_requests` (429 with `Retry-After`) | the same | the same (on a stream, the error ends it) |
 
 mod modify;
+mod operate;
 mod reload;
 pub mod rules;
 
@@ -45,8 +46,12 @@ use serde_json::Value;
 
 use super::{BuildContext, StageDef, StageFn};
 use crate::error::{GatewayError, Rejection};
-use crate::pipeline::{Direction, Flow, McpRequest, MessageContext, Shared, Stage, StageControl, StageLayer, Verdict};
+use crate::pipeline::{
+    AdminCall, AdminReply, Direction, Flow, McpRequest, MessageContext, Shared, Stage, StageControl, StageLayer,
+    Verdict,
+};
 use crate::protocol::{Message, MessageKind};
+use operate::{Decision, Fired, Operations};
 use rules::{Action, Facts, Fault, Rule, RuleSet};
 
 /// The registry entry.
@@ -54,6 +59,10 @@ pub const STAGE: StageDef = StageDef { name: "intercept", build, must_follow: &[
 
 /// The JSON-RPC code a dropped request is answered with.
 pub const DROPPED_CODE: i32 = -32052;
+
+/// The JSON-RPC code a paused request is answered with when no operator resumed it
+/// in time.
+pub const PAUSE_TIMED_OUT_CODE: i32 = -32053;
 
 /// Options of the `intercept` stage.
 #[derive(Debug, Deserialize)]
@@ -74,7 +83,7 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
     for warning in &set.warnings {
         tracing::warn!(%warning, "intercept rule file");
     }
-    let interceptor = Interceptor { rules: Shared::new(set) };
+    let interceptor = Interceptor::new(set);
     ctx.controls.register(Arc::new(interceptor.clone()));
     ctx.lifecycles.register(Arc::new(reload::Reloader::new(&options.rules, interceptor.rules.clone(), text)));
     let layer = StageLayer::new(interceptor);
@@ -85,38 +94,29 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
 #[derive(Clone)]
 pub struct Interceptor {
     rules: Shared<RuleSet>,
+    ops: Arc<Operations>,
 }
 
 impl Interceptor {
     /// A stage running `rules`.
     pub fn new(rules: RuleSet) -> Self {
-        Interceptor { rules: Shared::new(rules) }
+        Interceptor { rules: Shared::new(rules), ops: Arc::default() }
     }
 }
 
-/// `GET /stages/intercept` on the admin listener: the rules and their counts.
+/// `GET /stages/intercept` on the admin listener: the rules and their counts; its
+/// own endpoints are in `operate.rs`.
 impl StageControl for Interceptor {
     fn name(&self) -> &str {
         STAGE.name
     }
 
     fn status(&self) -> Value {
-        let set = self.rules.load();
-        let rules: Vec<Value> = set
-            .rules
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": r.id,
-                    "description": r.description,
-                    "enabled": r.enabled,
-                    "priority": r.priority,
-                    "matches": r.matches.load(Ordering::Relaxed),
-                    "fired": r.fired.load(Ordering::Relaxed),
-                })
-            })
-            .collect();
-        serde_json::json!({ "file": set.origin, "generation": self.rules.generation(), "rules": rules })
+        self.rules_json()
+    }
+
+    fn call(&self, call: AdminCall) -> AdminReply {
+        self.admin(call)
     }
 }
 
@@ -177,11 +177,17 @@ impl Stage for Interceptor {
             // A response carries no method of its own: it is matched by its request's
             // only by rules that say which way they look.
             let by_request = is_response && rule.matcher.direction.is_none() && rule.matcher.method.is_some();
-            if by_request || !rule.enabled || !rule.matcher.matches(&facts) || !rule.take() {
+            if by_request || !rule.enabled.load(Ordering::Relaxed) || !rule.matcher.matches(&facts) {
+                continue;
+            }
+            metrics::counter!("shadowcat_intercept_rule_matches_total", "rule" => rule.id.clone()).increment(1);
+            if !rule.take() {
                 continue;
             }
             tracing::debug!(rule = %rule.id, method = method.unwrap_or("-"), direction = ?ctx.direction, "intercept rule fired");
-            return act(rule, call, ctx, msg);
+            let (method, tool) = (method.map(str::to_owned), tool.map(str::to_owned));
+            let fired = Fired { rule, direction: ctx.direction, method, tool, kind: msg.kind() };
+            return timed(rule, act(&fired, &self.ops, call, ctx, msg));
         }
         Flow::pass(msg)
     }
@@ -199,10 +205,79 @@ fn result_for(to: &Message, mut result: Value, version: crate::protocol::Protoco
     Message::result_response(to.id_key(), &result)
 }
 
-fn act(rule: &Rule, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) -> Flow {
+/// Counts what `rule` did and the time it took (for a held message, until it goes
+/// on): `shadowcat_intercept_rule_actions_total` and `..._rule_seconds`.
+fn timed(rule: &Rule, flow: Flow) -> Flow {
+    let labels = [("rule", rule.id.clone()), ("action", rule.action.name().to_owned())];
+    metrics::counter!("shadowcat_intercept_rule_actions_total", &labels).increment(1);
+    let started = std::time::Instant::now();
+    match flow {
+        Flow::Now(verdict) => {
+            metrics::histogram!("shadowcat_intercept_rule_seconds", &labels).record(started.elapsed().as_secs_f64());
+            Flow::Now(verdict)
+        }
+        Flow::Later(later) => Flow::Later(Box::pin(async move {
+            let verdict = later.await;
+            metrics::histogram!("shadowcat_intercept_rule_seconds", &labels).record(started.elapsed().as_secs_f64());
+            verdict
+        })),
+    }
+}
+
+/// What a dropped message becomes: a request is answered with an error (so that
+/// nothing hangs), anything else is discarded.
+fn dropped(rule: &str, msg: &Message) -> Verdict {
+    match msg.kind() {
+        MessageKind::Request => {
+            let text = format!("dropped by rule {rule}");
+            Verdict::Answer(Message::error_response(msg.id_key(), DROPPED_CODE, &text, None))
+        }
+        _ => Verdict::Drop,
+    }
+}
+
+/// Holds `msg` until an operator decides, or `timeout` passes: then a request is
+/// answered with an error ([`PAUSE_TIMED_OUT_CODE`]), a response is replaced by
+/// one, a notification is discarded.
+fn pause(fired: &Fired<'_>, ops: &Arc<Operations>, msg: Message, timeout: std::time::Duration) -> Flow {
+    let (n, unhold, decided) = ops.hold(fired, &msg, timeout);
+    ops.fired(fired, Some(n));
+    let rule = fired.rule.id.clone();
+    tracing::info!(rule = %rule, paused = n, "intercept: a message is paused until an operator resumes or drops it");
+    Flow::Later(Box::pin(async move {
+        let _unhold = unhold;
+        match tokio::time::timeout(timeout, decided).await {
+            Ok(Ok(Decision::Resume(edited))) => Verdict::Pass(edited.unwrap_or(msg)),
+            Ok(Ok(Decision::Drop)) => dropped(&rule, &msg),
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!(rule = %rule, paused = n, "intercept: a paused message was not resumed in time");
+                let text = format!(
+                    "paused by rule {rule} (paused message {n}) and not resumed within {}",
+                    humantime::format_duration(timeout)
+                );
+                match msg.kind() {
+                    MessageKind::Request => {
+                        Verdict::Answer(Message::error_response(msg.id_key(), PAUSE_TIMED_OUT_CODE, &text, None))
+                    }
+                    MessageKind::Response => {
+                        Verdict::Pass(Message::error_response(msg.id_key(), PAUSE_TIMED_OUT_CODE, &text, None))
+                    }
+                    MessageKind::Notification => Verdict::Drop,
+                }
+            }
+        }
+    }))
+}
+
+fn act(fired: &Fired<'_>, ops: &Arc<Operations>, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) -> Flow {
+    let rule = fired.rule;
     let kind = msg.kind();
+    if let Action::Pause(timeout) = &rule.action {
+        return pause(fired, ops, msg, *timeout);
+    }
+    ops.fired(fired, None);
     match &rule.action {
-        Action::Continue => Flow::pass(msg),
+        Action::Continue | Action::Pause(_) => Flow::pass(msg),
         Action::Delay(delay) => {
             let n = rule.fired.load(Ordering::Relaxed).saturating_sub(1);
             let d = delay.for_firing(n, rule.seed);
@@ -241,13 +316,7 @@ fn act(rule: &Rule, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) ->
                 }
             }
         }
-        Action::Drop => match kind {
-            MessageKind::Request => {
-                let text = format!("dropped by rule {}", rule.id);
-                Flow::answer(Message::error_response(msg.id_key(), DROPPED_CODE, &text, None))
-            }
-            _ => Flow::drop_it(),
-        },
+        Action::Drop => Flow::Now(dropped(&rule.id, &msg)),
         Action::Block { code, message, data, status } => match kind {
             MessageKind::Request => match status {
                 Some((status, headers)) if ctx.direction == Direction::ClientToServer => {

@@ -19,6 +19,19 @@ pub(super) enum ActionSpec {
     Delay(DelaySpec),
     Modify(crate::layers::intercept::modify::ModifySpec),
     Fault(FaultSpec),
+    Pause(PauseSpec),
+}
+
+/// `pause: { timeout: 30s }`: held until an operator resumes, edits or drops it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PauseSpec {
+    #[serde(default = "pause_timeout", with = "crate::config::duration")]
+    timeout: Duration,
+}
+
+fn pause_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// A failure to inject.
@@ -203,12 +216,35 @@ pub enum Action {
     Fault(Fault),
     /// Change the message by JSONPath, then let it through.
     Modify(crate::layers::intercept::modify::Modify),
+    /// Hold the message until an operator resumes, edits or drops it, at most this
+    /// long.
+    Pause(Duration),
+}
+
+impl Action {
+    /// The action's name, as in the rule file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Continue => "continue",
+            Action::Drop => "drop",
+            Action::Block { .. } => "block",
+            Action::Mock { .. } => "mock",
+            Action::Delay(_) => "delay",
+            Action::Fault(_) => "fault",
+            Action::Modify(_) => "modify",
+            Action::Pause(_) => "pause",
+        }
+    }
 }
 
 pub(super) fn compile_action(spec: ActionSpec, id: &str, set: &mut RuleSet) -> Result<Action, (String, String)> {
     Ok(match spec {
         ActionSpec::Continue => Action::Continue,
         ActionSpec::Drop => Action::Drop,
+        ActionSpec::Pause(p) if p.timeout.is_zero() => {
+            return Err(("action.pause.timeout".to_owned(), "must be above zero".into()))
+        }
+        ActionSpec::Pause(p) => Action::Pause(p.timeout),
         ActionSpec::Delay(d) => Action::Delay(match d {
             DelaySpec::Fixed(d) => Delay::Fixed(d),
             DelaySpec::Uniform((low, high)) if low <= high => Delay::Uniform(low, high),

@@ -12,7 +12,7 @@ mod matching;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Deserialize;
 
@@ -71,8 +71,10 @@ pub struct Rule {
     pub id: String,
     /// What it is for.
     pub description: Option<String>,
-    /// Whether it fires at all.
-    pub enabled: bool,
+    /// The line of the rule file it starts on.
+    pub line: usize,
+    /// Whether it fires at all (switched live by the admin API).
+    pub enabled: AtomicBool,
     /// Higher first; equal priorities in file order.
     pub priority: i64,
     /// What it looks at.
@@ -240,8 +242,9 @@ impl RuleSet {
             let rule_seed = splitmix64(seed ^ fnv1a(&spec.id));
             set.rules.push(Rule {
                 id: spec.id,
+                line,
                 description: spec.description,
-                enabled: spec.enabled,
+                enabled: AtomicBool::new(spec.enabled),
                 priority: spec.priority,
                 matcher,
                 action,
