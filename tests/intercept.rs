@@ -582,3 +582,40 @@ fn without_an_admin_token_nothing_is_changed() {
     assert!(err.contains("cannot reach the admin listener"), "{err}");
     assert!(gw.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_match_the_clients_headers_and_session() {
+    let dir = scratch_dir("intercept-headers");
+    let rules = write(
+        &dir,
+        "rules.yaml",
+        "version: 1\nrules:\n  - id: probe-header\n    match: { method: tools/call, tool: echo, headers: { x-probe: \"break-*\" } }\n    action: { block: { code: -32051, message: probed } }\n  - id: sessions-only\n    match: { method: tools/call, tool: add, session: { regex: \".\" } }\n    action: { block: { code: -32054, message: in a session } }\n",
+    );
+    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {} }}\n", rules.display()));
+    let mut c = common::McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    let echo = |probe: Option<&str>| {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "m"}}});
+        let mut headers = c.headers();
+        if let Some(p) = probe {
+            headers.push(("x-probe", p.to_owned()));
+        }
+        (body, headers)
+    };
+    for (probe, blocked) in [(Some("break-1"), true), (Some("fine"), false), (None, false)] {
+        let (body, headers) = echo(probe);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = c.http.send(Method::POST, &c.url, &headers, Some(&body.to_string())).await;
+        let last = reply.messages().pop().unwrap_or(Value::Null);
+        if blocked {
+            assert_eq!(last["error"]["code"], -32051, "{probe:?}: {last}");
+        } else {
+            assert_eq!(last["result"]["content"][0]["text"], "m", "{probe:?}: {last}");
+        }
+    }
+    // A 2025 client holds a session; stateless 2026-07-28 calls have none.
+    let add = json!([["add", {"a": 2, "b": 3}]]);
+    assert_eq!(client(&[&gw.mcp_url], "legacy", add.clone())[0]["error"]["code"], -32054);
+    assert_eq!(client(&[&gw.mcp_url], "default", add)[0]["text"], json!(["5"]));
+    assert!(gw.stop().success());
+}

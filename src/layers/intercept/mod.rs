@@ -129,6 +129,8 @@ pub struct CallRules {
     tool: Option<Box<str>>,
     /// The client's request, when a template may need it.
     request: Option<Message>,
+    /// The client's request headers, when a rule matches headers.
+    headers: Option<http::HeaderMap>,
 }
 
 impl Stage for Interceptor {
@@ -141,6 +143,7 @@ impl Stage for Interceptor {
             method: msg.and_then(|m| m.method()).map(Box::from),
             tool: msg.and_then(|m| m.tool_name()).map(Box::from),
             request: msg.filter(|_| rules.uses_templates).cloned(),
+            headers: rules.uses_headers.then(|| req.headers.clone()),
             rules,
         }
     }
@@ -170,6 +173,8 @@ impl Stage for Interceptor {
             revision: ctx.call.version,
             route: &ctx.call.route,
             upstream: ctx.upstream,
+            headers: call.headers.as_ref(),
+            session: ctx.call.session.as_deref().map(|s| s.id()),
             message: &msg,
             value: &value,
         };

@@ -1,4 +1,5 @@
 //! What a rule matches: direction, method and tool patterns, JSONPath queries,
+//! the client's headers and session,
 //! revision, route, upstream, and `all`/`any`/`not`, compiled from the file's
 //! `match:` once at load.
 
@@ -32,6 +33,10 @@ pub(super) struct MatchSpec {
     route: Option<PatternSpec>,
     #[serde(default)]
     upstream: Option<PatternSpec>,
+    #[serde(default)]
+    headers: Option<std::collections::BTreeMap<String, PatternSpec>>,
+    #[serde(default)]
+    session: Option<PatternSpec>,
     #[serde(default)]
     all: Option<Vec<MatchSpec>>,
     #[serde(default)]
@@ -130,6 +135,11 @@ pub struct Match {
     pub route: Option<Pattern>,
     /// The upstream's config name (known for server-to-client messages).
     pub upstream: Option<Pattern>,
+    /// Headers of the client's HTTP request that carries the call: each named one
+    /// must be there with a value that matches.
+    pub headers: Vec<(http::HeaderName, Pattern)>,
+    /// The session id the client holds (`Mcp-Session-Id`).
+    pub session: Option<Pattern>,
     /// Every one of these.
     pub all: Vec<Match>,
     /// At least one of these (when given).
@@ -152,6 +162,10 @@ pub struct Facts<'a> {
     pub route: &'a str,
     /// The upstream, once known.
     pub upstream: Option<&'a str>,
+    /// The client's request headers (when a rule looks at them; none over stdio).
+    pub headers: Option<&'a http::HeaderMap>,
+    /// The client's session id, if any.
+    pub session: Option<&'a str>,
     /// The message itself.
     pub message: &'a crate::protocol::Message,
     /// The message as JSON, parsed the first time a JSONPath needs it.
@@ -168,6 +182,10 @@ impl Match {
             && (self.revision.is_empty() || self.revision.contains(&facts.revision))
             && name(&self.route, Some(facts.route))
             && name(&self.upstream, facts.upstream)
+            && name(&self.session, facts.session)
+            && self.headers.iter().all(|(header, p)| {
+                facts.headers.is_some_and(|h| h.get_all(header).iter().any(|v| v.to_str().is_ok_and(|v| p.matches(v))))
+            })
             && self.all.iter().all(|m| m.matches(facts))
             && (self.any.is_empty() || self.any.iter().any(|m| m.matches(facts)))
             && self.not.as_ref().is_none_or(|m| !m.matches(facts))
@@ -179,6 +197,13 @@ impl Match {
                         .all(|(_, q)| jsonpath_rust::query::js_path_process(q, v).is_ok_and(|found| !found.is_empty()))
                 })
             })
+    }
+
+    /// Whether it (or a rule inside it) looks at headers.
+    pub fn uses_headers(&self) -> bool {
+        !self.headers.is_empty()
+            || self.all.iter().chain(&self.any).any(Match::uses_headers)
+            || self.not.as_ref().is_some_and(|m| m.uses_headers())
     }
 
     pub(super) fn compile(spec: MatchSpec, key: &str) -> Result<Match, (String, String)> {
@@ -211,7 +236,19 @@ impl Match {
                 .map(|(i, m)| Match::compile(m, &format!("{key}.{k}[{i}]")))
                 .collect::<Result<Vec<_>, _>>()
         };
+        let headers = spec
+            .headers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, p)| {
+                let header = http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| (at("headers"), format!("{name:?} is not a header name")))?;
+                Pattern::compile(p).map(|p| (header, p)).map_err(|e| (format!("{}.{name}", at("headers")), e))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Match {
+            headers,
+            session: pattern(spec.session, "session")?,
             direction: spec.direction.map(|d| match d {
                 DirectionSpec::ClientToServer => Direction::ClientToServer,
                 DirectionSpec::ServerToClient => Direction::ServerToClient,
@@ -242,6 +279,8 @@ mod tests {
             revision: crate::protocol::ProtocolVersion::V2025_06_18,
             route: "/mcp",
             upstream: None,
+            headers: None,
+            session: None,
             message: m,
             value,
         }
@@ -299,8 +338,40 @@ rules:
     }
 
     #[test]
+    fn headers_and_session() {
+        let text = "version: 1\nrules:\n  - id: h\n    match: { headers: { X-Team: { regex: '^(a|b)$' }, x-env: prod }, session: 's-*' }\n    action: drop\n";
+        let set = RuleSet::parse(text, "r.yaml").expect("valid");
+        assert!(set.uses_headers);
+        let m = crate::protocol::Message::from_value(&serde_json::json!({"jsonrpc":"2.0","method":"notifications/x"}));
+        let value = std::cell::OnceCell::new();
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-team", http::HeaderValue::from_static("c"));
+        headers.append("x-team", http::HeaderValue::from_static("b"));
+        headers.insert("x-env", http::HeaderValue::from_static("prod"));
+        let mut facts = facts_of(&m, &value);
+        let hit = |f: &Facts<'_>| set.rules[0].matcher.matches(f);
+        assert!(!hit(&facts), "no headers (stdio), no session");
+        facts.headers = Some(&headers);
+        facts.session = Some("s-1");
+        assert!(hit(&facts), "one of the values matches");
+        facts.session = Some("t-1");
+        assert!(!hit(&facts));
+        headers.insert("x-env", http::HeaderValue::from_static("dev"));
+        let mut facts = facts_of(&m, &value);
+        facts.headers = Some(&headers);
+        facts.session = Some("s-1");
+        assert!(!hit(&facts));
+        let plain =
+            RuleSet::parse("version: 1\nrules:\n  - id: p\n    match: { method: x }\n    action: drop\n", "r.yaml");
+        assert!(!plain.expect("valid").uses_headers, "only rules on headers keep them");
+    }
+
+    #[test]
     fn bad_jsonpath_revision_and_probability_are_errors() {
         let cases = [
+            ("match: { headers: { 'bad header': x } }", "match.headers", "not a header name"),
+            ("match: { headers: { x-a: { regex: '(' } } }", "match.headers.x-a", "regex"),
+            ("match: { session: { regex: '[' } }", "match.session", "regex"),
             ("match: { jsonpath: '$.params[' }", "match.jsonpath", "not a JSONPath"),
             ("match: { revision: 2024-01-01 }", "match.revision", "not a protocol revision"),
             ("match: { any: [ { method: { regex: '(' } } ] }", "match.any[0].method", "regex"),

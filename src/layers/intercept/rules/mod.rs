@@ -149,6 +149,8 @@ pub struct RuleSet {
     pub templates: handlebars::Handlebars<'static>,
     /// Whether any rule renders a template (the request is kept for it).
     pub uses_templates: bool,
+    /// Whether a rule matches headers (then each call keeps its request's).
+    pub uses_headers: bool,
     /// Warnings found at load (rules that can never match).
     pub warnings: Vec<String>,
 }
@@ -164,6 +166,7 @@ impl RuleSet {
             any_method: Vec::new(),
             templates: handlebars::Handlebars::new(),
             uses_templates: false,
+            uses_headers: false,
             warnings: Vec::new(),
         }
     }
@@ -230,6 +233,7 @@ impl RuleSet {
                     ));
                 }
             }
+            set.uses_headers |= matcher.uses_headers();
             let action = compile_action(spec.action, &spec.id, &mut set).map_err(|(key, e)| at(&key, e))?;
             if let (Action::Block { status: Some(_), .. }, Some(Direction::ServerToClient)) =
                 (&action, matcher.direction)
