@@ -619,3 +619,24 @@ async fn rules_match_the_clients_headers_and_session() {
     assert_eq!(client(&[&gw.mcp_url], "default", add)[0]["text"], json!(["5"]));
     assert!(gw.stop().success());
 }
+
+#[test]
+fn a_tool_the_server_lacks_is_listed_and_answered_by_rules() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules/add-tool.yaml");
+    let calls = json!([["__list_tools__", {}], ["weather", {"city": "Oslo"}], ["echo", {"message": "real"}]]);
+    let expect = |out: &[Value], how: &str| {
+        let tools = out[0]["tools"].as_array().cloned().unwrap_or_default();
+        assert!(tools.contains(&json!("weather")) && tools.contains(&json!("echo")), "{how}: {out:?}");
+        assert_eq!(out[1]["text"], json!(["sunny in Oslo"]), "{how}: {out:?}");
+        assert_eq!(out[2]["text"], json!(["real"]), "{how}: the server's own tools still answer: {out:?}");
+    };
+    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {rules} }}\n"));
+    for mode in ["legacy", "default"] {
+        expect(&client(&[&gw.mcp_url], mode, calls.clone()), mode);
+    }
+    assert!(gw.stop().success());
+    expect(
+        &client(&[bin(), "forward", "stdio", "--rules", rules, "--", bin(), "demo-server"], "legacy", calls),
+        "stdio",
+    );
+}

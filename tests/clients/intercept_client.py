@@ -3,7 +3,8 @@
 
 Usage: intercept_client.py [--mode legacy|default] --calls JSON (URL | -- COMMAND [ARGS...])
 
-JSON is a list of [tool, arguments]. Connects to URL (Streamable HTTP) or launches
+JSON is a list of [tool, arguments]; the tool "__list_tools__" lists the tools instead
+({"tool": "__list_tools__", "ok": true, "tools": [names]}). Connects to URL (Streamable HTTP) or launches
 COMMAND (stdio), then calls each tool in order and prints one JSON line per call:
 {"tool": ..., "ok": true, "text": [...], "is_error": false, "logs": N} or
 {"tool": ..., "ok": false, "error": {"code": ..., "message": ...}, "logs": N}, where
@@ -39,6 +40,11 @@ async def run(target: Any, mode: str, calls: list[list[Any]]) -> None:
         for tool, arguments in calls:
             before = len(logs)
             line: dict[str, Any] = {"tool": tool}
+            if tool == "__list_tools__":
+                listed = await client.list_tools()
+                line |= {"ok": True, "tools": [t.name for t in listed.tools]}
+                print(json.dumps(line), flush=True)
+                continue
             try:
                 result = await client.call_tool(tool, arguments)
                 texts = [b.text for b in result.content if isinstance(b, types.TextContent)]

@@ -2,7 +2,8 @@
 //! In order: `remove` every node a path selects, `rename` the keys a path selects
 //! (the value stays, under the new name in the same object), `set` the nodes a path
 //! selects to a value (a path that selects nothing adds the key, when its parent
-//! object exists), and `transform` the strings and numbers a path selects.
+//! object exists), `append` items to the arrays a path selects (a tool to a
+//! `tools/list` answer), and `transform` the strings and numbers a path selects.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,8 @@ pub(super) struct ModifySpec {
     rename: BTreeMap<String, String>,
     #[serde(default)]
     set: BTreeMap<String, Value>,
+    #[serde(default)]
+    append: BTreeMap<String, Value>,
     #[serde(default)]
     transform: BTreeMap<String, TransformSpec>,
 }
@@ -70,6 +73,8 @@ pub struct Modify {
     remove: Vec<String>,
     rename: Vec<(String, String)>,
     set: Vec<(String, Value)>,
+    /// Items to add to the arrays a path selects.
+    append: Vec<(String, Vec<Value>)>,
     transform: Vec<(String, Transform)>,
 }
 
@@ -85,6 +90,7 @@ impl Modify {
             ("remove", spec.remove.iter().collect::<Vec<_>>()),
             ("rename", spec.rename.keys().collect()),
             ("set", spec.set.keys().collect()),
+            ("append", spec.append.keys().collect()),
             ("transform", spec.transform.keys().collect()),
         ];
         for (key, paths) in keyed {
@@ -115,11 +121,25 @@ impl Modify {
                 Ok((path, t))
             })
             .collect::<Result<Vec<(String, Transform)>, (String, String)>>()?;
-        if spec.remove.is_empty() && spec.rename.is_empty() && spec.set.is_empty() && transform.is_empty() {
-            return Err(("action.modify".into(), "give at least one of remove, rename, set, transform".into()));
+        if spec.remove.is_empty()
+            && spec.rename.is_empty()
+            && spec.set.is_empty()
+            && spec.append.is_empty()
+            && transform.is_empty()
+        {
+            return Err(("action.modify".into(), "give at least one of remove, rename, set, append, transform".into()));
         }
         let (rename, set) = (spec.rename.into_iter().collect(), spec.set.into_iter().collect());
-        Ok(Modify { remove: spec.remove, rename, set, transform })
+        // A list is the items to add; anything else, one item.
+        let append = spec
+            .append
+            .into_iter()
+            .map(|(path, items)| match items {
+                Value::Array(items) => (path, items),
+                item => (path, vec![item]),
+            })
+            .collect();
+        Ok(Modify { remove: spec.remove, rename, set, append, transform })
     }
 
     /// Applies the changes to `message`; whether anything changed.
@@ -159,6 +179,15 @@ impl Modify {
                 if let Some(node) = message.reference_mut(at) {
                     changed |= node != value;
                     *node = value.clone();
+                }
+            }
+        }
+        for (path, items) in &self.append {
+            let found = message.query_only_path(path).unwrap_or_default();
+            for at in found {
+                if let Some(Value::Array(list)) = message.reference_mut(at) {
+                    list.extend(items.iter().cloned());
+                    changed |= !items.is_empty();
                 }
             }
         }
@@ -263,6 +292,19 @@ transform:
         );
         let mut unchanged = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
         assert!(!m.apply(&mut unchanged), "nothing selected, nothing changed");
+    }
+
+    #[test]
+    fn append_adds_to_the_arrays_selected() {
+        let m = modify("append: { \"$.result.tools\": [ { name: weather } ], \"$.result.tags\": new }").expect("valid");
+        let mut v = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}],"tags":"not a list"}});
+        assert!(m.apply(&mut v));
+        assert_eq!(v["result"]["tools"], json!([{"name":"echo"},{"name":"weather"}]));
+        assert_eq!(v["result"]["tags"], "not a list", "only arrays are appended to");
+        let mut none = json!({"jsonrpc":"2.0","id":1,"result":{}});
+        assert!(!m.apply(&mut none), "no array there, nothing changed");
+        let (key, _) = modify("append: { '$.result[': 1 }").expect_err("bad path");
+        assert_eq!(key, "action.modify.append");
     }
 
     #[test]
