@@ -310,6 +310,18 @@ fn probability_with_a_seed_fires_on_the_same_calls_in_two_runs() {
     assert!(blocked > 0 && blocked < 20, "some blocked, some not: {first:?}");
 }
 
+/// `calls` with `rules` through the gateway's HTTP front (a 2025 session and bridged
+/// 2026-07-28 calls) and through forward stdio; `expect` checks each run's lines.
+fn through_every_front(rules: &str, calls: &Value, expect: impl Fn(&[Value], &str)) {
+    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {rules} }}\n"));
+    for mode in ["legacy", "default"] {
+        expect(&client(&[&gw.mcp_url], mode, calls.clone()), mode);
+    }
+    assert!(gw.stop().success());
+    let forward = [bin(), "forward", "stdio", "--rules", rules, "--", bin(), "demo-server"];
+    expect(&client(&forward, "legacy", calls.clone()), "stdio");
+}
+
 #[test]
 fn modify_both_ways_through_the_http_front_and_forward_stdio() {
     let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules/modify.yaml");
@@ -318,15 +330,7 @@ fn modify_both_ways_through_the_http_front_and_forward_stdio() {
         assert_eq!(out[0]["text"], json!(["rewritten"]), "{how}: the server saw the changed request: {out:?}");
         assert_eq!(out[1]["text"], json!(["sum=4"]), "{how}: the client saw the changed answer: {out:?}");
     };
-    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {rules} }}\n"));
-    for mode in ["legacy", "default"] {
-        expect(&client(&[&gw.mcp_url], mode, calls.clone()), mode);
-    }
-    assert!(gw.stop().success());
-    expect(
-        &client(&[bin(), "forward", "stdio", "--rules", rules, "--", bin(), "demo-server"], "legacy", calls),
-        "stdio",
-    );
+    through_every_front(rules, &calls, expect);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -630,13 +634,5 @@ fn a_tool_the_server_lacks_is_listed_and_answered_by_rules() {
         assert_eq!(out[1]["text"], json!(["sunny in Oslo"]), "{how}: {out:?}");
         assert_eq!(out[2]["text"], json!(["real"]), "{how}: the server's own tools still answer: {out:?}");
     };
-    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {rules} }}\n"));
-    for mode in ["legacy", "default"] {
-        expect(&client(&[&gw.mcp_url], mode, calls.clone()), mode);
-    }
-    assert!(gw.stop().success());
-    expect(
-        &client(&[bin(), "forward", "stdio", "--rules", rules, "--", bin(), "demo-server"], "legacy", calls),
-        "stdio",
-    );
+    through_every_front(rules, &calls, expect);
 }
