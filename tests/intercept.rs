@@ -523,6 +523,16 @@ async fn a_paused_call_is_dropped_and_rules_are_switched_loaded_and_watched() {
     let _ = watch.kill();
     let _ = watch.wait();
 
+    // Per rule metrics: matches, actions and the time they took.
+    let metrics = common::Http::new().send(Method::GET, &format!("{admin}/metrics"), &[], None).await.text();
+    for wanted in [
+        "shadowcat_intercept_rule_matches_total{rule=\"block-echo\"} 1",
+        "shadowcat_intercept_rule_actions_total{rule=\"block-echo\",action=\"block\"} 1",
+        "shadowcat_intercept_rule_seconds_count{rule=\"block-echo\",action=\"block\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == wanted), "{wanted} in\n{metrics}");
+    }
+
     // Disabled, the rule lets echo through; enabled again, it blocks.
     assert_eq!(cli(&gw, Some(TOKEN), &["rules", "disable", "block-echo"]).0, 0);
     assert_eq!(client(&[&gw.mcp_url], "legacy", echo.clone())[0]["text"], json!(["hi"]));
