@@ -379,11 +379,14 @@ fn operated_gateway(rules: &Path, token: Option<&str>) -> Gateway {
     Gateway::start(&yaml)
 }
 
+fn admin_of(gw: &Gateway) -> String {
+    gw.admin_url.clone().expect("admin listener")
+}
+
 /// `shadowcat intercept ARGS --admin URL`, with `token` in `SHADOWCAT_ADMIN_TOKEN`.
-fn cli(gw: &Gateway, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let admin = gw.admin_url.clone().expect("admin listener");
+fn cli(admin: &str, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new(bin());
-    cmd.arg("intercept").args(args).args(["--admin", &admin]);
+    cmd.arg("intercept").args(args).args(["--admin", admin]);
     match token {
         Some(t) => cmd.env("SHADOWCAT_ADMIN_TOKEN", t),
         None => cmd.env_remove("SHADOWCAT_ADMIN_TOKEN"),
@@ -397,12 +400,13 @@ fn cli(gw: &Gateway, token: Option<&str>, args: &[&str]) -> (i32, String, String
 }
 
 /// Waits for a paused message that no earlier step took; its JSON.
-fn next_paused(gw: &Gateway, after: u64) -> Value {
+fn next_paused(admin: &str, after: u64) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let (code, out, err) = cli(gw, Some(TOKEN), &["paused", "--json"]);
-        assert_eq!(code, 0, "{err}");
-        let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+        let (code, out, err) = cli(admin, Some(TOKEN), &["paused", "--json"]);
+        // A forward mode that is still starting is waited for.
+        assert!(code == 0 || err.contains("cannot reach the admin listener"), "{err}");
+        let list: Vec<Value> = serde_json::from_str(&out).unwrap_or_default();
         if let Some(p) = list.into_iter().find(|p| p["id"].as_u64().unwrap_or(0) > after) {
             return p;
         }
@@ -421,26 +425,26 @@ fn paused_calls_are_resumed_edited_or_time_out_through_the_cli() {
     let running = std::thread::spawn(move || client(&[&url], "legacy", calls));
 
     // Without the token (or with a wrong one) nothing is listed or resumed.
-    let first = next_paused(&gw, 0);
+    let first = next_paused(&admin_of(&gw), 0);
     assert_eq!((first["rule"].clone(), first["method"].clone()), (json!("hold-echo"), json!("tools/call")), "{first}");
     let n = first["id"].to_string();
     for token in [None, Some("wrong")] {
-        let (code, _, err) = cli(&gw, token, &["resume", &n]);
+        let (code, _, err) = cli(&admin_of(&gw), token, &["resume", &n]);
         assert_eq!(code, 1, "{err}");
         assert!(err.contains("401") && err.contains("token"), "{err}");
         assert!(!err.contains(TOKEN));
     }
-    let (code, table, _) = cli(&gw, Some(TOKEN), &["paused"]);
+    let (code, table, _) = cli(&admin_of(&gw), Some(TOKEN), &["paused"]);
     assert_eq!(code, 0);
     assert!(table.starts_with("ID") && table.contains("hold-echo"), "a table on a terminal: {table}");
-    let (code, out, err) = cli(&gw, Some(TOKEN), &["resume", &n]);
+    let (code, out, err) = cli(&admin_of(&gw), Some(TOKEN), &["resume", &n]);
     assert_eq!((code, out.trim()), (0, format!("{n}: resumed").as_str()), "{err}");
-    let (code, _, err) = cli(&gw, Some(TOKEN), &["resume", &n]);
+    let (code, _, err) = cli(&admin_of(&gw), Some(TOKEN), &["resume", &n]);
     assert_eq!(code, 1, "a message goes on once");
     assert!(err.contains("no paused message"), "{err}");
 
     // The second goes on edited; an edit that changes the id is refused first.
-    let second = next_paused(&gw, first["id"].as_u64().unwrap());
+    let second = next_paused(&admin_of(&gw), first["id"].as_u64().unwrap());
     let n = second["id"].to_string();
     let mut edited = second["message"].clone();
     assert_eq!(edited["params"]["arguments"]["message"], "two", "{second}");
@@ -448,15 +452,15 @@ fn paused_calls_are_resumed_edited_or_time_out_through_the_cli() {
     let mut wrong = edited.clone();
     wrong["id"] = json!("another");
     let wrong_file = write(&dir, "wrong.json", &wrong.to_string());
-    let (code, _, err) = cli(&gw, Some(TOKEN), &["resume", &n, "--edit", wrong_file.to_str().unwrap()]);
+    let (code, _, err) = cli(&admin_of(&gw), Some(TOKEN), &["resume", &n, "--edit", wrong_file.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("same id"), "{err}");
     let garbage = write(&dir, "garbage.json", "{not json");
-    let (code, _, err) = cli(&gw, Some(TOKEN), &["resume", &n, "--edit", garbage.to_str().unwrap()]);
+    let (code, _, err) = cli(&admin_of(&gw), Some(TOKEN), &["resume", &n, "--edit", garbage.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("not a JSON-RPC message"), "{err}");
     let file = write(&dir, "edited.json", &edited.to_string());
-    let (code, _, err) = cli(&gw, Some(TOKEN), &["resume", &n, "--edit", file.to_str().unwrap()]);
+    let (code, _, err) = cli(&admin_of(&gw), Some(TOKEN), &["resume", &n, "--edit", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
 
     // The third is left alone: its caller gets a clear error when the pause runs out.
@@ -486,14 +490,14 @@ async fn a_paused_call_is_dropped_and_rules_are_switched_loaded_and_watched() {
     let mut gw = operated_gateway(&rules, Some(TOKEN));
     let echo = json!([["echo", {"message": "hi"}]]);
 
-    let (code, table, err) = cli(&gw, Some(TOKEN), &["rules", "list"]);
+    let (code, table, err) = cli(&admin_of(&gw), Some(TOKEN), &["rules", "list"]);
     assert_eq!(code, 0, "{err}");
     assert!(table.starts_with("ID") && table.contains("block-echo") && table.contains("slow-add"), "{table}");
-    let (code, out, _) = cli(&gw, Some(TOKEN), &["rules", "show", "block-echo", "--json"]);
+    let (code, out, _) = cli(&admin_of(&gw), Some(TOKEN), &["rules", "show", "block-echo", "--json"]);
     assert_eq!(code, 0);
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((shown["action"].clone(), shown["enabled"].clone()), (json!("block"), json!(true)), "{shown}");
-    let (code, _, err) = cli(&gw, Some(TOKEN), &["rules", "show", "nope"]);
+    let (code, _, err) = cli(&admin_of(&gw), Some(TOKEN), &["rules", "show", "nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("404") && err.contains("nope"), "{err}");
 
@@ -534,9 +538,9 @@ async fn a_paused_call_is_dropped_and_rules_are_switched_loaded_and_watched() {
     }
 
     // Disabled, the rule lets echo through; enabled again, it blocks.
-    assert_eq!(cli(&gw, Some(TOKEN), &["rules", "disable", "block-echo"]).0, 0);
+    assert_eq!(cli(&admin_of(&gw), Some(TOKEN), &["rules", "disable", "block-echo"]).0, 0);
     assert_eq!(client(&[&gw.mcp_url], "legacy", echo.clone())[0]["text"], json!(["hi"]));
-    assert_eq!(cli(&gw, Some(TOKEN), &["rules", "enable", "block-echo"]).0, 0);
+    assert_eq!(cli(&admin_of(&gw), Some(TOKEN), &["rules", "enable", "block-echo"]).0, 0);
     assert_eq!(client(&[&gw.mcp_url], "legacy", echo.clone())[0]["error"]["code"], -32050);
 
     // A bad file is refused whole, naming its line; the old rules stay.
@@ -545,7 +549,7 @@ async fn a_paused_call_is_dropped_and_rules_are_switched_loaded_and_watched() {
         "bad.yaml",
         "version: 1\nrules:\n  - id: x\n    match: { method: \"[\" }\n    action: { explode: {} }\n",
     );
-    let (code, _, err) = cli(&gw, Some(TOKEN), &["rules", "load", bad.to_str().unwrap()]);
+    let (code, _, err) = cli(&admin_of(&gw), Some(TOKEN), &["rules", "load", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(
         err.contains("400") && err.contains("(loaded through the admin API):5:") && err.contains("explode"),
@@ -554,15 +558,15 @@ async fn a_paused_call_is_dropped_and_rules_are_switched_loaded_and_watched() {
     assert_eq!(client(&[&gw.mcp_url], "legacy", echo.clone())[0]["error"]["code"], -32050);
     // A good one is swapped in.
     let pause = write(&dir, "pause.yaml", PAUSE);
-    let (code, out, err) = cli(&gw, Some(TOKEN), &["rules", "load", pause.to_str().unwrap()]);
+    let (code, out, err) = cli(&admin_of(&gw), Some(TOKEN), &["rules", "load", pause.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("loaded (2 rules"), "{out}");
 
     // A paused call dropped by the operator is answered with an error, not left hanging.
     let url = gw.mcp_url.clone();
     let running = std::thread::spawn(move || client(&[&url], "legacy", echo));
-    let held = next_paused(&gw, 0);
-    let (code, out, err) = cli(&gw, Some(TOKEN), &["drop", &held["id"].to_string()]);
+    let held = next_paused(&admin_of(&gw), 0);
+    let (code, out, err) = cli(&admin_of(&gw), Some(TOKEN), &["drop", &held["id"].to_string()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("dropped"), "{out}");
     let out = running.join().unwrap();
@@ -576,11 +580,11 @@ fn without_an_admin_token_nothing_is_changed() {
     let rules = write(&dir, "rules.yaml", BLOCK_SLOW_QUIET);
     let mut gw = operated_gateway(&rules, None);
     // Reads work (the listener is on loopback); changes are refused, with or without a token.
-    let (code, out, err) = cli(&gw, None, &["rules", "list", "--json"]);
+    let (code, out, err) = cli(&admin_of(&gw), None, &["rules", "list", "--json"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["rules"].as_array().map(Vec::len), Some(3));
     for token in [None, Some("anything")] {
-        let (code, _, err) = cli(&gw, token, &["rules", "disable", "block-echo"]);
+        let (code, _, err) = cli(&admin_of(&gw), token, &["rules", "disable", "block-echo"]);
         assert_eq!(code, 1);
         assert!(err.contains("403") && err.contains("admin.token is not set"), "{err}");
     }
@@ -645,4 +649,40 @@ fn a_tool_the_server_lacks_is_listed_and_answered_by_rules() {
         assert_eq!(out[2]["text"], json!(["real"]), "{how}: the server's own tools still answer: {out:?}");
     };
     through_every_front(rules, &calls, expect);
+}
+
+#[test]
+fn forward_stdio_is_operated_through_its_admin_listener() {
+    let dir = scratch_dir("intercept-stdio-admin");
+    let rules = write(&dir, "pause.yaml", PAUSE);
+    // Its upstreams are replaced by the command.
+    let yaml = format!("admin:\n  token: {TOKEN}\nupstreams:\n  replaced:\n    stdio:\n      command: unused\n");
+    let config = write(&dir, "config.yaml", &yaml);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin = format!("127.0.0.1:{port}");
+    let (rules, config) = (rules.to_str().unwrap().to_owned(), config.to_str().unwrap().to_owned());
+    let forward = move || {
+        let target = [
+            bin(),
+            "forward",
+            "stdio",
+            "--config",
+            &config,
+            "--admin",
+            &admin,
+            "--rules",
+            &rules,
+            "--",
+            bin(),
+            "demo-server",
+        ];
+        client(&target, "legacy", json!([["echo", {"message": "held in stdio"}]]))
+    };
+    let running = std::thread::spawn(forward);
+    let admin = format!("http://127.0.0.1:{port}");
+    let held = next_paused(&admin, 0);
+    assert_eq!(held["message"]["params"]["arguments"]["message"], "held in stdio", "{held}");
+    let (code, _, err) = cli(&admin, Some(TOKEN), &["resume", &held["id"].to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(running.join().unwrap()[0]["text"], json!(["held in stdio"]));
 }

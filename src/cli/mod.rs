@@ -144,6 +144,10 @@ pub struct ForwardStdioArgs {
     /// adds the `intercept` stage, or sets its `rules` when the configuration has one.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Admin listen address (HOST:PORT): `/metrics`, `/stages` and the intercept
+    /// stage's endpoints (`shadowcat intercept paused`, ...); off unless given.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin: Option<String>,
     /// The stdio server to run (after `--`).
     #[arg(last = true, required_unless_present = "upstream")]
     pub command: Vec<String>,
@@ -153,7 +157,7 @@ impl ForwardStdioArgs {
     /// The configuration this stands for (no listeners are opened in forward stdio).
     pub fn resolve(&self) -> Result<Config, String> {
         let mut config = base_config(self.config.as_deref())?;
-        config.admin.listen = None;
+        config.admin.listen = self.admin.clone();
         let upstream = match &self.upstream {
             Some(url) => {
                 let mut headers = serde_json::Map::new();

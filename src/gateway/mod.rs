@@ -176,21 +176,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     };
     let core = Core::build(&config)?;
-    let Core { store, upstreams, paths, controls, refusals, .. } = &core;
-    let (store, upstreams, paths) = (store.clone(), upstreams.clone(), paths.clone());
-    let (controls, refusals) = (controls.clone(), refusals.clone());
+    let Core { store, paths, refusals, .. } = &core;
+    let (store, paths, refusals) = (store.clone(), paths.clone(), refusals.clone());
     let listen = config.listen_addr()?;
     let listener = if config.server.thread_per_core { per_core::bind(listen) } else { TcpListener::bind(listen).await }
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let admin_token = match &config.admin.token {
-        Some(secret) => Some(secret.resolve().map_err(|e| format!("admin.token: {e}"))?),
-        None => None,
-    };
-    let admin_listener = match &config.admin.listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?),
-        None => None,
-    };
+    let admin_listener = AdminListener::bind(&config).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let policy = OriginPolicy::new(bound, &config.server.allowed_origins, &config.server.allowed_hosts);
@@ -228,16 +220,8 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let mut announce = format!("shadowcat listening: mcp=http://{bound}{}", paths.first().map_or("", |p| p.as_str()));
     let admin_task = admin_listener.map(|l| {
-        if let Ok(addr) = l.local_addr() {
-            announce.push_str(&format!(" admin=http://{addr}"));
-        }
-        let upstreams = upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect();
-        let admin = Arc::new(Admin { metrics, upstreams, controls, token: admin_token.clone() });
-        let handler = tower::service_fn(move |req| {
-            let admin = admin.clone();
-            async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
-        });
-        tokio::spawn(crate::server::serve(l, handler, shutdown_rx.clone(), grace, limits.clone()))
+        announce.push_str(&format!(" admin=http://{}", l.addr));
+        l.serve(metrics, &core, shutdown_rx.clone(), grace, limits.clone())
     });
 
     let (release_tx, release_rx) = watch::channel(false);
@@ -267,6 +251,47 @@ pub async fn run(config: Config) -> Result<(), String> {
     let _ = release_tx.send(true);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin listener, bound (before anything else starts, so that a taken port
+/// stops the start) with its token resolved.
+pub(crate) struct AdminListener {
+    listener: TcpListener,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    token: Option<String>,
+}
+
+impl AdminListener {
+    /// Binds `admin.listen`, if set.
+    pub(crate) async fn bind(config: &Config) -> Result<Option<AdminListener>, String> {
+        let Some(addr) = &config.admin.listen else { return Ok(None) };
+        let token = match &config.admin.token {
+            Some(secret) => Some(secret.resolve().map_err(|e| format!("admin.token: {e}"))?),
+            None => None,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        Ok(Some(AdminListener { listener, addr, token }))
+    }
+
+    /// Serves the admin endpoints of `core` until `shutdown`.
+    pub(crate) fn serve(
+        self,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+        core: &Core,
+        shutdown: watch::Receiver<bool>,
+        grace: std::time::Duration,
+        limits: crate::server::ConnLimits,
+    ) -> tokio::task::JoinHandle<()> {
+        let upstreams = core.upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect();
+        let admin = Arc::new(Admin { metrics, upstreams, controls: core.controls.clone(), token: self.token });
+        let handler = tower::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+        });
+        tokio::spawn(crate::server::serve(self.listener, handler, shutdown, grace, limits))
+    }
 }
 
 /// Waits for SIGTERM or SIGINT.
