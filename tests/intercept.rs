@@ -177,11 +177,16 @@ fn validate_names_file_line_rule_and_key() {
     let path = write(
         &dir,
         "never.yaml",
-        "version: 1\nrules:\n  - id: n\n    match: { method: tools/list, tool: x }\n    action: drop\n",
+        "version: 1\nrules:\n  - id: n\n    match: { method: tools/list, tool: x }\n    action: drop\n  - id: r\n    match: { method: tools/call, jsonpath: '$.result.isError' }\n    action: drop\n  - id: ok\n    match: { direction: server_to_client, method: tools/call, jsonpath: '$.result.isError' }\n    action: drop\n",
     );
     let (code, _, stderr) = validate(&path);
     assert_eq!(code, 0, "a warning is not an error: {stderr}");
     assert!(stderr.contains("warning:") && stderr.contains("rule \"n\": match.tool: never matches"), "{stderr}");
+    assert!(
+        stderr.contains("rule \"r\": match.jsonpath: never matches"),
+        "a response-only field on a request rule: {stderr}"
+    );
+    assert!(!stderr.contains("rule \"ok\""), "with a direction it matches the answers: {stderr}");
 }
 
 #[test]
@@ -562,9 +567,10 @@ async fn a_paused_call_is_dropped_and_rules_are_switched_loaded_and_watched() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("loaded (2 rules"), "{out}");
 
-    // A paused call dropped by the operator is answered with an error, not left hanging.
+    // A paused call dropped by the operator is answered with an error, not left
+    // hanging (a stateless 2026-07-28 call, bridged to the 2025 demo server).
     let url = gw.mcp_url.clone();
-    let running = std::thread::spawn(move || client(&[&url], "legacy", echo));
+    let running = std::thread::spawn(move || client(&[&url], "default", echo));
     let held = next_paused(&admin_of(&gw), 0);
     let (code, out, err) = cli(&admin_of(&gw), Some(TOKEN), &["drop", &held["id"].to_string()]);
     assert_eq!(code, 0, "{err}");

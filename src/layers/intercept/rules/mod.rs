@@ -233,6 +233,19 @@ impl RuleSet {
                     ));
                 }
             }
+            // Without a direction a rule matches the messages that carry its method:
+            // requests and notifications, never a result or an error.
+            if matcher.method.is_some() && matcher.direction.is_none() {
+                let answers_only = matcher.jsonpath.iter().find(|(p, _)| {
+                    ["$.result", "$.error", "$['result']", "$['error']"].iter().any(|f| p.starts_with(f))
+                });
+                if let Some((path, _)) = answers_only {
+                    set.warnings.push(format!(
+                        "{origin}:{line}: rule {:?}: match.jsonpath: never matches: {path:?} looks at a response, and a rule with a method but no direction matches only the requests and notifications that carry it (add a direction to match their answers)",
+                        spec.id
+                    ));
+                }
+            }
             set.uses_headers |= matcher.uses_headers();
             let action = compile_action(spec.action, &spec.id, &mut set).map_err(|(key, e)| at(&key, e))?;
             if let (Action::Block { status: Some(_), .. }, Some(Direction::ServerToClient)) =
