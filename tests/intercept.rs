@@ -596,6 +596,24 @@ fn without_an_admin_token_nothing_is_changed() {
     }
     let echo = json!([["echo", {"message": "hi"}]]);
     assert_eq!(client(&[&gw.mcp_url], "legacy", echo)[0]["error"]["code"], -32050, "the rule is still on");
+    // A token that cannot be read stops the start, naming the key (never a value).
+    let config = write(
+        &dir,
+        "unset-token.yaml",
+        &format!(
+            "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: {{ env: SHADOWCAT_TEST_UNSET_TOKEN }}\nupstreams:\n  up:\n    stdio:\n      command: {}\n      args: [demo-server]\n",
+            bin()
+        ),
+    );
+    let out = Command::new(bin())
+        .args(["gateway", "--config", config.to_str().unwrap()])
+        .env_remove("SHADOWCAT_TEST_UNSET_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("admin.token") && err.contains("SHADOWCAT_TEST_UNSET_TOKEN is not set"), "{err}");
+
     // An admin listener nobody listens on: a clear error.
     let (code, _, err) = {
         let out =
