@@ -37,23 +37,21 @@ const OUT_BUFFER: usize = 256;
 /// Runs forward mode on stdio until stdin closes, a signal comes or the child exits;
 /// returns the exit code.
 pub async fn run_stdio(config: Config) -> Result<i32, String> {
+    // With an admin listener, metrics are served: the recorder goes in before the
+    // stages register theirs.
+    let metrics = config.admin.listen.as_ref().and_then(|_| {
+        crate::telemetry::install_metrics()
+            .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+            .ok()
+    });
     let core = Core::build(&config)?;
     let admin = crate::gateway::AdminListener::bind(&config).await?;
     core.start().await?;
     let (admin_stop, admin_shutdown) = tokio::sync::watch::channel(false);
     let admin = admin.map(|l| {
-        let metrics = crate::telemetry::install_metrics()
-            .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
-            .ok();
-        // stdout is the client's: the address goes to the log.
-        tracing::info!(admin = %format!("http://{}", l.addr), "forward stdio: admin listener");
+        // stdout is the client's: the address goes to stderr.
         eprintln!("shadowcat forward stdio: admin=http://{}", l.addr);
-        let limits = crate::server::ConnLimits {
-            header_timeout: config.server.header_read_timeout,
-            max_header_bytes: config.server.max_header_bytes,
-            connections: None,
-        };
-        l.serve(metrics, &core, admin_shutdown, config.server.shutdown_grace, limits)
+        l.serve(metrics, &core, &config.server, admin_shutdown)
     });
     let route: Arc<str> = core.paths.first().map(|p| Arc::from(p.as_str())).ok_or("no route")?;
     let (out, out_rx) = mpsc::channel::<Message>(OUT_BUFFER);
@@ -91,12 +89,13 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
             _ = crate::gateway::wait_for_signal() => break 0,
         }
     };
+    // The admin listener stops first (an open watch stream is not waited for).
     let _ = admin_stop.send(true);
-    front.end().await;
-    drop(front);
     if let Some(task) = admin {
         task.abort();
     }
+    front.end().await;
+    drop(front);
     // What is queued goes out; tasks still holding the queue do not hold the exit up.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
     Ok(code)

@@ -205,15 +205,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         crate::server::http_service(Arc::new(front), &shed)
     };
     let grace = config.server.shutdown_grace;
-    let limits = crate::server::ConnLimits {
-        header_timeout: config.server.header_read_timeout,
-        max_header_bytes: config.server.max_header_bytes,
-        connections: None,
-    };
     // Shared by every front thread's listener; the admin listener is not bounded.
     let mcp_limits = crate::server::ConnLimits {
+        header_timeout: config.server.header_read_timeout,
+        max_header_bytes: config.server.max_header_bytes,
         connections: Some(crate::server::ConnectionGate::new(config.server.max_connections)),
-        ..limits.clone()
     };
 
     core.start().await?;
@@ -221,7 +217,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let mut announce = format!("shadowcat listening: mcp=http://{bound}{}", paths.first().map_or("", |p| p.as_str()));
     let admin_task = admin_listener.map(|l| {
         announce.push_str(&format!(" admin=http://{}", l.addr));
-        l.serve(metrics, &core, shutdown_rx.clone(), grace, limits.clone())
+        l.serve(metrics, &core, &config.server, shutdown_rx.clone())
     });
 
     let (release_tx, release_rx) = watch::channel(false);
@@ -275,22 +271,27 @@ impl AdminListener {
         Ok(Some(AdminListener { listener, addr, token }))
     }
 
-    /// Serves the admin endpoints of `core` until `shutdown`.
+    /// Serves the admin endpoints of `core` until `shutdown` (unbounded in
+    /// connections; `server`'s header limits and shutdown grace).
     pub(crate) fn serve(
         self,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
         core: &Core,
+        server: &crate::config::ServerConfig,
         shutdown: watch::Receiver<bool>,
-        grace: std::time::Duration,
-        limits: crate::server::ConnLimits,
     ) -> tokio::task::JoinHandle<()> {
+        let limits = crate::server::ConnLimits {
+            header_timeout: server.header_read_timeout,
+            max_header_bytes: server.max_header_bytes,
+            connections: None,
+        };
         let upstreams = core.upstreams.iter().map(|(n, u)| (n.clone(), u.clone())).collect();
         let admin = Arc::new(Admin { metrics, upstreams, controls: core.controls.clone(), token: self.token });
         let handler = tower::service_fn(move |req| {
             let admin = admin.clone();
             async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
         });
-        tokio::spawn(crate::server::serve(self.listener, handler, shutdown, grace, limits))
+        tokio::spawn(crate::server::serve(self.listener, handler, shutdown, server.shutdown_grace, limits))
     }
 }
 

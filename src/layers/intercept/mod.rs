@@ -185,14 +185,15 @@ impl Stage for Interceptor {
             if by_request || !rule.enabled.load(Ordering::Relaxed) || !rule.matcher.matches(&facts) {
                 continue;
             }
-            metrics::counter!("shadowcat_intercept_rule_matches_total", "rule" => rule.id.clone()).increment(1);
+            rule.metrics.matches.increment(1);
             if !rule.take() {
                 continue;
             }
             tracing::debug!(rule = %rule.id, method = method.unwrap_or("-"), direction = ?ctx.direction, "intercept rule fired");
+            let started = std::time::Instant::now();
             let (method, tool) = (method.map(str::to_owned), tool.map(str::to_owned));
             let fired = Fired { rule, direction: ctx.direction, method, tool, kind: msg.kind() };
-            return timed(rule, act(&fired, &self.ops, call, ctx, msg));
+            return timed(rule, started, act(&fired, &self.ops, call, ctx, msg));
         }
         Flow::pass(msg)
     }
@@ -210,22 +211,23 @@ fn result_for(to: &Message, mut result: Value, version: crate::protocol::Protoco
     Message::result_response(to.id_key(), &result)
 }
 
-/// Counts what `rule` did and the time it took (for a held message, until it goes
-/// on): `shadowcat_intercept_rule_actions_total` and `..._rule_seconds`.
-fn timed(rule: &Rule, flow: Flow) -> Flow {
-    let labels = [("rule", rule.id.clone()), ("action", rule.action.name().to_owned())];
-    metrics::counter!("shadowcat_intercept_rule_actions_total", &labels).increment(1);
-    let started = std::time::Instant::now();
+/// Counts what `rule` did and the time it took since `started` (for a held
+/// message, until it goes on).
+fn timed(rule: &Rule, started: std::time::Instant, flow: Flow) -> Flow {
+    rule.metrics.actions.increment(1);
     match flow {
         Flow::Now(verdict) => {
-            metrics::histogram!("shadowcat_intercept_rule_seconds", &labels).record(started.elapsed().as_secs_f64());
+            rule.metrics.seconds.record(started.elapsed().as_secs_f64());
             Flow::Now(verdict)
         }
-        Flow::Later(later) => Flow::Later(Box::pin(async move {
-            let verdict = later.await;
-            metrics::histogram!("shadowcat_intercept_rule_seconds", &labels).record(started.elapsed().as_secs_f64());
-            verdict
-        })),
+        Flow::Later(later) => {
+            let seconds = rule.metrics.seconds.clone();
+            Flow::Later(Box::pin(async move {
+                let verdict = later.await;
+                seconds.record(started.elapsed().as_secs_f64());
+                verdict
+            }))
+        }
     }
 }
 

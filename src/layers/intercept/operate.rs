@@ -173,46 +173,44 @@ impl Operations {
     }
 
     /// Resumes (maybe edited) or drops held message `n`.
-    fn decide(&self, n: &str, what: &str, body: &[u8]) -> AdminReply {
+    fn decide(&self, n: &str, what: &str, body: &bytes::Bytes) -> AdminReply {
         let Ok(n) = n.parse::<u64>() else {
             return AdminReply::error(StatusCode::BAD_REQUEST, format!("{n:?} is not a paused message's number"));
         };
-        let mut paused = self.paused.lock();
-        let Some(held) = paused.get(&n) else {
-            return AdminReply::error(
-                StatusCode::NOT_FOUND,
-                format!("no paused message {n} (resumed, dropped or timed out)"),
-            );
-        };
-        let decision = match what {
-            "drop" => Decision::Drop,
-            "resume" if body.iter().all(u8::is_ascii_whitespace) => Decision::Resume(None),
-            "resume" => {
-                let edited = match Message::parse(bytes::Bytes::copy_from_slice(body)) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        return AdminReply::error(
-                            StatusCode::BAD_REQUEST,
-                            format!("the edited message is not a JSON-RPC message: {e}"),
-                        )
-                    }
-                };
-                if edited.kind() != held.kind || edited.id_key() != held.id.as_deref() {
-                    return AdminReply::error(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "the edited message must stay a {} with the same id ({})",
-                            kind_name(held.kind),
-                            held.id.as_deref().unwrap_or("none")
-                        ),
-                    );
+        // An edit is parsed before the list is locked.
+        let edited = match what {
+            "drop" => None,
+            "resume" if body.iter().all(u8::is_ascii_whitespace) => None,
+            "resume" => match Message::parse(body.clone()) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let text = format!("the edited message is not a JSON-RPC message: {e}");
+                    return AdminReply::error(StatusCode::BAD_REQUEST, text);
                 }
-                Decision::Resume(Some(edited))
-            }
+            },
             _ => return AdminReply::not_found(),
         };
+        let mut paused = self.paused.lock();
+        let Some(held) = paused.get(&n) else {
+            let text = format!("no paused message {n} (resumed, dropped or timed out)");
+            return AdminReply::error(StatusCode::NOT_FOUND, text);
+        };
+        if let Some(edited) = &edited {
+            if edited.kind() != held.kind || edited.id_key() != held.id.as_deref() {
+                let text = format!(
+                    "the edited message must stay a {} with the same id ({})",
+                    kind_name(held.kind),
+                    held.id.as_deref().unwrap_or("none")
+                );
+                return AdminReply::error(StatusCode::BAD_REQUEST, text);
+            }
+        }
         let Some(held) = paused.remove(&n) else { return AdminReply::not_found() };
-        let done = if what == "drop" { "dropped" } else { "resumed" };
+        drop(paused);
+        let (decision, done) = match what {
+            "drop" => (Decision::Drop, "dropped"),
+            _ => (Decision::Resume(edited), "resumed"),
+        };
         if held.decide.send(decision).is_err() {
             return AdminReply::error(StatusCode::GONE, format!("paused message {n}'s call ended first"));
         }

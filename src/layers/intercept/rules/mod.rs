@@ -93,6 +93,36 @@ pub struct Rule {
     pub matches: AtomicU64,
     /// Times it acted.
     pub fired: AtomicU64,
+    /// Its metrics, registered once at load.
+    pub metrics: RuleMetrics,
+}
+
+/// A rule's metrics (label `rule`, and `action` on the last two).
+pub struct RuleMetrics {
+    /// `shadowcat_intercept_rule_matches_total`: messages it matched.
+    pub matches: metrics::Counter,
+    /// `shadowcat_intercept_rule_actions_total`: times it acted.
+    pub actions: metrics::Counter,
+    /// `shadowcat_intercept_rule_seconds`: how long each action took (a held
+    /// message: until it went on).
+    pub seconds: metrics::Histogram,
+}
+
+impl RuleMetrics {
+    fn register(id: &str, action: &'static str) -> RuleMetrics {
+        let labels = [("rule", id.to_owned()), ("action", action.to_owned())];
+        RuleMetrics {
+            matches: metrics::counter!("shadowcat_intercept_rule_matches_total", "rule" => id.to_owned()),
+            actions: metrics::counter!("shadowcat_intercept_rule_actions_total", &labels),
+            seconds: metrics::histogram!("shadowcat_intercept_rule_seconds", &labels),
+        }
+    }
+}
+
+impl std::fmt::Debug for RuleMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RuleMetrics")
+    }
 }
 
 impl Rule {
@@ -258,6 +288,7 @@ impl RuleSet {
             }
             let rule_seed = splitmix64(seed ^ fnv1a(&spec.id));
             set.rules.push(Rule {
+                metrics: RuleMetrics::register(&spec.id, action.name()),
                 id: spec.id,
                 line,
                 description: spec.description,
