@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime};
 use super::format::{Dir, Header, Line, Side, Trailer};
 use super::read::hex;
 use super::redact::{Placeholders, Redaction};
-use crate::protocol::Message;
 
 /// One tape's queue to the writer, shared by the recorder and the writer thread.
 #[derive(Debug)]
@@ -96,8 +95,8 @@ pub struct FrameJob {
     pub status: Option<u16>,
     /// Request headers that matter, as a JSON object.
     pub headers: Option<Arc<str>>,
-    /// The message.
-    pub msg: Message,
+    /// The message's bytes (only they are written: no copy of the parsed message).
+    pub msg: bytes::Bytes,
     /// Wall clock.
     pub at: SystemTime,
     /// Monotonic clock (the frame's offset is from the tape's start).
@@ -125,8 +124,12 @@ pub struct Policy {
 }
 
 /// How long the writer naps between batches while frames keep coming (the most a
-/// frame waits before it is written, beyond the writing itself).
-const BATCH_NAP: Duration = Duration::from_millis(1);
+/// frame waits before it is written, beyond the writing itself). A tape whose queue
+/// reaches half its capacity wakes it early, so a fast session is not held back by
+/// the nap. Measured (16 sessions over HTTP, `record` against the same gateway
+/// without it, 5 rounds each): a wake-up per frame cost +58% per call, a 1 ms nap
+/// +35%, 5 ms +17%, 10 ms +22%, 20 ms +25% (longer batches go cold in the cache).
+const BATCH_NAP: Duration = Duration::from_millis(5);
 
 /// Retention is enforced a second after a tape closed, and every minute anyway (for
 /// `max_age`).
@@ -137,6 +140,8 @@ const RETAIN_EVERY: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Cmd>,
+    /// The writer thread, woken from its nap when a queue fills up.
+    thread: std::thread::Thread,
 }
 
 impl Writer {
@@ -144,8 +149,9 @@ impl Writer {
     /// `policy`'s retention applies), if given.
     pub fn start(redaction: Redaction, dir: Option<PathBuf>, policy: Policy) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new().name("tape-writer".into()).spawn(move || run(&rx, &redaction, dir, &policy))?;
-        Ok(Writer { tx })
+        let handle =
+            std::thread::Builder::new().name("tape-writer".into()).spawn(move || run(&rx, &redaction, dir, &policy))?;
+        Ok(Writer { tx, thread: handle.thread().clone() })
     }
 
     /// Opens tape `id` in `path`, its header first; frame offsets count from `started`.
@@ -161,8 +167,11 @@ impl Writer {
     /// Queues a frame of tape `id`, counting it in `queue` (whose `when_full` policy
     /// the caller has applied).
     pub fn enqueue(&self, id: u64, queue: &TapeQueue, job: FrameJob) {
-        queue.queued.fetch_add(1, Ordering::AcqRel);
+        let queued = queue.queued.fetch_add(1, Ordering::AcqRel) + 1;
         self.send_frame(id, job);
+        if queued == queue.capacity.div_ceil(2) {
+            self.thread.unpark();
+        }
     }
 
     /// Closes tape `id`: its trailer is written after every frame queued before.
@@ -291,7 +300,7 @@ fn run(rx: &mpsc::Receiver<Cmd>, redaction: &Redaction, dir: Option<PathBuf>, po
         // proxy's sends do not each wake this thread (a wake-up per frame cost more
         // than the writing). Idle: wait on the channel.
         let first = if busy {
-            std::thread::sleep(BATCH_NAP);
+            std::thread::park_timeout(BATCH_NAP);
             match rx.try_recv() {
                 Ok(cmd) => Some(cmd),
                 Err(mpsc::TryRecvError::Empty) => None,
@@ -542,7 +551,7 @@ fn frame_line(
     redaction: &Redaction,
     placeholders: &mut Placeholders,
 ) -> Option<Vec<u8>> {
-    let bytes = job.msg.bytes();
+    let bytes = &job.msg[..];
     let multiline = memchr::memchr2(b'\n', b'\r', bytes).is_some();
     let text: std::borrow::Cow<'_, str> = if redaction.is_empty() && !multiline {
         std::borrow::Cow::Borrowed(std::str::from_utf8(bytes).ok()?)
@@ -701,8 +710,7 @@ mod tests {
         };
         writer.open(1, path.clone(), started, header, q.clone());
         // A message sent pretty-printed still takes one line.
-        let msg = Message::parse(b"{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"method\": \"ping\"\n}".to_vec())
-            .expect("message");
+        let msg = bytes::Bytes::from_static(b"{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"method\": \"ping\"\n}");
         let job = FrameJob {
             dir: Dir::ClientToServer,
             side: Side::Client,

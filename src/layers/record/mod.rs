@@ -62,8 +62,8 @@ pub const STAGE: StageDef = StageDef { name: "record", build, must_follow: &[] }
 
 /// The request headers a tape keeps (lower case). Credentials, cookies and session
 /// ids are never among them.
-pub const RECORDED_HEADERS: &[&str] =
-    &["accept", "content-type", "last-event-id", "mcp-method", "mcp-name", "mcp-protocol-version", "user-agent"];
+pub const RECORDED_HEADERS: [&str; 7] =
+    ["accept", "content-type", "last-event-id", "mcp-method", "mcp-name", "mcp-protocol-version", "user-agent"];
 
 /// What `record` does when a tape's queue is full.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -216,6 +216,46 @@ struct TapeHandle {
     /// When its last frame came, in ms since the recorder's clock started.
     last: AtomicU64,
     session: Option<Weak<Session>>,
+    /// The request headers its last call recorded, and their JSON: a session's calls
+    /// mostly send the same ones, so their JSON is made once, not once per call.
+    headers: Mutex<Option<HeaderMemo>>,
+}
+
+/// Recorded header values (in [`RECORDED_HEADERS`] order) and their JSON object.
+struct HeaderMemo {
+    values: [Option<Box<str>>; RECORDED_HEADERS.len()],
+    json: Option<Arc<str>>,
+}
+
+/// The values of [`RECORDED_HEADERS`] in `headers` (a value that is not text is left out).
+fn recorded_values(headers: &http::HeaderMap) -> [Option<&str>; RECORDED_HEADERS.len()] {
+    RECORDED_HEADERS.map(|name: &str| headers.get(name).and_then(|v| v.to_str().ok()))
+}
+
+/// The JSON object of the recorded headers (`None` when there are none).
+fn headers_json(values: &[Option<&str>; RECORDED_HEADERS.len()]) -> Option<Arc<str>> {
+    let kept: BTreeMap<&str, &str> =
+        RECORDED_HEADERS.iter().zip(values).filter_map(|(name, v)| Some((*name, (*v)?))).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&kept).ok().map(Arc::from)
+}
+
+impl TapeHandle {
+    /// The headers' JSON, reusing the last call's when the values are the same.
+    fn headers_json(&self, headers: &http::HeaderMap) -> Option<Arc<str>> {
+        let values = recorded_values(headers);
+        let mut memo = self.headers.lock();
+        if let Some(m) = memo.as_ref() {
+            if m.values.iter().zip(&values).all(|(a, b)| a.as_deref() == *b) {
+                return m.json.clone();
+            }
+        }
+        let json = headers_json(&values);
+        *memo = Some(HeaderMemo { values: values.map(|v| v.map(Box::from)), json: json.clone() });
+        json
+    }
 }
 
 /// What the recorder keeps about one call.
@@ -231,7 +271,7 @@ pub struct RecordCall {
     call_id: u64,
     /// The revision in force (`None` for `initialize`: it is being negotiated).
     rev: Option<&'static str>,
-    request_id: Option<String>,
+    request_id: Option<Arc<str>>,
     /// The request headers that matter, as a JSON object (made once per call).
     headers: Option<Arc<str>>,
     ends_session: Option<Arc<str>>,
@@ -284,6 +324,7 @@ impl Recorder {
             unopened: Mutex::new(Some((path, started, header(name)))),
             last: AtomicU64::new(clock_ms()),
             session: session.map(Arc::downgrade),
+            headers: Mutex::new(None),
         });
         tapes.insert(key, handle.clone());
         Some(handle)
@@ -404,7 +445,8 @@ impl Recorder {
     }
 }
 
-fn frame(dir: Dir, side: Side, call: u64, rev: Option<&'static str>, carrier: &'static str, msg: Message) -> FrameJob {
+/// A frame of `msg` (its bytes shared, not copied: the writer needs nothing else).
+fn frame(dir: Dir, side: Side, call: u64, rev: Option<&'static str>, carrier: &'static str, msg: &Message) -> FrameJob {
     FrameJob {
         dir,
         side,
@@ -415,7 +457,7 @@ fn frame(dir: Dir, side: Side, call: u64, rev: Option<&'static str>, carrier: &'
         carrier,
         status: None,
         headers: None,
-        msg,
+        msg: msg.bytes().clone(),
         at: SystemTime::now(),
         when: Instant::now(),
     }
@@ -459,19 +501,13 @@ impl Stage for Recorder {
             started,
             call_id: req.context.call.get(),
             rev,
-            request_id: msg.filter(|m| m.is_request()).and_then(|m| m.id_key()).map(str::to_owned),
+            request_id: msg.filter(|m| m.is_request()).and_then(Message::id_shared),
             headers: None,
             ends_session: None,
         };
         if self.writer().is_none() {
             return call;
         }
-        let kept: BTreeMap<&str, &str> =
-            RECORDED_HEADERS.iter().filter_map(|name| Some((*name, req.headers.get(*name)?.to_str().ok()?))).collect();
-        if !kept.is_empty() {
-            call.headers = serde_json::to_string(&kept).ok().map(Arc::from);
-        }
-        let route = req.route.to_string();
         match (&req.session, &req.kind) {
             (Some(s), RequestKind::EndSession) => {
                 call.ends_session = Some(s.shared_id().clone());
@@ -479,7 +515,7 @@ impl Stage for Recorder {
             }
             (Some(s), _) => {
                 let header = |name| Header {
-                    route: Some(route),
+                    route: Some(req.route.to_string()),
                     upstream: Some(s.upstream_name().to_string()),
                     session: Some(s.tag().to_owned()),
                     revisions: rev.map(str::to_owned).into_iter().collect(),
@@ -493,7 +529,7 @@ impl Stage for Recorder {
             (None, _) if req.version.is_stateless() => {
                 let client: Arc<str> = Arc::from(req.client_key().unwrap_or("local"));
                 let header = |name| Header {
-                    route: Some(route),
+                    route: Some(req.route.to_string()),
                     client: msg.and_then(client_part),
                     revisions: rev.map(str::to_owned).into_iter().collect(),
                     ..self.header(name, "client")
@@ -502,6 +538,10 @@ impl Stage for Recorder {
             }
             _ => {}
         }
+        call.headers = match &call.tape {
+            Some(tape) => tape.headers_json(&req.headers),
+            None => headers_json(&recorded_values(&req.headers)),
+        };
         call
     }
 
@@ -532,7 +572,7 @@ impl Stage for Recorder {
             Direction::ClientToServer => Dir::ClientToServer,
             Direction::ServerToClient => Dir::ServerToClient,
         };
-        let mut job = frame(dir, Side::Client, ctx.call.call.get(), call.rev, carrier_label(ctx.carrier), msg.clone());
+        let mut job = frame(dir, Side::Client, ctx.call.call.get(), call.rev, carrier_label(ctx.carrier), &msg);
         // The session's own name of its upstream, shared; else a copy.
         let shared = ctx.call.session.as_ref().map(|s| s.upstream_name()).filter(|u| Some(&***u) == ctx.upstream);
         job.upstream = shared.cloned().or_else(|| ctx.upstream.map(Arc::from));
@@ -594,7 +634,7 @@ impl Stage for Recorder {
             if let Some(e) = end.error {
                 if call.request_id.is_some() {
                     let m = e.to_message(call.request_id.as_deref());
-                    let mut job = frame(Dir::ServerToClient, Side::Client, call.call_id, call.rev, "reply", m);
+                    let mut job = frame(Dir::ServerToClient, Side::Client, call.call_id, call.rev, "reply", &m);
                     job.status = Some(e.status().as_u16());
                     job.upstream = end.upstream.map(Arc::from);
                     // An error ends the call: nothing waits behind it.
@@ -631,7 +671,7 @@ impl WireTap for Recorder {
             WireDirection::ToUpstream => Dir::ClientToServer,
             WireDirection::FromUpstream => Dir::ServerToClient,
         };
-        let mut job = frame(dir, Side::Upstream, 0, None, "wire", message.clone());
+        let mut job = frame(dir, Side::Upstream, 0, None, "wire", message);
         job.upstream = Some(Arc::from(ctx.upstream));
         // The upstream wire cannot be held back from here: a full queue drops the
         // frame (counted) instead.
