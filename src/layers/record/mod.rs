@@ -272,7 +272,8 @@ pub struct RecordCall {
     /// The revision in force (`None` for `initialize`: it is being negotiated).
     rev: Option<&'static str>,
     request_id: Option<Arc<str>>,
-    /// The request headers that matter, as a JSON object (made once per call).
+    /// The request headers that matter, as a JSON object (its tape's, while they are
+    /// the same as its last call's).
     headers: Option<Arc<str>>,
     ends_session: Option<Arc<str>>,
 }
