@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::{bin, deps, scratch_dir, Gateway, Http};
 use http::Method;
@@ -26,15 +27,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// The client's calls: one JSON line per call (see `tests/clients/intercept_client.py`).
 fn client(target: &[&str], mode: &str, calls: Value) -> Vec<Value> {
-    let d = deps();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/intercept_client.py");
-    let calls = calls.to_string();
-    let mut args = vec![script, "--mode", mode, "--calls", &calls, "--"];
-    args.extend_from_slice(target);
-    let out = Command::new(&d.python).args(&args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "client {target:?}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    client_outcome(target, mode, calls).unwrap_or_else(|e| panic!("client {target:?}: {e}"))
 }
 
 fn calls() -> Value {
@@ -709,4 +702,173 @@ fn forward_stdio_is_operated_through_its_admin_listener() {
     let (code, _, err) = cli(&admin, Some(TOKEN), &["resume", &held["id"].to_string()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(running.join().unwrap()[0]["text"], json!(["held in stdio"]));
+}
+
+const WIRE_FAULTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules/wire-faults.yaml");
+
+fn tool_call(id: u64, tool: &str, arguments: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wire_faults_reach_the_http_clients_wire_and_a_cut_stream_resumes() {
+    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {WIRE_FAULTS} }}\n"));
+    let mut c = common::McpClient::new(&gw.mcp_url);
+    c.initialize("2025-11-25").await;
+    let owned: Vec<(String, String)> = c.headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let (http, url) = (c.http.clone(), gw.mcp_url.clone());
+    let post = |body: String| {
+        let (http, url, owned) = (http.clone(), url.clone(), owned.clone());
+        async move {
+            let h: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            http.try_send(Method::POST, &url, &h, Some(&body)).await
+        }
+    };
+
+    // malformed: half of the JSON answer, as JSON's content type says.
+    let (garbled, _) = post(tool_call(10, "echo", json!({"message": "hi"}))).await.expect("an answer");
+    assert_eq!((garbled.status, garbled.header("content-type").as_deref()), (200, Some("application/json")));
+    assert!(serde_json::from_slice::<Value>(&garbled.body).is_err(), "not JSON: {}", garbled.text());
+    assert!(garbled.text().starts_with('{') && garbled.text().contains("\"jsonrpc\":\"2.0\""), "{}", garbled.text());
+    let (html, _) = post(tool_call(11, "test_simple_text", json!({}))).await.expect("an answer");
+    assert_eq!(html.text(), "<html><body>502 Bad Gateway</body></html>");
+
+    // reset: no answer at all; the session goes on.
+    let cut = post(tool_call(12, "add", json!({"a": 1, "b": 2}))).await;
+    assert!(cut.is_err(), "the connection is cut off: {cut:?}");
+    let listed = c.request("tools/list", json!({})).await;
+    assert!(listed["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{listed}");
+
+    // reset on a message to the client: the stream is cut off at the answer, after
+    // the log events; the answer is kept, and a GET with Last-Event-ID resumes it.
+    let (id, status, _, mut stream) = c.open_post("tools/call", json!({"name": "test_tool_with_logging"})).await;
+    assert_eq!(status, 200);
+    let mut last = None;
+    let mut logs = 0;
+    while let Some(ev) = stream.next(Duration::from_secs(10)).await {
+        last = ev.id.clone().or(last);
+        let m = ev.json();
+        assert!(m.as_ref().is_none_or(|m| m["method"] == "notifications/message"), "only logs before the cut: {m:?}");
+        logs += usize::from(m.is_some());
+    }
+    assert!(stream.cut && logs == 3, "cut after the three log events (cut {}, {logs} logs)", stream.cut);
+    let (status, mut resumed) = c.open_get(last.as_deref()).await;
+    assert_eq!(status, 200);
+    let answer = resumed.next_message(Duration::from_secs(10)).await.expect("the answer, resumed");
+    assert_eq!(answer["id"], id, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "Tool with logging executed successfully");
+
+    // malformed on a notification to the client: each progress event's data, then
+    // the answer whole.
+    let params = json!({"name": "test_tool_with_progress", "_meta": {"progressToken": "p1"}});
+    let (_, reply) = c.call("tools/call", params).await;
+    let events: Vec<_> = reply.events().into_iter().filter(|e| !e.data.is_empty()).collect();
+    let garbled: Vec<_> = events.iter().filter(|e| e.json().is_none()).map(|e| e.data.as_str()).collect();
+    assert_eq!(garbled, [r#"{"jsonrpc": "2.0", "method": "notifications/prog"#; 3], "{}", reply.text());
+    assert!(events.last().and_then(|e| e.json()).is_some_and(|m| m["result"].is_object()), "{}", reply.text());
+
+    // dribble: every message of log's answer in pieces, each whole when put together.
+    let (drip, frames) = post(tool_call(14, "log", json!({}))).await.expect("an answer");
+    let messages = drip.messages();
+    assert_eq!(messages.len(), 5, "four logs and the answer: {}", drip.text());
+    assert_eq!(messages[4]["result"]["content"][0]["text"], "sent 4 of 4 log messages");
+    assert!(frames > 2 * messages.len(), "{frames} frames for {} messages", messages.len());
+
+    let status = stage_status(&gw).await;
+    for rule in ["garbled-echo", "html-for-text", "cut-add", "cut-after-logs", "drip-logs"] {
+        assert_eq!(fired(&status, rule), 1, "{rule}: {status}");
+    }
+    assert_eq!(fired(&status, "garbled-progress"), 3, "{status}");
+    assert!(gw.stop().success());
+}
+
+/// The Python SDK's calls, one client each, or how the client failed.
+fn client_outcome(target: &[&str], mode: &str, calls: Value) -> Result<Vec<Value>, String> {
+    let d = deps();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/intercept_client.py");
+    let calls = calls.to_string();
+    let mut args = vec![script, "--mode", mode, "--calls", &calls, "--"];
+    args.extend_from_slice(target);
+    let out = Command::new(&d.python).args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    match lines.iter().find_map(|l| l["client_failed"].as_str()) {
+        Some(failed) => Err(failed.to_owned()),
+        None if out.status.success() => Ok(lines),
+        None => Err(format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr))),
+    }
+}
+
+#[test]
+fn the_python_sdk_meets_wire_faults_in_both_eras() {
+    let mut gw = gateway_with(&format!("  - intercept: {{ rules: {WIRE_FAULTS} }}\n"));
+    for mode in ["legacy", "default"] {
+        let out = client_outcome(&[&gw.mcp_url], mode, json!([["echo", {"message": "hi"}], ["log", {}]])).unwrap();
+        assert_eq!(out[0]["error"]["code"], -32700, "{mode}: the SDK cannot parse the answer: {out:?}");
+        assert_eq!(out[1]["text"], json!(["sent 4 of 4 log messages"]), "{mode}: dribbled, whole: {out:?}");
+        let cut = client_outcome(&[&gw.mcp_url], mode, json!([["add", {"a": 1, "b": 2}]]));
+        assert!(cut.as_ref().is_err_and(|e| e.contains("disconnected")), "{mode}: {cut:?}");
+    }
+    assert!(gw.stop().success());
+    let forward = [bin(), "forward", "stdio", "--rules", WIRE_FAULTS, "--", bin(), "demo-server"];
+    let out = client_outcome(&forward, "legacy", json!([["log", {}], ["add", {"a": 1, "b": 2}]])).unwrap();
+    assert_eq!(out[0]["text"], json!(["sent 4 of 4 log messages"]), "{out:?}");
+    assert_eq!(out[1]["error"]["message"], "Connection closed", "stdout cut off: {out:?}");
+}
+
+/// Forward stdio over the demo server, spoken to line by line.
+struct Forward {
+    child: std::process::Child,
+    lines: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Forward {
+    fn start(rules: &str) -> Forward {
+        let mut child = Command::new(bin())
+            .args(["forward", "stdio", "--rules", rules, "--", bin(), "demo-server"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap());
+        Forward { child, lines }
+    }
+
+    fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// The next line, without its ending (`None` at the end of stdout).
+    fn hear(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        (self.lines.read_line(&mut line).unwrap() > 0).then(|| line.trim_end().to_owned())
+    }
+}
+
+#[test]
+fn wire_faults_through_forward_stdio() {
+    let mut fwd = Forward::start(WIRE_FAULTS);
+    fwd.say(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#);
+    assert!(fwd.hear().is_some_and(|l| l.contains("serverInfo")));
+    fwd.say(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    fwd.say(&tool_call(2, "echo", json!({"message": "hi"})));
+    let garbled = fwd.hear().unwrap();
+    assert!(serde_json::from_str::<Value>(&garbled).is_err() && garbled.contains("\"id\":2"), "{garbled}");
+    fwd.say(&tool_call(3, "test_simple_text", json!({})));
+    assert_eq!(fwd.hear().as_deref(), Some("<html><body>502 Bad Gateway</body></html>"));
+    fwd.say(&tool_call(4, "log", json!({})));
+    // (The logs come on the session's stream, beside the call's answer.)
+    let dribbled: Vec<Value> = (0..5).map(|_| serde_json::from_str(&fwd.hear().unwrap()).unwrap()).collect();
+    let answer = dribbled.iter().find(|m| m["id"] == 4);
+    assert_eq!(answer.map(|m| &m["result"]["content"][0]["text"]), Some(&json!("sent 4 of 4 log messages")));
+    // reset: stdout ends, and so does forward mode, as if its server had crashed.
+    fwd.say(&tool_call(5, "add", json!({"a": 1, "b": 2})));
+    assert_eq!(fwd.hear(), None, "stdout is cut off");
+    let status = fwd.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
 }

@@ -55,8 +55,8 @@ pub async fn run_stdio(config: Config) -> Result<i32, String> {
     });
     let route: Arc<str> = core.paths.first().map(|p| Arc::from(p.as_str())).ok_or("no route")?;
     let (out, out_rx) = mpsc::channel::<Message>(OUT_BUFFER);
-    let writer = write_stdout(out_rx);
     let (gone_tx, mut gone) = mpsc::channel::<i32>(1);
+    let writer = write_stdout(out_rx, gone_tx.clone());
     let front = Arc::new(StdioFront {
         core,
         route,
@@ -170,23 +170,27 @@ fn next_line(input: &mut impl BufRead, max: usize) -> std::io::Result<Option<Inp
 
 /// Writes the queued messages to stdout, one per line, from a thread of its own
 /// (blocking writes, flushed when the queue is empty); resolves when the queue is
-/// closed and written.
-fn write_stdout(mut rx: mpsc::Receiver<Message>) -> tokio::sync::oneshot::Receiver<()> {
+/// closed and written. A message under a wire fault (`intercept`) is written as it
+/// says: other bytes, in pieces, or not at all, forward mode then ending with
+/// [`RESET_EXIT`] as if the server had crashed (`gone` hears of it).
+fn write_stdout(mut rx: mpsc::Receiver<Message>, gone: mpsc::Sender<i32>) -> tokio::sync::oneshot::Receiver<()> {
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("stdout".into()).spawn(move || {
         let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        let write = |out: &mut std::io::BufWriter<_>, m: &Message| {
-            out.write_all(m.bytes()).and_then(|()| out.write_all(b"\n")).is_ok()
-        };
         while let Some(m) = rx.blocking_recv() {
-            let mut ok = write(&mut stdout, &m);
-            while let (true, Ok(m)) = (ok, rx.try_recv()) {
-                ok = write(&mut stdout, &m);
+            let mut wrote = write_line(&mut stdout, &m);
+            while let (Written::Line, Ok(m)) = (wrote, rx.try_recv()) {
+                wrote = write_line(&mut stdout, &m);
             }
-            if !ok || stdout.flush().is_err() {
-                tracing::warn!("stdout closed; messages to the client are dropped");
-                break;
+            let flushed = stdout.flush().is_ok();
+            match wrote {
+                Written::Line if flushed => continue,
+                Written::Cut => {
+                    let _ = gone.blocking_send(RESET_EXIT);
+                }
+                _ => tracing::warn!("stdout closed; messages to the client are dropped"),
             }
+            break;
         }
         let _ = done_tx.send(());
     });
@@ -194,6 +198,46 @@ fn write_stdout(mut rx: mpsc::Receiver<Message>) -> tokio::sync::oneshot::Receiv
         tracing::error!(error = %e, "cannot start the stdout writer");
     }
     done
+}
+
+/// Forward stdio's exit code after an `intercept` rule's `fault: reset`.
+pub const RESET_EXIT: i32 = 1;
+
+/// What writing one message to stdout came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Line,
+    Failed,
+    /// A `fault: reset`: nothing more is written.
+    Cut,
+}
+
+fn write_line(out: &mut impl std::io::Write, m: &Message) -> Written {
+    use crate::protocol::WireFault;
+    let done = |r: std::io::Result<()>| if r.is_ok() { Written::Line } else { Written::Failed };
+    let Some(by) = m.wire_fault() else {
+        return done(out.write_all(m.bytes()).and_then(|()| out.write_all(b"\n")));
+    };
+    tracing::info!(rule = %by.rule, fault = by.fault.name(), "intercept: a line to the client goes out under a wire fault");
+    match &by.fault {
+        WireFault::Malformed(bytes) => done(out.write_all(bytes).and_then(|()| out.write_all(b"\n"))),
+        WireFault::Reset => {
+            tracing::warn!(rule = %by.rule, "intercept: fault reset: stdout is cut off and forward mode ends");
+            Written::Cut
+        }
+        WireFault::Dribble { chunk, every } => {
+            let mut pieces = m.bytes().chunks((*chunk).max(1)).peekable();
+            while let Some(piece) = pieces.next() {
+                if out.write_all(piece).and_then(|()| out.flush()).is_err() {
+                    return Written::Failed;
+                }
+                if pieces.peek().is_some() {
+                    std::thread::sleep(*every);
+                }
+            }
+            done(out.write_all(b"\n"))
+        }
+    }
 }
 
 struct StdioFront {

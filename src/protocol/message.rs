@@ -61,6 +61,47 @@ pub struct Message {
     /// The id's text as a shared string, made when first asked (every stage a call
     /// passes keeps it: one allocation per message, not one per stage).
     id_text: std::sync::OnceLock<Option<std::sync::Arc<str>>>,
+    /// How the client's wire is to carry it, when an `intercept` fault says other
+    /// than as it is (the message itself stays whole for the gateway's own use).
+    wire: Option<std::sync::Arc<WireFaultBy>>,
+}
+
+/// A fault on the client's wire: what a front does with a message instead of writing
+/// it as it is (`intercept`'s `fault: malformed | reset | dribble`).
+#[derive(Debug)]
+pub enum WireFault {
+    /// Written as these bytes (not JSON) in its place.
+    Malformed(Bytes),
+    /// The connection (an HTTP response, its stream, or forward mode's stdout) is cut
+    /// off where the message would have gone.
+    Reset,
+    /// Written in pieces of `chunk` bytes, `every` apart.
+    Dribble {
+        /// Bytes per piece (at least 1).
+        chunk: usize,
+        /// The pause before each piece after the first.
+        every: std::time::Duration,
+    },
+}
+
+impl WireFault {
+    /// Its name in a rule file (what logs say: never the bytes).
+    pub fn name(&self) -> &'static str {
+        match self {
+            WireFault::Malformed(_) => "malformed",
+            WireFault::Reset => "reset",
+            WireFault::Dribble { .. } => "dribble",
+        }
+    }
+}
+
+/// A [`WireFault`] and the rule that asked for it (for the front's log line).
+#[derive(Debug)]
+pub struct WireFaultBy {
+    /// What to do.
+    pub fault: WireFault,
+    /// The rule's id.
+    pub rule: Box<str>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +186,7 @@ impl Message {
             status: None,
             tool: std::sync::OnceLock::new(),
             id_text: std::sync::OnceLock::new(),
+            wire: None,
             raw,
         })
     }
@@ -192,6 +234,7 @@ impl Message {
             status: None,
             tool: std::sync::OnceLock::new(),
             id_text: std::sync::OnceLock::new(),
+            wire: None,
         }
     }
 
@@ -205,6 +248,17 @@ impl Message {
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self
+    }
+
+    /// This message, to be carried on the client's wire as `fault` says.
+    pub fn with_wire_fault(mut self, fault: std::sync::Arc<WireFaultBy>) -> Self {
+        self.wire = Some(fault);
+        self
+    }
+
+    /// The fault its client's wire is to carry it with, if any.
+    pub fn wire_fault(&self) -> Option<&WireFaultBy> {
+        self.wire.as_deref()
     }
 
     /// The HTTP status the gateway gave this error, if it made it.

@@ -3,7 +3,7 @@
 mod message;
 pub mod modern;
 
-pub use message::{id_value, parse_body, Message, MessageError, MessageKind};
+pub use message::{id_value, parse_body, Message, MessageError, MessageKind, WireFault, WireFaultBy};
 
 /// JSON-RPC error codes the gateway answers with.
 pub mod codes {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::ResponseBody;
@@ -48,7 +48,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody>
 }
 
 fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    let mut resp = Response::new(super::response::full(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
@@ -163,8 +163,8 @@ fn event_stream(
         Some((Bytes::from_static(b": keep-alive\n\n"), every))
     });
     let data = events.map(|v| Bytes::from(format!("data: {v}\n\n")));
-    let body =
-        futures_util::stream::select(data, ticks).map(|b| Ok::<_, std::convert::Infallible>(http_body::Frame::data(b)));
+    let body = futures_util::stream::select(data, ticks)
+        .map(|b| Ok::<_, super::response::BodyError>(http_body::Frame::data(b)));
     let mut resp = Response::new(http_body_util::StreamBody::new(body).boxed_unsync());
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

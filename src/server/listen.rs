@@ -274,7 +274,6 @@ pub struct PeerAddr(pub std::net::SocketAddr, pub std::sync::Arc<str>);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     /// Counts connections; refuses every one when `refuse` is set.
     #[derive(Clone)]
@@ -301,7 +300,7 @@ mod tests {
         let seen = Arc::new(AtomicUsize::new(0));
         let acceptor = Counting { seen: seen.clone(), refuse };
         let service = tower::service_fn(|_req: Request<Incoming>| async {
-            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from("hi")).boxed_unsync()))
+            Ok::<_, Infallible>(Response::new(crate::server::response::full(bytes::Bytes::from("hi"))))
         });
         let (stop, shutdown) = watch::channel(false);
         let limits = ConnLimits { header_timeout: Duration::from_secs(5), max_header_bytes: 8192, connections: None };

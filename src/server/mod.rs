@@ -9,6 +9,7 @@ mod post;
 mod response;
 mod service;
 pub mod sse;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;

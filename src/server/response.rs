@@ -1,25 +1,29 @@
 //! Building HTTP responses: JSON, SSE, 202, and the one place errors are rendered.
 
-use std::convert::Infallible;
-
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 
 use super::checks::SESSION_HEADER;
 use super::sse::SseBody;
+use super::wire::{Cut, Dribble};
 use crate::error::GatewayError;
-use crate::protocol::Message;
+use crate::protocol::{Message, WireFault};
+
+/// Why a response body stopped before its end (only ever an `intercept` rule's
+/// `fault: reset`: hyper then cuts the connection off).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every response.
-pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
+pub type ResponseBody = UnsyncBoxBody<Bytes, BodyError>;
 
-fn full(bytes: Bytes) -> ResponseBody {
-    Full::new(bytes).boxed_unsync()
+/// A whole body.
+pub fn full(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
 }
 
 fn empty() -> ResponseBody {
-    Empty::new().boxed_unsync()
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 fn with_session(mut resp: Response<ResponseBody>, session: Option<&str>) -> Response<ResponseBody> {
@@ -41,9 +45,20 @@ pub fn empty_ok() -> Response<ResponseBody> {
     Response::new(empty())
 }
 
+/// The body of a JSON answer: the message's bytes, or what a wire fault on it says.
+fn json_body(m: &Message) -> ResponseBody {
+    let Some(by) = m.wire_fault() else { return full(m.bytes().clone()) };
+    tracing::info!(rule = %by.rule, fault = by.fault.name(), "intercept: a JSON answer goes out under a wire fault");
+    match &by.fault {
+        WireFault::Malformed(bytes) => full(bytes.clone()),
+        WireFault::Reset => Cut::new(&by.rule).boxed_unsync(),
+        WireFault::Dribble { chunk, every } => Dribble::new(m.bytes().clone(), *chunk, *every).boxed_unsync(),
+    }
+}
+
 /// 200 with one JSON-RPC message.
 pub fn json_response(m: Message, session: Option<&str>) -> Response<ResponseBody> {
-    let mut resp = Response::new(full(m.bytes().clone()));
+    let mut resp = Response::new(json_body(&m));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     with_session(resp, session)
 }

@@ -332,7 +332,7 @@ mod tests {
         let doc = tower::util::BoxCloneSyncService::new(tower::service_fn(|req: Request<Bytes>| async move {
             let hidden = req.headers().get("authorization").is_none_or(|v| v.is_sensitive());
             let text = format!("{} {} sensitive={hidden}", req.method(), req.uri().path());
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text)).boxed_unsync()))
+            Ok::<_, Infallible>(Response::new(crate::server::response::full(Bytes::from(text))))
         }));
         let front = front(None).with_endpoint("/.well-known/oauth-protected-resource/mcp", doc);
         let svc = http_service::<Full<Bytes>>(Arc::new(front), &ShedLayer::new(0, RefusalObservers::default()));

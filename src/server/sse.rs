@@ -2,7 +2,6 @@
 //! kept in the session's [`SseStream`] for resumption.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,13 +13,20 @@ use http_body::{Body, Frame};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
+use super::response::BodyError;
+use super::wire::{Cut, Dribble};
 use crate::pipeline::MessageStream;
-use crate::protocol::Message;
+use crate::protocol::{Message, WireFault};
 use crate::session::SseStream;
 
 /// Encodes one message as an SSE event with `id`.
 pub fn encode_event(id: &str, m: &Message) -> Bytes {
-    let data = m.bytes();
+    encode_data(id, m.bytes())
+}
+
+/// Encodes `data` (one message's bytes, or what a `malformed` fault puts there) as
+/// an SSE event with `id`.
+fn encode_data(id: &str, data: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(data.len() + id.len() + 32);
     out.put_slice(b"id: ");
     out.put_slice(id.as_bytes());
@@ -62,6 +68,11 @@ pub struct SseBody {
     retry_on_close: Option<Duration>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     done: bool,
+    /// An event going out in pieces (`fault: dribble`): nothing else is sent meanwhile.
+    dribbling: Option<Dribble>,
+    /// The stream is to be cut off (`fault: reset`) once what went before is out:
+    /// whether hyper has had its turn to write that.
+    cut: Option<(Cut, bool)>,
 }
 
 impl SseBody {
@@ -82,6 +93,8 @@ impl SseBody {
             retry_on_close: options.retry_on_close,
             shutdown,
             done: false,
+            dribbling: None,
+            cut: None,
         }
     }
 
@@ -93,11 +106,30 @@ impl SseBody {
 
 impl Body for SseBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         if let Some(b) = self.queued.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        if let Some(dribble) = self.dribbling.as_mut() {
+            match dribble.poll_piece(cx) {
+                Poll::Ready(Some(piece)) => return Poll::Ready(Some(Ok(Frame::data(piece)))),
+                Poll::Ready(None) => self.dribbling = None,
+                // Mid-event: no keep-alive or anything else may come in between.
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if let Some((mut cut, flushed)) = self.cut.take() {
+            if !flushed {
+                // Pending once, so that hyper writes out the events before the cut
+                // (a body error drops what it still holds).
+                self.cut = Some((cut, true));
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.done = true;
+            return Pin::new(&mut cut).poll_frame(cx);
         }
         if self.done {
             return Poll::Ready(None);
@@ -108,9 +140,29 @@ impl Body for SseBody {
         };
         match source.as_mut().poll_next(cx) {
             Poll::Ready(Some(m)) => {
-                let bytes = self.stream.record(|id| encode_event(id, &m));
                 self.reset_keepalive();
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                let Some(by) = m.wire_fault() else {
+                    let bytes = self.stream.record(|id| encode_event(id, &m));
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                };
+                tracing::info!(rule = %by.rule, fault = by.fault.name(), "intercept: an SSE event goes out under a wire fault");
+                match &by.fault {
+                    WireFault::Malformed(data) => {
+                        let bytes = self.stream.record(|id| encode_data(id, data));
+                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                    }
+                    WireFault::Reset => {
+                        // Kept for resumption, as an event the client never got.
+                        self.stream.record(|id| encode_event(id, &m));
+                        self.cut = Some((Cut::new(&by.rule), false));
+                    }
+                    WireFault::Dribble { chunk, every } => {
+                        let bytes = self.stream.record(|id| encode_event(id, &m));
+                        self.dribbling = Some(Dribble::new(bytes, *chunk, *every));
+                    }
+                }
+                // Its first piece, or the cut, right away.
+                return self.poll_frame(cx);
             }
             Poll::Ready(None) => {
                 self.done = true;

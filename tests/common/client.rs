@@ -108,6 +108,10 @@ pub struct SseReader {
     body: Incoming,
     buf: String,
     pub ended: bool,
+    /// The body failed (the connection was cut off) rather than ending.
+    pub cut: bool,
+    /// Data frames read so far.
+    pub frames: usize,
 }
 
 impl SseReader {
@@ -128,9 +132,13 @@ impl SseReader {
             match tokio::time::timeout_at(deadline, self.body.frame()).await {
                 Err(_) => return None,
                 Ok(None) => self.ended = true,
-                Ok(Some(Err(_))) => self.ended = true,
+                Ok(Some(Err(_))) => {
+                    self.ended = true;
+                    self.cut = true;
+                }
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
+                        self.frames += 1;
                         self.buf.push_str(&String::from_utf8_lossy(&data));
                     }
                 }
@@ -196,6 +204,32 @@ impl Http {
         tokio::time::timeout(Duration::from_secs(30), fut).await.expect("reply within 30 s")
     }
 
+    /// Sends a request and reads the whole reply, counting its body's data frames;
+    /// an error (the connection cut off before or during the reply) as text.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<(Reply, usize), String> {
+        let req = Self::build(method, url, headers, body);
+        let fut = async {
+            let resp = self.client.request(req).await.map_err(|e| format!("request: {e:?}"))?;
+            let (parts, mut body) = resp.into_parts();
+            let (mut bytes, mut frames) = (Vec::new(), 0);
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| format!("body: {e:?}"))?;
+                if let Ok(data) = frame.into_data() {
+                    frames += 1;
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Ok((Reply { status: parts.status.as_u16(), headers: parts.headers, body: Bytes::from(bytes) }, frames))
+        };
+        tokio::time::timeout(Duration::from_secs(30), fut).await.expect("reply within 30 s")
+    }
+
     /// Sends a request and returns status, headers and a streaming reader.
     pub async fn open(
         &self,
@@ -210,7 +244,11 @@ impl Http {
             .expect("headers in 30 s")
             .unwrap();
         let (parts, body) = resp.into_parts();
-        (parts.status.as_u16(), parts.headers, SseReader { body, buf: String::new(), ended: false })
+        (
+            parts.status.as_u16(),
+            parts.headers,
+            SseReader { body, buf: String::new(), ended: false, cut: false, frames: 0 },
+        )
     }
 }
 

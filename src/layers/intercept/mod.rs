@@ -31,6 +31,11 @@
 //! | `delay` | held, then passed | held, then passed | held, then passed |
 //! | `modify` | changed by JSONPath, then passed | the same | the same |
 //! | `fault` | the call fails as if below: `hang` (never answered), `timeout` (held, then 504), `upstream_error` (502), `too_many_requests` (429 with `Retry-After`) | the same | the same (on a stream, the error ends it) |
+//! | `fault` on the client's wire: `malformed`, `reset`, `dribble` | a client's: passes, and its answer is marked ([`AnswerFault`]); a server's: marked | to the client: marked | to the client: marked |
+//!
+//! A marked message ([`Message::with_wire_fault`]) is whole for every stage; the
+//! front that writes it to the client does what the mark says (`server::wire`,
+//! `server::sse`, forward stdio's writer).
 
 mod modify;
 mod operate;
@@ -50,7 +55,7 @@ use crate::pipeline::{
     AdminCall, AdminReply, Direction, Flow, McpRequest, MessageContext, Shared, Stage, StageControl, StageLayer,
     Verdict,
 };
-use crate::protocol::{Message, MessageKind};
+use crate::protocol::{Message, MessageKind, WireFault, WireFaultBy};
 use operate::{Decision, Fired, Operations};
 use rules::{Action, Facts, Fault, Rule, RuleSet};
 
@@ -131,6 +136,50 @@ pub struct CallRules {
     request: Option<Message>,
     /// The client's request headers, when a rule matches headers.
     headers: Option<http::HeaderMap>,
+    /// A wire fault a rule put on the request, for the messages answering it.
+    answer_fault: std::sync::OnceLock<Arc<AnswerFault>>,
+}
+
+/// A wire fault on a request's answer: `malformed` its response, `reset` at the
+/// first message to the client, `dribble` every message to the client.
+struct AnswerFault {
+    fault: Fault,
+    rule: Arc<str>,
+    /// `reset` has happened: the call has nothing more to send.
+    spent: std::sync::atomic::AtomicBool,
+}
+
+impl AnswerFault {
+    /// `msg` (to the client, answering the request) under the fault, if it applies.
+    fn apply(&self, msg: Message, request_id: Option<&str>) -> Message {
+        let answers = msg.kind() == MessageKind::Response && msg.id_key() == request_id;
+        let applies = match &self.fault {
+            Fault::Truncated => answers,
+            Fault::Wire(by) => match by.fault {
+                WireFault::Malformed(_) => answers,
+                WireFault::Reset => !self.spent.swap(true, Ordering::Relaxed),
+                WireFault::Dribble { .. } => true,
+            },
+            _ => false,
+        };
+        if applies {
+            on_the_wire(&self.fault, &self.rule, msg)
+        } else {
+            msg
+        }
+    }
+}
+
+/// `msg` to be carried on the client's wire as `fault` (a wire fault) says.
+fn on_the_wire(fault: &Fault, rule: &str, msg: Message) -> Message {
+    match fault {
+        Fault::Wire(by) => msg.with_wire_fault(by.clone()),
+        Fault::Truncated => {
+            let half = msg.bytes().slice(..msg.bytes().len() / 2);
+            msg.with_wire_fault(Arc::new(WireFaultBy { fault: WireFault::Malformed(half), rule: rule.into() }))
+        }
+        _ => msg,
+    }
 }
 
 impl Stage for Interceptor {
@@ -145,6 +194,7 @@ impl Stage for Interceptor {
             request: msg.filter(|_| rules.uses_templates).cloned(),
             headers: rules.uses_headers.then(|| req.headers.clone()),
             rules,
+            answer_fault: std::sync::OnceLock::new(),
         }
     }
 
@@ -152,6 +202,25 @@ impl Stage for Interceptor {
         if call.rules.rules.is_empty() {
             return Flow::pass(msg);
         }
+        let flow = self.decide(call, ctx, msg);
+        // What the rules let through to the client, under a fault its request got.
+        match call.answer_fault.get() {
+            Some(fault) if ctx.direction == Direction::ServerToClient => match flow {
+                Flow::Now(Verdict::Pass(m)) => Flow::pass(fault.apply(m, ctx.call.request_id.as_deref())),
+                Flow::Later(later) => {
+                    let (fault, request_id) = (fault.clone(), ctx.call.request_id.clone());
+                    Flow::Later(Box::pin(async move { later.await.map(|m| fault.apply(m, request_id.as_deref())) }))
+                }
+                flow => flow,
+            },
+            _ => flow,
+        }
+    }
+}
+
+impl Interceptor {
+    /// The first rule due to fire on `msg`, and what its action makes of it.
+    fn decide(&self, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) -> Flow {
         // A response is matched by the method (and tool) of the request it answers.
         let (method, tool) = match msg.kind() {
             MessageKind::Response if ctx.direction == Direction::ServerToClient => {
@@ -305,6 +374,19 @@ fn act(fired: &Fired<'_>, ops: &Arc<Operations>, call: &CallRules, ctx: &Message
                 Fault::TooManyRequests(retry_after) => {
                     Flow::fail(GatewayError::TooManyRequests { detail: by, retry_after: Some(retry_after) })
                 }
+                wire @ (Fault::Wire(_) | Fault::Truncated) => match (ctx.direction, kind) {
+                    (Direction::ServerToClient, _) => Flow::pass(on_the_wire(&wire, &rule.id, msg)),
+                    (Direction::ClientToServer, MessageKind::Request) => {
+                        let fault = AnswerFault { fault: wire, rule: Arc::from(&*rule.id), spent: Default::default() };
+                        let _ = call.answer_fault.set(Arc::new(fault));
+                        Flow::pass(msg)
+                    }
+                    // The upstream's wire is not the client's: nothing to do there.
+                    (Direction::ClientToServer, _) => {
+                        tracing::debug!(rule = %rule.id, "intercept: a wire fault on a message to the server acts on nothing; passed as it is");
+                        Flow::pass(msg)
+                    }
+                },
             }
         }
         Action::Modify(modify) => {

@@ -215,3 +215,53 @@ fn uniform_and_exponential_delays() {
     let bad = "version: 1\nrules:\n  - id: b\n    action: { delay: { uniform: [2s, 1s] } }\n";
     assert!(RuleSet::parse(bad, "r.yaml").expect_err("bounds").contains("action.delay.uniform"));
 }
+
+/// The wire fault each message of a reply carries (its name), in order.
+async fn wire_faults(reply: McpReply) -> Vec<Option<&'static str>> {
+    let fault = |m: &Message| m.wire_fault().map(|by| by.fault.name());
+    match reply.body {
+        ReplyBody::Message(m) => vec![fault(&m)],
+        ReplyBody::Stream(s) => s.map(|m| fault(&m)).collect().await,
+        ReplyBody::Accepted => vec![],
+    }
+}
+
+#[tokio::test]
+async fn wire_faults_mark_the_answer_the_first_message_or_every_one() {
+    let (svc, calls) = stage(
+        "version: 1\nrules:\n  - id: g\n    match: { method: tools/call, tool: garble }\n    action: { fault: malformed }\n  - id: c\n    match: { method: tools/call, tool: cut }\n    action: { fault: reset }\n  - id: d\n    match: { method: tools/call, tool: drip }\n    action: { fault: { dribble: { chunk: 3 } } }\n  - id: n\n    match: { direction: server_to_client, method: notifications/message }\n    action: { fault: { malformed: oops } }\n",
+    );
+    // malformed on a request: only its answer; the log before it is the `n` rule's.
+    let reply = svc.clone().oneshot(call(1, "garble", "x")).await.expect("reply");
+    assert_eq!(wire_faults(reply).await, [Some("malformed"), Some("malformed")]);
+    let reply = svc.clone().oneshot(call(2, "garble", "x")).await.expect("reply");
+    let answer = match reply.body {
+        ReplyBody::Stream(s) => s.collect::<Vec<_>>().await.pop().expect("the answer"),
+        _ => panic!("a stream"),
+    };
+    let Some(WireFault::Malformed(half)) = answer.wire_fault().map(|by| &by.fault) else { panic!("malformed") };
+    assert_eq!(&half[..], &answer.bytes()[..answer.bytes().len() / 2], "the first half of its bytes");
+    assert_eq!(answer.to_value().expect("the message itself is whole")["result"]["echo"], "garble");
+    // reset: the first message to the client, whatever it is; dribble: every one.
+    let reply = svc.clone().oneshot(call(3, "cut", "x")).await.expect("reply");
+    assert_eq!(wire_faults(reply).await, [Some("reset"), None]);
+    let reply = svc.clone().oneshot(call(4, "drip", "x")).await.expect("reply");
+    assert_eq!(wire_faults(reply).await, [Some("dribble"), Some("dribble")]);
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "every request reached the upstream");
+    let bad = "version: 1\nrules:\n  - id: b\n    action: { fault: { dribble: { chunk: 0 } } }\n";
+    assert!(RuleSet::parse(bad, "r.yaml").expect_err("chunk").contains("action.fault.dribble.chunk"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stall_stops_a_stream_at_its_message() {
+    let (svc, _) = stage(
+        "version: 1\nrules:\n  - id: s\n    match: { direction: server_to_client, method: tools/call }\n    action: { fault: stall }\n",
+    );
+    let ReplyBody::Stream(mut s) = svc.oneshot(call(1, "echo", "x")).await.expect("reply").body else {
+        panic!("a stream")
+    };
+    let first = s.next().await.expect("the log before it").to_value().expect("json");
+    assert_eq!(first["method"], "notifications/message");
+    let stalled = tokio::time::timeout(Duration::from_secs(3600), s.next()).await;
+    assert!(stalled.is_err(), "nothing more within an hour, and the stream is still open");
+}

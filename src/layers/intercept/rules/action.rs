@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::protocol::{WireFault, WireFaultBy};
 
 use super::{splitmix64, RuleSet};
 
@@ -40,6 +43,8 @@ fn pause_timeout() -> Duration {
 pub(super) enum FaultSpec {
     /// Never answer (the sender's own timeout decides).
     Hang,
+    /// `hang` by its name for streams: the stream stops at the message, open.
+    Stall,
     /// Hold, then fail as an upstream that did not answer in time.
     Timeout(#[serde(with = "crate::config::duration")] Duration),
     /// Fail as an unreachable or failing upstream (HTTP 502).
@@ -49,6 +54,36 @@ pub(super) enum FaultSpec {
         #[serde(with = "crate::config::duration")]
         retry_after: Duration,
     },
+    /// Give the client bytes that are not JSON where the message (or a request's
+    /// answer) goes: these, or the first half of the message's own.
+    Malformed(#[serde(default)] Option<String>),
+    /// Cut the client's connection off where the message (or a request's answer) goes.
+    Reset,
+    /// Give the client the message (or each message answering a request) in pieces.
+    Dribble(#[serde(default)] Option<DribbleSpec>),
+}
+
+/// `dribble: { chunk: 16, every: 100ms }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DribbleSpec {
+    #[serde(default = "dribble_chunk")]
+    chunk: usize,
+    #[serde(default = "dribble_every", with = "crate::config::duration")]
+    every: Duration,
+}
+
+/// A wire fault of rule `id`.
+fn wire(id: &str, fault: WireFault) -> Fault {
+    Fault::Wire(std::sync::Arc::new(WireFaultBy { fault, rule: id.into() }))
+}
+
+fn dribble_chunk() -> usize {
+    16
+}
+
+fn dribble_every() -> Duration {
+    Duration::from_millis(100)
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +205,11 @@ pub enum Fault {
     UpstreamError(String),
     /// Refuse with 429 and `Retry-After`.
     TooManyRequests(Duration),
+    /// A fault on the client's wire (`malformed`, `reset`, `dribble`): the message,
+    /// or the answer to a request, goes out as it says.
+    Wire(std::sync::Arc<crate::protocol::WireFaultBy>),
+    /// `malformed` without bytes of its own: the first half of the message's.
+    Truncated,
 }
 
 /// A string of a mock's result, made from a template or given as it is.
@@ -262,12 +302,22 @@ pub(super) fn compile_action(spec: ActionSpec, id: &str, set: &mut RuleSet) -> R
             }
         }),
         ActionSpec::Fault(f) => Action::Fault(match f {
-            FaultSpec::Hang => Fault::Hang,
+            FaultSpec::Hang | FaultSpec::Stall => Fault::Hang,
             FaultSpec::Timeout(d) => Fault::Timeout(d),
             FaultSpec::UpstreamError(detail) => {
                 Fault::UpstreamError(detail.unwrap_or_else(|| format!("fault injected by rule {id}")))
             }
             FaultSpec::TooManyRequests { retry_after } => Fault::TooManyRequests(retry_after),
+            FaultSpec::Malformed(None) => Fault::Truncated,
+            FaultSpec::Malformed(Some(text)) => wire(id, WireFault::Malformed(Bytes::from(text))),
+            FaultSpec::Reset => wire(id, WireFault::Reset),
+            FaultSpec::Dribble(spec) => {
+                let spec = spec.unwrap_or(DribbleSpec { chunk: dribble_chunk(), every: dribble_every() });
+                if spec.chunk == 0 {
+                    return Err(("action.fault.dribble.chunk".to_owned(), "must be at least 1".into()));
+                }
+                wire(id, WireFault::Dribble { chunk: spec.chunk, every: spec.every })
+            }
         }),
         ActionSpec::Modify(m) => Action::Modify(crate::layers::intercept::modify::Modify::compile(m)?),
         ActionSpec::Block(b) => {
