@@ -872,3 +872,68 @@ fn wire_faults_through_forward_stdio() {
     let status = fwd.child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{status:?}");
 }
+
+#[test]
+fn tapes_record_what_each_rule_changed_in_either_pipeline_order() {
+    let dir = scratch_dir("intercept-tapes");
+    let rules = write(
+        &dir,
+        "rules.yaml",
+        &(include_str!("../config/rules/modify.yaml").to_owned()
+            + "  - id: garble-text\n    match: { method: tools/call, tool: test_simple_text }\n    action: { fault: malformed }\n  - id: no-logs\n    match: { direction: server_to_client, method: notifications/message }\n    action: drop\n"),
+    );
+    let secret = "S3CRET-7f3a91";
+    let record = |tapes: &Path| {
+        format!("  - record:\n      dir: {}\n      redact: {{ patterns: [\"S3CRET-[0-9a-f]+\"] }}\n", tapes.display())
+    };
+    let intercept = format!("  - intercept: {{ rules: {} }}\n", rules.display());
+    for (order, record_first) in [("record, intercept", true), ("intercept, record", false)] {
+        let tapes = dir.join(if record_first { "outer" } else { "inner" });
+        let pipeline = if record_first { record(&tapes) + &intercept } else { intercept.clone() + &record(&tapes) };
+        let mut gw = gateway_with(&pipeline);
+        let calls =
+            json!([["echo", {"message": format!("original {secret}")}], ["add", {"a": 2, "b": 2}], ["log", {}]]);
+        let out = client(&[&gw.mcp_url], "legacy", calls);
+        assert_eq!(
+            (out[0]["text"].clone(), out[1]["text"].clone()),
+            (json!(["rewritten"]), json!(["sum=4"])),
+            "{order}"
+        );
+        assert_eq!(out[2]["logs"], 0, "{order}: {out:?}");
+        let garbled = client_outcome(&[&gw.mcp_url], "legacy", json!([["test_simple_text", {}]])).unwrap();
+        assert_eq!(garbled[0]["error"]["code"], -32700, "{order}: {garbled:?}");
+        assert!(gw.stop().success());
+
+        let mut changes = Vec::new();
+        for entry in std::fs::read_dir(&tapes).unwrap().filter_map(Result::ok) {
+            let path = entry.path();
+            if !path.to_string_lossy().ends_with(".tape.jsonl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains(secret), "{order}: the secret is in {}", path.display());
+            let validated = Command::new(bin()).args(["tape", "validate"]).arg(&path).output().unwrap();
+            assert!(validated.status.success(), "{order}: {}", String::from_utf8_lossy(&validated.stderr));
+            let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let found: Vec<Value> = lines.iter().filter(|l| l["type"] == "change").cloned().collect();
+            let trailer = lines.last().unwrap();
+            assert_eq!(trailer["changes"], found.len(), "{order}: {trailer}");
+            changes.extend(found);
+        }
+        let by = |rule: &str| -> Vec<&Value> { changes.iter().filter(|c| c["rule"] == rule).collect() };
+        let echo = by("rewrite-echo");
+        assert_eq!(echo.len(), 1, "{order}: {changes:?}");
+        assert_eq!((echo[0]["action"].as_str(), echo[0]["dir"].as_str()), (Some("modify"), Some("c2s")));
+        assert_eq!(echo[0]["before"]["params"]["arguments"]["message"], "original <redacted:1>", "{order}");
+        assert_eq!(echo[0]["after"]["params"]["arguments"]["message"], "rewritten", "{order}");
+        let sums = by("label-sums");
+        assert_eq!(sums.len(), 1, "{order}: {changes:?}");
+        assert_eq!(sums[0]["before"]["result"]["content"][0]["text"], "4", "{order}");
+        assert_eq!(sums[0]["after"]["result"]["content"][0]["text"], "sum=4", "{order}");
+        let logs = by("no-logs");
+        assert_eq!(logs.len(), 4, "{order}: the four log messages, dropped: {changes:?}");
+        assert!(logs.iter().all(|c| c["action"] == "drop" && c.get("after").is_none()), "{order}: {logs:?}");
+        let garbled = by("garble-text");
+        assert_eq!((garbled.len(), garbled[0]["wire"].as_str()), (1, Some("malformed")), "{order}: {changes:?}");
+    }
+}

@@ -103,7 +103,7 @@ async fn a_session_is_recorded_whole_and_keeps_no_secrets() {
     let all = lines(&files[0]);
     let header = &all[0];
     assert_eq!(header["format"], "shadowcat-tape");
-    assert_eq!(header["version"], 1);
+    assert_eq!(header["version"], 2);
     assert_eq!(header["mode"], "gateway");
     assert_eq!(header["upstream"], "up");
     assert_eq!(header["route"], "/mcp");
@@ -288,14 +288,18 @@ fn bad_tapes_are_named_with_their_line() {
             r#"{{"type":"frame","seq":{seq},"t_us":1,"at":"2026-12-02T00:00:00Z","dir":"c2s","side":"client","call":1,"carrier":"request","msg":{{"jsonrpc":"2.0","id":{seq},"method":"ping"}}}}"#
         )
     };
+    let v2 = header.replace("\"version\":1", "\"version\":2");
+    let change = r#"{"type":"change","t_us":2,"at":"2026-12-02T00:00:00Z","dir":"c2s","side":"client","call":1,"rule":"r","action":"modify","before":{"jsonrpc":"2.0","id":1,"method":"ping"},"after":{"jsonrpc":"2.0","id":1,"method":"pong"}}"#;
     let cases: Vec<(&str, String, &str)> = vec![
         ("empty", String::new(), ":1: empty file: not a tape"),
         ("not-json", "hello\n".into(), ":1: not a tape: the first line is not JSON"),
         ("not-a-tape", "{\"a\":1}\n".into(), ":1: not a tape: the first line is not a shadowcat-tape header"),
-        ("future", header.replace("\"version\":1", "\"version\":7") + "\n", ":1: format version 7 is newer than this Shadowcat reads (1)"),
+        ("future", header.replace("\"version\":1", "\"version\":7") + "\n", ":1: format version 7 is newer than this Shadowcat reads (2)"),
         ("corrupt-line", format!("{header}\n{}\n{{oops\n{}\n", frame(1), frame(2)), ":3: not a tape line"),
         ("bad-seq", format!("{header}\n{}\n{}\n", frame(1), frame(3)), ":3: frame seq 3 where 2 was expected"),
         ("not-json-rpc", format!("{header}\n{}\n", frame(1).replace(r#""jsonrpc":"2.0","#, "")), ":2: frame 1: not a JSON-RPC message"),
+        ("change-in-v1", format!("{header}\n{}\n{change}\n", frame(1)), ":3: not a tape line: unknown line type \"change\""),
+        ("bad-change", format!("{v2}\n{}\n{}\n", frame(1), change.replace(r#""id":1,"#, r#""id":true,"#)), ":3: a change's before is not a JSON-RPC message"),
         (
             "bad-checksum",
             format!("{header}\n{}\n{{\"type\":\"trailer\",\"ended_at\":\"x\",\"reason\":\"shutdown\",\"frames\":1,\"dropped\":0,\"redacted\":0,\"checksum\":\"sha256:00\"}}\n", frame(1)),

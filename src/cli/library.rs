@@ -185,7 +185,8 @@ pub fn show(at: &Where, id: &str, as_json: bool) -> ExitCode {
     let rows = timeline(&tape);
     if as_json {
         let out = json!({ "file": file.display().to_string(), "header": tape.header, "frames": rows,
-            "trailer": tape.trailer.as_ref().map(|t| json!({"reason": t.reason, "frames": t.frames, "dropped": t.dropped})),
+            "changes": tape.changes,
+            "trailer": tape.trailer.as_ref().map(|t| json!({"reason": t.reason, "frames": t.frames, "changes": t.changes, "dropped": t.dropped})),
             "cut_short": tape.cut_short.as_ref().map(|c| json!({"last_whole_line": c.last_whole_line, "why": c.why})) });
         out!("{out}");
         return ExitCode::SUCCESS;
@@ -196,8 +197,11 @@ pub fn show(at: &Where, id: &str, as_json: bool) -> ExitCode {
     if let Some(s) = &h.session {
         out!("session {s}, upstream {}, revisions {}", h.upstream.as_deref().unwrap_or("-"), h.revisions.join(", "));
     }
+    // Frames and what rules changed, in time order.
+    let mut lines: Vec<(u64, String)> = Vec::with_capacity(rows.len() + tape.changes.len());
     for r in &rows {
-        let t = r["t_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
+        let t_us = r["t_us"].as_u64().unwrap_or(0);
+        let t = t_us as f64 / 1000.0;
         let arrow = if r["dir"] == json!(Dir::ClientToServer) { "->" } else { "<-" };
         let side = if r["side"] == "upstream" { " [upstream]" } else { "" };
         let what = match (r["method"].as_str(), r["answers"].as_str()) {
@@ -213,19 +217,39 @@ pub fn show(at: &Where, id: &str, as_json: bool) -> ExitCode {
             (None, None) => format!("response #{}", r["id"].as_str().unwrap_or("?")),
         };
         let line = format!("{t:>10.1} ms  {arrow} {what}{side}");
-        match r.get("error") {
-            Some(e) => {
-                let detail = e.get("message").and_then(Value::as_str).map(|m| format!(": {m}")).unwrap_or_default();
-                out!("{}", paint(c, "31", &format!("{line}  ERROR{detail}")));
-            }
-            None => out!("{line}"),
-        }
+        lines.push((
+            t_us,
+            match r.get("error") {
+                Some(e) => {
+                    let detail = e.get("message").and_then(Value::as_str).map(|m| format!(": {m}")).unwrap_or_default();
+                    paint(c, "31", &format!("{line}  ERROR{detail}"))
+                }
+                None => line,
+            },
+        ));
+    }
+    for ch in &tape.changes {
+        let t = ch.t_us as f64 / 1000.0;
+        let became = match (&ch.after, &ch.answer, &ch.wire) {
+            (_, _, Some(wire)) => format!("sent with fault {wire}"),
+            (Some(_), _, None) => "changed".to_owned(),
+            (None, Some(_), None) => "answered in its place".to_owned(),
+            (None, None, None) => "stopped".to_owned(),
+        };
+        let line = format!("{t:>10.1} ms  ~  rule {} ({}): {became}, call {}", ch.rule, ch.action, ch.call);
+        lines.push((ch.t_us, paint(c, "36", &line)));
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    for (_, line) in &lines {
+        out!("{line}");
     }
     match (&tape.trailer, &tape.cut_short) {
         (_, Some(cut)) => {
             out!("{}", paint(c, "33", &format!("cut short: readable up to line {} ({})", cut.last_whole_line, cut.why)))
         }
-        (Some(t), None) => out!("closed: {}, {} frames, {} dropped", t.reason, t.frames, t.dropped),
+        (Some(t), None) => {
+            out!("closed: {}, {} frames, {} changes, {} dropped", t.reason, t.frames, t.changes, t.dropped)
+        }
         (None, None) => {}
     }
     ExitCode::SUCCESS

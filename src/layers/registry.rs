@@ -27,6 +27,9 @@ pub struct BuildContext {
     pub wire: crate::upstream::WireTaps,
     /// Where a stage registers work of its own to start and stop with the gateway.
     pub lifecycles: crate::pipeline::Lifecycles,
+    /// Where a stage registers to hear of the changes other stages make to messages
+    /// ([`ChangeObserver`](crate::pipeline::ChangeObserver)).
+    pub changes: crate::pipeline::ChangeObservers,
     /// What the pipeline is built for: `gateway` or `forward` (recorded in tapes).
     pub mode: &'static str,
 }
@@ -39,6 +42,7 @@ impl Default for BuildContext {
             refusals: Default::default(),
             wire: Default::default(),
             lifecycles: Default::default(),
+            changes: Default::default(),
             mode: "gateway",
         }
     }

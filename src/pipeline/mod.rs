@@ -7,6 +7,7 @@
 //! pipeline links calls ([`links`]): the rounds of a multi-round-trip call share a
 //! [`CallId`], and a client's response names the server-to-client request it answers.
 
+mod change;
 mod control;
 mod lifecycle;
 pub mod links;
@@ -17,6 +18,7 @@ mod shared;
 pub mod stage;
 
 pub use crate::reply::{McpReply, MessageStream, Observed, Outcome, ReplyBody};
+pub use change::{Change, ChangeObserver, ChangeObservers};
 pub use control::{AdminCall, AdminReply, StageControl, StageControls};
 pub use lifecycle::{Lifecycle, Lifecycles};
 pub use refusal::{Refusal, RefusalObserver, RefusalObservers};

@@ -10,7 +10,9 @@ use serde_json::Value;
 pub const FORMAT: &str = "shadowcat-tape";
 
 /// The newest format version this Shadowcat writes and reads.
-pub const VERSION: u32 = 1;
+/// Version 2 added `change` lines (what an `intercept` rule changed) and the
+/// trailer's `changes`; a version 1 tape reads as one without changes.
+pub const VERSION: u32 = 2;
 
 /// The file name ending of a tape.
 pub const EXTENSION: &str = ".tape.jsonl";
@@ -23,6 +25,8 @@ pub enum Line {
     Header(Header),
     /// One message.
     Frame(Frame),
+    /// What a rule changed (version 2).
+    Change(Change),
     /// The last line of a tape closed in order.
     Trailer(Trailer),
 }
@@ -133,6 +137,42 @@ pub struct Frame {
     pub msg: Box<RawValue>,
 }
 
+/// What an `intercept` rule made of a message: the message as it came, and the one
+/// that went on, or the answer sent back in its place (neither: it went no further,
+/// or the call failed as the rule said).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Change {
+    /// Microseconds since the tape started.
+    pub t_us: u64,
+    /// Wall clock (RFC 3339, UTC, microseconds).
+    pub at: String,
+    /// Which way the message was going.
+    pub dir: Dir,
+    /// Which wire.
+    pub side: Side,
+    /// The logical call.
+    pub call: u64,
+    /// The protocol revision in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<String>,
+    /// The rule's id.
+    pub rule: String,
+    /// Its action: `modify`, `mock`, `block`, `drop`, `fault`, `pause`.
+    pub action: String,
+    /// For a fault on the client's wire: `malformed`, `reset` or `dribble` (then
+    /// `after` is the message the fault was applied to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<String>,
+    /// The message as the rule got it (after redaction, as every message on a tape).
+    pub before: Box<RawValue>,
+    /// The message that went on in its place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Box<RawValue>>,
+    /// The answer sent back to its sender instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Box<RawValue>>,
+}
+
 /// How a tape ended.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Trailer {
@@ -144,6 +184,9 @@ pub struct Trailer {
     pub reason: String,
     /// Frames written.
     pub frames: u64,
+    /// `change` lines written (version 2; 0 when absent).
+    #[serde(default)]
+    pub changes: u64,
     /// Frames dropped because the tape's queue was full (`when_full: drop`) or a
     /// write failed.
     pub dropped: u64,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::format::{Frame, Header, Line, Trailer, FORMAT, VERSION};
+use super::format::{Change, Frame, Header, Line, Trailer, FORMAT, VERSION};
 
 /// A tape that could not be read, with where.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,8 @@ pub struct Tape {
     pub header: Header,
     /// Its frames, in order.
     pub frames: Vec<Frame>,
+    /// What rules changed, in order (version 2).
+    pub changes: Vec<Change>,
     /// Its trailer, when it was closed in order.
     pub trailer: Option<Trailer>,
     /// Set when it was not closed in order (a crash, a full disk).
@@ -65,6 +67,7 @@ pub fn parse(bytes: &[u8]) -> Result<Tape, (usize, String)> {
     let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     digest.update(first);
     let mut frames: Vec<Frame> = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
     let mut trailer = None;
     for (i, raw) in lines.iter().enumerate().skip(1) {
         let n = i + 1;
@@ -84,6 +87,19 @@ pub fn parse(bytes: &[u8]) -> Result<Tape, (usize, String)> {
                 digest.update(raw);
                 frames.push(f);
             }
+            "change" if header.version >= 2 => {
+                let c: Change = serde_json::from_slice(raw).map_err(|e| (n, format!("a bad change line: {e}")))?;
+                for (what, m) in
+                    [("before", Some(&c.before)), ("after", c.after.as_ref()), ("answer", c.answer.as_ref())]
+                {
+                    if let Some(m) = m {
+                        crate::protocol::Message::parse(m.get().as_bytes().to_vec())
+                            .map_err(|e| (n, format!("a change's {what} is not a JSON-RPC message: {e}")))?;
+                    }
+                }
+                digest.update(raw);
+                changes.push(c);
+            }
             "trailer" => {
                 let t: Trailer = serde_json::from_slice(raw).map_err(|e| (n, format!("a bad trailer: {e}")))?;
                 let sum = hex(digest.clone().finish().as_ref());
@@ -96,6 +112,12 @@ pub fn parse(bytes: &[u8]) -> Result<Tape, (usize, String)> {
                 }
                 if t.frames != frames.len() as u64 {
                     return Err((n, format!("the trailer counts {} frames, the tape has {}", t.frames, frames.len())));
+                }
+                if t.changes != changes.len() as u64 {
+                    return Err((
+                        n,
+                        format!("the trailer counts {} changes, the tape has {}", t.changes, changes.len()),
+                    ));
                 }
                 trailer = Some(t);
             }
@@ -110,7 +132,7 @@ pub fn parse(bytes: &[u8]) -> Result<Tape, (usize, String)> {
         (None, None) => Some(CutShort { last_whole_line: lines.len(), why: "no trailer".into() }),
         (None, Some(_)) => None,
     };
-    Ok(Tape { header, frames, trailer, cut_short })
+    Ok(Tape { header, frames, changes, trailer, cut_short })
 }
 
 /// What a line is, read before the line itself (the frame's message is kept as
@@ -173,15 +195,19 @@ mod tests {
     }
 
     fn closed(frames: &[String]) -> String {
-        let mut text = format!("{HEADER}\n");
-        for f in frames {
+        closed_as(HEADER, frames, &format!(r#""frames":{}"#, frames.len()))
+    }
+
+    /// `header`, `lines`, and a trailer with `counts` and the right checksum.
+    fn closed_as(header: &str, lines: &[String], counts: &str) -> String {
+        let mut text = format!("{header}\n");
+        for f in lines {
             text.push_str(f);
             text.push('\n');
         }
         let sum = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref());
         text.push_str(&format!(
-            r#"{{"type":"trailer","ended_at":"2026-12-02T00:00:01Z","reason":"shutdown","frames":{},"dropped":0,"redacted":0,"checksum":"sha256:{sum}"}}"#,
-            frames.len()
+            r#"{{"type":"trailer","ended_at":"2026-12-02T00:00:01Z","reason":"shutdown",{counts},"dropped":0,"redacted":0,"checksum":"sha256:{sum}"}}"#
         ));
         text.push('\n');
         text
@@ -206,6 +232,21 @@ mod tests {
         let tape = parse(torn.as_bytes()).expect("readable");
         assert_eq!(tape.frames.len(), 1);
         assert!(tape.cut_short.expect("short").why.starts_with("line 3 is incomplete"));
+    }
+
+    #[test]
+    fn a_version_2_tape_keeps_its_changes_and_counts_them() {
+        let change = r#"{"type":"change","t_us":3,"at":"2026-12-02T00:00:00Z","dir":"c2s","side":"client","call":1,"rule":"r","action":"mock","before":{"jsonrpc":"2.0","id":1,"method":"ping"},"answer":{"jsonrpc":"2.0","id":1,"result":{}}}"#;
+        let v2 = HEADER.replace(r#""version":1"#, r#""version":2"#);
+        let lines = [frame(1), change.to_owned()];
+        let tape = parse(closed_as(&v2, &lines, r#""frames":1,"changes":1"#).as_bytes()).expect("valid");
+        assert_eq!((tape.frames.len(), tape.changes.len()), (1, 1));
+        assert_eq!(tape.changes[0].rule, "r");
+        assert!(tape.changes[0].after.is_none());
+        assert_eq!(tape.changes[0].answer.as_ref().map(|a| a.get()), Some(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
+        let (line, what) = parse(closed_as(&v2, &lines, r#""frames":1"#).as_bytes()).expect_err("count");
+        assert_eq!(line, 4);
+        assert!(what.contains("the trailer counts 0 changes, the tape has 1"), "{what}");
     }
 
     #[test]

@@ -101,6 +101,22 @@ pub struct FrameJob {
     pub at: SystemTime,
     /// Monotonic clock (the frame's offset is from the tape's start).
     pub when: Instant,
+    /// Not a frame but a `change` line: what a stage (a rule) made of `msg`.
+    pub change: Option<Box<ChangeNote>>,
+}
+
+/// What a rule made of a message (`msg` is the message as it came).
+pub struct ChangeNote {
+    /// The rule's id.
+    pub by: Box<str>,
+    /// Its action.
+    pub action: &'static str,
+    /// The message that went on in its place.
+    pub after: Option<bytes::Bytes>,
+    /// The answer sent back instead.
+    pub answer: Option<bytes::Bytes>,
+    /// The fault the client's wire carried it with (`malformed`, `reset`, `dribble`).
+    pub wire: Option<&'static str>,
 }
 
 // Frames are nearly every command sent: boxing them would cost an allocation each.
@@ -199,6 +215,8 @@ struct Open {
     bytes: u64,
     digest: aws_lc_rs::digest::Context,
     frames: u64,
+    /// `change` lines written.
+    changes: u64,
     placeholders: Placeholders,
     queue: Arc<TapeQueue>,
     failed: bool,
@@ -367,6 +385,7 @@ fn create(
         bytes: 0,
         digest: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
         frames: 0,
+        changes: 0,
         placeholders,
         queue,
         failed: false,
@@ -491,6 +510,16 @@ fn handle(tapes: &mut Tapes, redaction: &Redaction, policy: &Policy, cmd: Cmd) {
                 tape.queue.drop_one();
                 return;
             }
+            if job.change.is_some() {
+                match change_line(job, tape.started, redaction, &mut tape.placeholders) {
+                    Some(line) => {
+                        tape.write_line(&line);
+                        tape.changes += u64::from(!tape.failed);
+                    }
+                    None => tracing::warn!(path = %tape.path.display(), "a change line could not be made; left out"),
+                }
+                return;
+            }
             let seq = tape.frames + 1;
             match frame_line(job, seq, tape.started, redaction, &mut tape.placeholders) {
                 Some(line) => {
@@ -525,6 +554,7 @@ fn close(mut tape: Open, reason: &str) -> bool {
         ended_at: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
         reason: reason.to_owned(),
         frames: tape.frames,
+        changes: tape.changes,
         dropped: tape.queue.dropped(),
         redacted: tape.placeholders.replaced,
         checksum,
@@ -542,6 +572,86 @@ fn close(mut tape: Open, reason: &str) -> bool {
     !tape.failed
 }
 
+/// A message's JSON on one line (compacted when it spans several), redacted when
+/// the configuration asks.
+fn message_text<'a>(
+    bytes: &'a [u8],
+    redaction: &Redaction,
+    placeholders: &mut Placeholders,
+) -> Option<std::borrow::Cow<'a, str>> {
+    let multiline = memchr::memchr2(b'\n', b'\r', bytes).is_some();
+    Some(if redaction.is_empty() && !multiline {
+        std::borrow::Cow::Borrowed(std::str::from_utf8(bytes).ok()?)
+    } else {
+        let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        if !redaction.is_empty() {
+            placeholders.apply(redaction, &mut value);
+        }
+        std::borrow::Cow::Owned(serde_json::to_string(&value).ok()?)
+    })
+}
+
+/// A `change` line: when, where, the rule, and the message before and after.
+fn change_line(
+    job: FrameJob,
+    started: Instant,
+    redaction: &Redaction,
+    placeholders: &mut Placeholders,
+) -> Option<Vec<u8>> {
+    let note = job.change?;
+    let mut redacted = |b: &Option<bytes::Bytes>| -> Option<Option<Box<serde_json::value::RawValue>>> {
+        match b {
+            None => Some(None),
+            Some(b) => {
+                let text = message_text(b, redaction, placeholders)?;
+                serde_json::value::RawValue::from_string(text.into_owned()).ok().map(Some)
+            }
+        }
+    };
+    let before = redacted(&Some(job.msg.clone()))??;
+    let after = redacted(&note.after)?;
+    let answer = redacted(&note.answer)?;
+    let line = ChangeOut {
+        kind: "change",
+        t_us: job.when.saturating_duration_since(started).as_micros() as u64,
+        at: Rfc3339(job.at),
+        dir: job.dir,
+        side: job.side,
+        call: job.call,
+        rev: job.rev,
+        rule: &note.by,
+        action: note.action,
+        wire: note.wire,
+        before,
+        after,
+        answer,
+    };
+    serde_json::to_vec(&line).ok()
+}
+
+/// A `change` line's members (see [`Change`](super::format::Change)).
+#[derive(serde::Serialize)]
+struct ChangeOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    t_us: u64,
+    at: Rfc3339,
+    dir: Dir,
+    side: Side,
+    call: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rev: Option<&'a str>,
+    rule: &'a str,
+    action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wire: Option<&'a str>,
+    before: Box<serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<Box<serde_json::value::RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<Box<serde_json::value::RawValue>>,
+}
+
 /// A frame's line: the message on one line (compacted when it spans several),
 /// redacted when the configuration asks.
 fn frame_line(
@@ -551,17 +661,7 @@ fn frame_line(
     redaction: &Redaction,
     placeholders: &mut Placeholders,
 ) -> Option<Vec<u8>> {
-    let bytes = &job.msg[..];
-    let multiline = memchr::memchr2(b'\n', b'\r', bytes).is_some();
-    let text: std::borrow::Cow<'_, str> = if redaction.is_empty() && !multiline {
-        std::borrow::Cow::Borrowed(std::str::from_utf8(bytes).ok()?)
-    } else {
-        let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-        if !redaction.is_empty() {
-            placeholders.apply(redaction, &mut value);
-        }
-        std::borrow::Cow::Owned(serde_json::to_string(&value).ok()?)
-    };
+    let text = message_text(&job.msg, redaction, placeholders)?;
     // The frame's members, then the message's bytes as they are (no second parse).
     let frame = FrameOut {
         kind: "frame",
@@ -724,6 +824,7 @@ mod tests {
             msg,
             at: SystemTime::now(),
             when: Instant::now(),
+            change: None,
         };
         writer.enqueue(1, &q, job);
         writer.close(1, "shutdown");

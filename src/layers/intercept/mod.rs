@@ -52,8 +52,8 @@ use serde_json::Value;
 use super::{BuildContext, StageDef, StageFn};
 use crate::error::{GatewayError, Rejection};
 use crate::pipeline::{
-    AdminCall, AdminReply, Direction, Flow, McpRequest, MessageContext, Shared, Stage, StageControl, StageLayer,
-    Verdict,
+    AdminCall, AdminReply, Change, ChangeObservers, Direction, Flow, McpRequest, MessageContext, Shared, Stage,
+    StageControl, StageLayer, Verdict,
 };
 use crate::protocol::{Message, MessageKind, WireFault, WireFaultBy};
 use operate::{Decision, Fired, Operations};
@@ -88,7 +88,8 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
     for warning in &set.warnings {
         tracing::warn!(%warning, "intercept rule file");
     }
-    let interceptor = Interceptor::new(set);
+    let mut interceptor = Interceptor::new(set);
+    interceptor.changes = ctx.changes.clone();
     ctx.controls.register(Arc::new(interceptor.clone()));
     ctx.lifecycles.register(Arc::new(reload::Reloader::new(&options.rules, interceptor.rules.clone(), text)));
     let layer = StageLayer::new(interceptor);
@@ -100,12 +101,14 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
 pub struct Interceptor {
     rules: Shared<RuleSet>,
     ops: Arc<Operations>,
+    /// Who hears of what a rule changed (`record`).
+    changes: ChangeObservers,
 }
 
 impl Interceptor {
     /// A stage running `rules`.
     pub fn new(rules: RuleSet) -> Self {
-        Interceptor { rules: Shared::new(rules), ops: Arc::default() }
+        Interceptor { rules: Shared::new(rules), ops: Arc::default(), changes: ChangeObservers::default() }
     }
 }
 
@@ -206,7 +209,21 @@ impl Stage for Interceptor {
         // What the rules let through to the client, under a fault its request got.
         match call.answer_fault.get() {
             Some(fault) if ctx.direction == Direction::ServerToClient => match flow {
-                Flow::Now(Verdict::Pass(m)) => Flow::pass(fault.apply(m, ctx.call.request_id.as_deref())),
+                Flow::Now(Verdict::Pass(m)) => {
+                    let marked = fault.apply(m, ctx.call.request_id.as_deref());
+                    if marked.wire_fault().is_some() && !self.changes.is_empty() {
+                        let change = Change {
+                            direction: ctx.direction,
+                            by: &fault.rule,
+                            action: "fault",
+                            before: &marked,
+                            after: Some(&marked),
+                            answer: None,
+                        };
+                        self.changes.notify(ctx.call, &change);
+                    }
+                    Flow::pass(marked)
+                }
                 Flow::Later(later) => {
                     let (fault, request_id) = (fault.clone(), ctx.call.request_id.clone());
                     Flow::Later(Box::pin(async move { later.await.map(|m| fault.apply(m, request_id.as_deref())) }))
@@ -262,10 +279,61 @@ impl Interceptor {
             let started = std::time::Instant::now();
             let (method, tool) = (method.map(str::to_owned), tool.map(str::to_owned));
             let fired = Fired { rule, direction: ctx.direction, method, tool, kind: msg.kind() };
-            return timed(rule, started, act(&fired, &self.ops, call, ctx, msg));
+            let before = (!self.changes.is_empty()).then(|| msg.clone());
+            let flow = timed(rule, started, act(&fired, &self.ops, call, ctx, msg));
+            return match before {
+                Some(before) => self.report(rule, ctx, before, flow),
+                None => flow,
+            };
         }
         Flow::pass(msg)
     }
+
+    /// Tells the change observers what `rule` made of `before` (once decided).
+    fn report(&self, rule: &Rule, ctx: &MessageContext<'_>, before: Message, flow: Flow) -> Flow {
+        let action = rule.action.name();
+        match flow {
+            Flow::Now(verdict) => {
+                tell(
+                    &self.changes,
+                    ctx.call,
+                    ChangeOf { by: &rule.id, action, direction: ctx.direction, before: &before },
+                    &verdict,
+                );
+                Flow::Now(verdict)
+            }
+            Flow::Later(later) => {
+                let (changes, info, by, direction) =
+                    (self.changes.clone(), ctx.call.clone(), rule.id.clone(), ctx.direction);
+                Flow::Later(Box::pin(async move {
+                    let verdict = later.await;
+                    tell(&changes, &info, ChangeOf { by: &by, action, direction, before: &before }, &verdict);
+                    verdict
+                }))
+            }
+        }
+    }
+}
+
+/// A rule's action on a message, before its verdict.
+struct ChangeOf<'a> {
+    by: &'a str,
+    action: &'static str,
+    direction: Direction,
+    before: &'a Message,
+}
+
+/// Tells `changes` what `verdict` makes of a message, unless it passes as it was (a
+/// delay, `continue`, a pause resumed unedited).
+fn tell(changes: &ChangeObservers, call: &crate::pipeline::CallInfo, of: ChangeOf<'_>, verdict: &Verdict) {
+    let (after, answer) = match verdict {
+        Verdict::Pass(m) if m.bytes() == of.before.bytes() && m.wire_fault().is_none() => return,
+        Verdict::Pass(m) => (Some(m), None),
+        Verdict::Answer(a) => (None, Some(a)),
+        Verdict::Drop | Verdict::Fail(_) => (None, None),
+    };
+    let change = Change { direction: of.direction, by: of.by, action: of.action, before: of.before, after, answer };
+    changes.notify(call, &change);
 }
 
 /// A response to `to` (a request) with `result`. A 2026-07-28 client gets the

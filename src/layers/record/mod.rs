@@ -47,13 +47,13 @@ use serde_json::{json, Value};
 
 use super::{BuildContext, StageDef, StageFn};
 use crate::pipeline::{
-    CallEnd, Carrier, Direction, Flow, Lifecycle, McpRequest, MessageContext, ReplyStart, RequestKind, Stage,
-    StageLayer, Verdict,
+    CallEnd, CallInfo, Carrier, Change, ChangeObserver, Direction, Flow, Lifecycle, McpRequest, MessageContext,
+    ReplyStart, RequestKind, Stage, StageLayer, Verdict,
 };
 use crate::protocol::Message;
 use crate::session::Session;
 use crate::tape::redact::Redaction;
-use crate::tape::writer::{FrameJob, TapeQueue, Writer};
+use crate::tape::writer::{ChangeNote, FrameJob, TapeQueue, Writer};
 use crate::tape::{Dir, Header, Side};
 use crate::upstream::{WireContext, WireDirection, WireOrigin, WireTap};
 
@@ -155,6 +155,7 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
     });
     ctx.lifecycles.register(Arc::new(recorder.clone()));
     ctx.wire.register(Arc::new(recorder.clone()));
+    ctx.changes.register(Arc::new(recorder.clone()));
     let layer = StageLayer::new(recorder);
     Ok(Arc::new(move |inner| layer.service(inner)))
 }
@@ -461,6 +462,7 @@ fn frame(dir: Dir, side: Side, call: u64, rev: Option<&'static str>, carrier: &'
         msg: msg.bytes().clone(),
         at: SystemTime::now(),
         when: Instant::now(),
+        change: None,
     }
 }
 
@@ -676,6 +678,42 @@ impl WireTap for Recorder {
         job.upstream = Some(Arc::from(ctx.upstream));
         // The upstream wire cannot be held back from here: a full queue drops the
         // frame (counted) instead.
+        if self.push(&tape, job).is_some() {
+            tape.queue.drop_one();
+        }
+    }
+}
+
+/// What a rule changed goes on the call's tape as a `change` line, wherever
+/// `record` and `intercept` are in the pipeline.
+impl ChangeObserver for Recorder {
+    fn changed(&self, call: &CallInfo, change: &Change<'_>) {
+        if self.writer().is_none() {
+            return;
+        }
+        let key = match &call.session {
+            Some(s) => Key::Session(s.shared_id().clone()),
+            None if call.version.is_stateless() => Key::Client(Arc::from(call.client.as_deref().unwrap_or("local"))),
+            None => {
+                tracing::debug!(rule = change.by, "a change to a call without a tape yet (initialize) is not recorded");
+                return;
+            }
+        };
+        let Some(tape) = self.inner.tapes.lock().get(&key).cloned() else { return };
+        let dir = match change.direction {
+            Direction::ClientToServer => Dir::ClientToServer,
+            Direction::ServerToClient => Dir::ServerToClient,
+        };
+        let mut job = frame(dir, Side::Client, call.call.get(), Some(call.version.as_str()), "change", change.before);
+        job.change = Some(Box::new(ChangeNote {
+            by: change.by.into(),
+            action: change.action,
+            after: change.after.map(|m| m.bytes().clone()),
+            answer: change.answer.map(|m| m.bytes().clone()),
+            wire: change.after.and_then(Message::wire_fault).map(|by| by.fault.name()),
+        }));
+        // Told on the message's task, which cannot wait here: a full queue drops it
+        // (counted), as on the upstream wire.
         if self.push(&tape, job).is_some() {
             tape.queue.drop_one();
         }
