@@ -937,3 +937,40 @@ fn tapes_record_what_each_rule_changed_in_either_pipeline_order() {
         assert_eq!((garbled.len(), garbled[0]["wire"].as_str()), (1, Some("malformed")), "{order}: {changes:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_side_rules_act_on_the_bridges_pooled_sessions_only() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules/upstream-elicitation.yaml");
+    let dir = scratch_dir("intercept-upstream-side");
+    let tapes = dir.join("tapes");
+    let mut gw =
+        gateway_with(&format!("  - record: {{ dir: {} }}\n  - intercept: {{ rules: {rules} }}\n", tapes.display()));
+    let calls = json!([["test_elicitation", {"message": "Who are you?"}], ["echo", {"message": "hi"}]]);
+    // A 2026-07-28 client, bridged: the server's elicitation is answered by the rule
+    // (the client would decline), and echo's request was changed on its way up.
+    let bridged = client(&[&gw.mcp_url], "default", calls.clone());
+    let answer = bridged[0]["text"][0].as_str().unwrap_or_default();
+    assert!(answer.contains("action=accept") && answer.contains("ada@example.com"), "{bridged:?}");
+    assert_eq!(bridged[1]["text"], json!(["bridged: hi"]), "{bridged:?}");
+    // A 2025 client's own session: no rule of the upstream's wire touches it.
+    let own = client(&[&gw.mcp_url], "legacy", calls);
+    assert!(own[0]["text"][0].as_str().unwrap_or_default().contains("action=decline"), "{own:?}");
+    assert_eq!(own[1]["text"], json!(["hi"]), "{own:?}");
+    let status = stage_status(&gw).await;
+    assert_eq!((fired(&status, "fill-in-the-form"), fired(&status, "tag-bridged-echo")), (1, 1), "{status}");
+    assert!(gw.stop().success());
+    // The upstream's tape holds what crossed that wire: the server's question and the
+    // rule's answer to it.
+    let upstream_lines: Vec<Value> = std::fs::read_dir(&tapes)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .filter(|t| t.lines().next().is_some_and(|h| h.contains(r#""side":"upstream""#)))
+        .flat_map(|t| t.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect::<Vec<_>>())
+        .collect();
+    let asked = upstream_lines.iter().find(|l| l["msg"]["method"] == "elicitation/create").expect("the question");
+    let id = &asked["msg"]["id"];
+    let answered =
+        upstream_lines.iter().find(|l| l["dir"] == "c2s" && l["msg"]["id"] == *id && l["msg"].get("result").is_some());
+    assert_eq!(answered.map(|l| &l["msg"]["result"]["action"]), Some(&json!("accept")), "{upstream_lines:?}");
+}

@@ -11,7 +11,7 @@ mod wire;
 pub use http::Challenge;
 pub use outbound::{OutboundHeaders, PEER_HEADER};
 pub use session::{SessionSide, SideFuture, UpstreamSession};
-pub use wire::{WireContext, WireDirection, WireOrigin, WireTap, WireTaps};
+pub use wire::{WireActor, WireContext, WireDirection, WireFlow, WireOrigin, WireTap, WireTaps, WireVerdict};
 
 use std::sync::Arc;
 
@@ -136,9 +136,7 @@ impl Upstream {
         if !self.wire.wanted(WireOrigin::Stateless) {
             return u.send_stateless(m, headers).await;
         }
-        self.wire.tap_sent(WireOrigin::Stateless, &self.name, "stateless", &m);
-        let reply = u.send_stateless(m, headers).await?;
-        Ok(self.wire.tap_reply(WireOrigin::Stateless, self.name.clone(), "stateless".into(), reply))
+        self.wire.stateless(&self.name, m, |m| Box::pin(u.send_stateless(m, headers))).await
     }
 
     /// Stops background work and idle resources.

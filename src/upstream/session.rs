@@ -69,11 +69,12 @@ impl UpstreamSession {
             return UpstreamSession::new(side);
         }
         UpstreamSession::new(super::wire::TappedSide {
-            inner: Box::new(side),
+            inner: std::sync::Arc::new(side),
             taps: taps.clone(),
             origin,
             upstream: upstream.clone(),
             session: session.into(),
+            asked: Default::default(),
         })
     }
 

@@ -56,6 +56,7 @@ use crate::pipeline::{
     StageControl, StageLayer, Verdict,
 };
 use crate::protocol::{Message, MessageKind, WireFault, WireFaultBy};
+use crate::upstream::{WireActor, WireContext, WireDirection, WireFlow, WireOrigin, WireVerdict};
 use operate::{Decision, Fired, Operations};
 use rules::{Action, Facts, Fault, Rule, RuleSet};
 
@@ -91,6 +92,7 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
     let mut interceptor = Interceptor::new(set);
     interceptor.changes = ctx.changes.clone();
     ctx.controls.register(Arc::new(interceptor.clone()));
+    ctx.wire.register_actor(Arc::new(interceptor.clone()));
     ctx.lifecycles.register(Arc::new(reload::Reloader::new(&options.rules, interceptor.rules.clone(), text)));
     let layer = StageLayer::new(interceptor);
     Ok(Arc::new(move |inner| layer.service(inner)))
@@ -256,7 +258,7 @@ impl Interceptor {
             direction: ctx.direction,
             method,
             tool,
-            revision: ctx.call.version,
+            revision: Some(ctx.call.version),
             route: &ctx.call.route,
             upstream: ctx.upstream,
             headers: call.headers.as_ref(),
@@ -264,23 +266,20 @@ impl Interceptor {
             message: &msg,
             value: &value,
         };
-        for rule in call.rules.candidates(method, tool) {
-            // A response carries no method of its own: it is matched by its request's
-            // only by rules that say which way they look.
-            let by_request = is_response && rule.matcher.direction.is_none() && rule.matcher.method.is_some();
-            if by_request || !rule.enabled.load(Ordering::Relaxed) || !rule.matcher.matches(&facts) {
-                continue;
-            }
-            rule.metrics.matches.increment(1);
-            if !rule.take() {
-                continue;
-            }
+        if let Some(rule) = first_due(call.rules.candidates(method, tool), &facts, is_response) {
             tracing::debug!(rule = %rule.id, method = method.unwrap_or("-"), direction = ?ctx.direction, "intercept rule fired");
             let started = std::time::Instant::now();
             let (method, tool) = (method.map(str::to_owned), tool.map(str::to_owned));
             let fired = Fired { rule, direction: ctx.direction, method, tool, kind: msg.kind() };
             let before = (!self.changes.is_empty()).then(|| msg.clone());
-            let flow = timed(rule, started, act(&fired, &self.ops, call, ctx, msg));
+            let at = ActAt {
+                direction: ctx.direction,
+                stateless: ctx.call.version.is_stateless(),
+                request: call.request.as_ref(),
+                rules: &call.rules,
+                answer_fault: Some(&call.answer_fault),
+            };
+            let flow = timed(rule, started, act(&fired, &self.ops, &at, msg));
             return match before {
                 Some(before) => self.report(rule, ctx, before, flow),
                 None => flow,
@@ -336,11 +335,95 @@ fn tell(changes: &ChangeObservers, call: &crate::pipeline::CallInfo, of: ChangeO
     changes.notify(call, &change);
 }
 
+/// `side: upstream` rules, on the upstream's wire: the sessions the bridge pools for
+/// 2026-07-28 clients (a legacy server's `elicitation/create` during a bridged call,
+/// the bridge's answer) and the gateway's stateless requests.
+impl WireActor for Interceptor {
+    fn wants(&self, origin: WireOrigin) -> bool {
+        // A client's own session carries the client's messages on both wires: its
+        // `side: client` rules act on them there.
+        origin != WireOrigin::ClientSession
+    }
+
+    fn active(&self) -> bool {
+        !self.rules.load().upstream.is_empty()
+    }
+
+    fn act(&self, ctx: &WireContext<'_>, msg: Message) -> WireFlow {
+        let rules = self.rules.load();
+        let direction = match ctx.direction {
+            WireDirection::ToUpstream => Direction::ClientToServer,
+            WireDirection::FromUpstream => Direction::ServerToClient,
+        };
+        let is_response = msg.kind() == MessageKind::Response;
+        let (method, tool) = match ctx.request {
+            Some((method, tool)) if is_response => (Some(method), tool),
+            _ if is_response => (None, None),
+            _ => (msg.method(), msg.tool_name()),
+        };
+        let value = std::cell::OnceCell::new();
+        let facts = Facts {
+            direction,
+            method,
+            tool,
+            revision: None,
+            route: "",
+            upstream: Some(ctx.upstream),
+            headers: None,
+            session: None,
+            message: &msg,
+            value: &value,
+        };
+        if let Some(rule) = first_due(rules.upstream.iter().map(|&i| &rules.rules[i]), &facts, is_response) {
+            tracing::debug!(rule = %rule.id, method = method.unwrap_or("-"), direction = ?direction, upstream = ctx.upstream, "intercept rule fired on the upstream's wire");
+            let started = std::time::Instant::now();
+            let (method, tool) = (method.map(str::to_owned), tool.map(str::to_owned));
+            let fired = Fired { rule, direction, method, tool, kind: msg.kind() };
+            let at = ActAt {
+                direction,
+                stateless: ctx.origin == WireOrigin::Stateless,
+                request: None,
+                rules: &rules,
+                answer_fault: None,
+            };
+            return match timed(rule, started, act(&fired, &self.ops, &at, msg)) {
+                Flow::Now(verdict) => WireFlow::Now(wire_verdict(verdict)),
+                Flow::Later(later) => WireFlow::Later(Box::pin(async move { wire_verdict(later.await) })),
+            };
+        }
+        WireFlow::Now(WireVerdict::Pass(msg))
+    }
+}
+
+/// The first of `rules` that matches and is due to fire (`after`, `probability`,
+/// `times`), counting the matches on the way.
+fn first_due<'a>(rules: impl Iterator<Item = &'a Rule>, facts: &Facts<'_>, is_response: bool) -> Option<&'a Rule> {
+    rules.into_iter().find(|rule| {
+        // A response carries no method of its own: it is matched by its request's only
+        // by rules that say which way they look.
+        let by_request = is_response && rule.matcher.direction.is_none() && rule.matcher.method.is_some();
+        if by_request || !rule.enabled.load(Ordering::Relaxed) || !rule.matcher.matches(facts) {
+            return false;
+        }
+        rule.metrics.matches.increment(1);
+        rule.take()
+    })
+}
+
+fn wire_verdict(verdict: Verdict) -> WireVerdict {
+    match verdict {
+        Verdict::Pass(m) => WireVerdict::Pass(m),
+        Verdict::Drop => WireVerdict::Drop,
+        Verdict::Answer(m) => WireVerdict::Answer(m),
+        Verdict::Fail(e) => WireVerdict::Fail(e),
+    }
+}
+
 /// A response to `to` (a request) with `result`. A 2026-07-28 client gets the
 /// `resultType` that revision requires of every result (`complete`, unless the mock
 /// gives its own).
-fn result_for(to: &Message, mut result: Value, version: crate::protocol::ProtocolVersion) -> Message {
-    if version.is_stateless() {
+fn result_for(to: &Message, mut result: Value, stateless: bool) -> Message {
+    if stateless {
         if let Value::Object(fields) = &mut result {
             fields.entry("resultType").or_insert_with(|| Value::String("complete".into()));
         }
@@ -413,7 +496,19 @@ fn pause(fired: &Fired<'_>, ops: &Arc<Operations>, msg: Message, timeout: std::t
     }))
 }
 
-fn act(fired: &Fired<'_>, ops: &Arc<Operations>, call: &CallRules, ctx: &MessageContext<'_>, msg: Message) -> Flow {
+/// Where a rule acts: what [`act`] needs of the call and the wire.
+struct ActAt<'a> {
+    direction: Direction,
+    /// Whether a mocked result needs 2026-07-28's `resultType`.
+    stateless: bool,
+    /// The request a response answers (for a template), when kept.
+    request: Option<&'a Message>,
+    rules: &'a RuleSet,
+    /// The call's slot for a fault on its answer (the client's wire only).
+    answer_fault: Option<&'a std::sync::OnceLock<Arc<AnswerFault>>>,
+}
+
+fn act(fired: &Fired<'_>, ops: &Arc<Operations>, at: &ActAt<'_>, msg: Message) -> Flow {
     let rule = fired.rule;
     let kind = msg.kind();
     if let Action::Pause(timeout) = &rule.action {
@@ -442,11 +537,13 @@ fn act(fired: &Fired<'_>, ops: &Arc<Operations>, call: &CallRules, ctx: &Message
                 Fault::TooManyRequests(retry_after) => {
                     Flow::fail(GatewayError::TooManyRequests { detail: by, retry_after: Some(retry_after) })
                 }
-                wire @ (Fault::Wire(_) | Fault::Truncated) => match (ctx.direction, kind) {
+                wire @ (Fault::Wire(_) | Fault::Truncated) => match (at.direction, kind) {
                     (Direction::ServerToClient, _) => Flow::pass(on_the_wire(&wire, &rule.id, msg)),
                     (Direction::ClientToServer, MessageKind::Request) => {
                         let fault = AnswerFault { fault: wire, rule: Arc::from(&*rule.id), spent: Default::default() };
-                        let _ = call.answer_fault.set(Arc::new(fault));
+                        if let Some(slot) = at.answer_fault {
+                            let _ = slot.set(Arc::new(fault));
+                        }
                         Flow::pass(msg)
                     }
                     // The upstream's wire is not the client's: nothing to do there.
@@ -476,7 +573,7 @@ fn act(fired: &Fired<'_>, ops: &Arc<Operations>, call: &CallRules, ctx: &Message
         Action::Drop => Flow::Now(dropped(&rule.id, &msg)),
         Action::Block { code, message, data, status } => match kind {
             MessageKind::Request => match status {
-                Some((status, headers)) if ctx.direction == Direction::ClientToServer => {
+                Some((status, headers)) if at.direction == Direction::ClientToServer => {
                     let mut rejection = Rejection::new(*status, *code, message.clone()).label("intercepted");
                     for (name, value) in headers {
                         rejection = rejection.header(name.clone(), value.clone());
@@ -499,11 +596,11 @@ fn act(fired: &Fired<'_>, ops: &Arc<Operations>, call: &CallRules, ctx: &Message
                 (_, Some((code, message, data))) => Message::error_response(msg.id_key(), *code, message, data.clone()),
                 (Some(piece), None) => {
                     // The request in the template's context: this message, or the one a response answers.
-                    let request = if kind == MessageKind::Request { Some(&msg) } else { call.request.as_ref() };
+                    let request = if kind == MessageKind::Request { Some(&msg) } else { at.request };
                     let context =
                         serde_json::json!({ "request": request.and_then(|m| m.to_value()).unwrap_or(Value::Null) });
-                    match piece.render(&call.rules.templates, &context) {
-                        Ok(value) => result_for(&msg, value, ctx.call.version),
+                    match piece.render(&at.rules.templates, &context) {
+                        Ok(value) => result_for(&msg, value, at.stateless),
                         Err(e) => {
                             tracing::warn!(rule = %rule.id, error = %e, "an intercept mock's template did not render");
                             let text = format!("rule {}: the mock's template did not render: {e}", rule.id);

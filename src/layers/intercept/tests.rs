@@ -265,3 +265,30 @@ async fn a_stall_stops_a_stream_at_its_message() {
     let stalled = tokio::time::timeout(Duration::from_secs(3600), s.next()).await;
     assert!(stalled.is_err(), "nothing more within an hour, and the stream is still open");
 }
+
+#[test]
+fn side_is_checked_at_load() {
+    let nested = "version: 1\nrules:\n  - id: n\n    match: { not: { side: upstream } }\n    action: drop\n";
+    assert!(RuleSet::parse(nested, "r.yaml").expect_err("nested").contains("match.not.side: only at the top"));
+    let wire = "version: 1\nrules:\n  - id: w\n    match: { side: upstream }\n    action: { fault: reset }\n";
+    assert!(RuleSet::parse(wire, "r.yaml")
+        .expect_err("wire fault")
+        .contains("action.fault: malformed, reset and dribble"));
+    let client_keys =
+        "version: 1\nrules:\n  - id: h\n    match: { side: upstream, headers: { user-agent: x } }\n    action: drop\n";
+    let set = RuleSet::parse(client_keys, "r.yaml").expect("valid");
+    assert!(set.warnings.iter().any(|w| w.contains("match.headers: never matches")), "{:?}", set.warnings);
+    assert_eq!(set.upstream, [0], "kept apart from the client's rules");
+    let bad = "version: 1\nrules:\n  - id: b\n    match: { side: sideways }\n    action: drop\n";
+    assert!(RuleSet::parse(bad, "r.yaml").is_err());
+}
+
+#[tokio::test]
+async fn upstream_side_rules_leave_the_clients_wire_alone() {
+    let (svc, calls) = stage(
+        "version: 1\nrules:\n  - id: u\n    match: { side: upstream, method: tools/call }\n    action: { block: { code: -32050 } }\n",
+    );
+    let out = messages(svc.oneshot(call(1, "echo", "x")).await.expect("reply")).await;
+    assert_eq!(out.last().map(|m| m["result"]["echo"].clone()), Some(json!("echo")), "{out:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

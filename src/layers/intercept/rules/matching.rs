@@ -16,9 +16,23 @@ pub(super) enum DirectionSpec {
     ServerToClient,
 }
 
+/// Which wire a rule looks at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The client's wire (the default).
+    #[default]
+    Client,
+    /// The upstream's wire, where it differs from the client's: the sessions the
+    /// bridge pools for 2026-07-28 clients and the gateway's stateless requests.
+    Upstream,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MatchSpec {
+    #[serde(default)]
+    side: Option<Side>,
     #[serde(default)]
     direction: Option<DirectionSpec>,
     #[serde(default)]
@@ -121,6 +135,8 @@ impl Pattern {
 /// What a rule looks at: every key given must match.
 #[derive(Debug, Default)]
 pub struct Match {
+    /// The wire (a rule's top-level `match` only).
+    pub side: Side,
     /// The direction, if any.
     pub direction: Option<Direction>,
     /// The method (for a response: its request's method).
@@ -156,8 +172,8 @@ pub struct Facts<'a> {
     pub method: Option<&'a str>,
     /// Its tool or prompt name (a response: its request's).
     pub tool: Option<&'a str>,
-    /// The revision in force.
-    pub revision: crate::protocol::ProtocolVersion,
+    /// The revision in force (not known on the upstream's wire).
+    pub revision: Option<crate::protocol::ProtocolVersion>,
     /// The endpoint path.
     pub route: &'a str,
     /// The upstream, once known.
@@ -179,7 +195,7 @@ impl Match {
         self.direction.is_none_or(|d| d == facts.direction)
             && name(&self.method, facts.method)
             && name(&self.tool, facts.tool)
-            && (self.revision.is_empty() || self.revision.contains(&facts.revision))
+            && (self.revision.is_empty() || facts.revision.is_some_and(|r| self.revision.contains(&r)))
             && name(&self.route, Some(facts.route))
             && name(&self.upstream, facts.upstream)
             && name(&self.session, facts.session)
@@ -208,6 +224,9 @@ impl Match {
 
     pub(super) fn compile(spec: MatchSpec, key: &str) -> Result<Match, (String, String)> {
         let at = |k: &str| format!("{key}.{k}");
+        if spec.side.is_some() && key != "match" {
+            return Err((at("side"), "only at the top of a rule's match: a rule looks at one wire".into()));
+        }
         let pattern = |p: Option<PatternSpec>, k: &str| p.map(Pattern::compile).transpose().map_err(|e| (at(k), e));
         let jsonpath = spec
             .jsonpath
@@ -247,6 +266,7 @@ impl Match {
             })
             .collect::<Result<_, _>>()?;
         Ok(Match {
+            side: spec.side.unwrap_or_default(),
             headers,
             session: pattern(spec.session, "session")?,
             direction: spec.direction.map(|d| match d {
@@ -276,7 +296,7 @@ mod tests {
             direction: Direction::ClientToServer,
             method: m.method(),
             tool: m.tool_name(),
-            revision: crate::protocol::ProtocolVersion::V2025_06_18,
+            revision: Some(crate::protocol::ProtocolVersion::V2025_06_18),
             route: "/mcp",
             upstream: None,
             headers: None,
@@ -317,7 +337,7 @@ rules:
         facts.route = "/other";
         assert!(!rule.matcher.matches(&facts), "`not` matches");
         facts.route = "/mcp";
-        facts.revision = crate::protocol::ProtocolVersion::V2026_07_28;
+        facts.revision = Some(crate::protocol::ProtocolVersion::V2026_07_28);
         assert!(!rule.matcher.matches(&facts), "another revision");
 
         // The other examples of docs/intercept.md.

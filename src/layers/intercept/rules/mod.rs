@@ -21,7 +21,7 @@ use crate::pipeline::Direction;
 use action::{compile_action, ActionSpec};
 pub use action::{Action, Delay, Fault, Piece};
 use matching::MatchSpec;
-pub use matching::{Facts, Match, Pattern};
+pub use matching::{Facts, Match, Pattern, Side};
 
 /// The rule file format version this build reads.
 pub const VERSION: u64 = 1;
@@ -175,6 +175,9 @@ pub struct RuleSet {
     by_method: HashMap<String, Vec<usize>>,
     /// Rules without an exact method (tried for every message).
     any_method: Vec<usize>,
+    /// Rules of the upstream's wire (`side: upstream`), in the order they are tried
+    /// (none of them is in the indexes above).
+    pub upstream: Vec<usize>,
     /// The mocks' templates.
     pub templates: handlebars::Handlebars<'static>,
     /// Whether any rule renders a template (the request is kept for it).
@@ -194,6 +197,7 @@ impl RuleSet {
             by_name: HashMap::new(),
             by_method: HashMap::new(),
             any_method: Vec::new(),
+            upstream: Vec::new(),
             templates: handlebars::Handlebars::new(),
             uses_templates: false,
             uses_headers: false,
@@ -276,8 +280,28 @@ impl RuleSet {
                     ));
                 }
             }
+            if matcher.side == Side::Upstream {
+                let client_only = [
+                    ("headers", !matcher.headers.is_empty()),
+                    ("session", matcher.session.is_some()),
+                    ("route", matcher.route.is_some()),
+                    ("revision", !matcher.revision.is_empty()),
+                ];
+                for (key, _) in client_only.iter().filter(|(_, given)| *given) {
+                    set.warnings.push(format!(
+                        "{origin}:{line}: rule {:?}: match.{key}: never matches: the upstream's wire has no client {key}",
+                        spec.id
+                    ));
+                }
+            }
             set.uses_headers |= matcher.uses_headers();
             let action = compile_action(spec.action, &spec.id, &mut set).map_err(|(key, e)| at(&key, e))?;
+            if let (Side::Upstream, Action::Fault(Fault::Wire(_) | Fault::Truncated)) = (matcher.side, &action) {
+                return Err(at(
+                    "action.fault",
+                    "malformed, reset and dribble act on the client's wire, not with side: upstream".into(),
+                ));
+            }
             if let (Action::Block { status: Some(_), .. }, Some(Direction::ServerToClient)) =
                 (&action, matcher.direction)
             {
@@ -307,6 +331,10 @@ impl RuleSet {
         // Higher priority first; a stable sort keeps file order among equals.
         set.rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
         for (i, rule) in set.rules.iter().enumerate() {
+            if rule.matcher.side == Side::Upstream {
+                set.upstream.push(i);
+                continue;
+            }
             let method = rule.matcher.method.as_ref().and_then(Pattern::exact);
             let tool = rule.matcher.tool.as_ref().and_then(Pattern::exact);
             match (method, tool) {
