@@ -141,6 +141,8 @@ pub struct CallRules {
     request: Option<Message>,
     /// The client's request headers, when a rule matches headers.
     headers: Option<http::HeaderMap>,
+    /// The authenticated principal, when a rule matches claims.
+    principal: Option<crate::pipeline::Principal>,
     /// A wire fault a rule put on the request, for the messages answering it.
     answer_fault: std::sync::OnceLock<Arc<AnswerFault>>,
 }
@@ -198,6 +200,7 @@ impl Stage for Interceptor {
             tool: msg.and_then(|m| m.tool_name()).map(Box::from),
             request: msg.filter(|_| rules.uses_templates).cloned(),
             headers: rules.uses_headers.then(|| req.headers.clone()),
+            principal: if rules.uses_claims { req.context.principal().cloned() } else { None },
             rules,
             answer_fault: std::sync::OnceLock::new(),
         }
@@ -263,6 +266,7 @@ impl Interceptor {
             upstream: ctx.upstream,
             headers: call.headers.as_ref(),
             session: ctx.call.session.as_deref().map(|s| s.id()),
+            claims: call.principal.as_ref().map(|p| &*p.claims),
             message: &msg,
             value: &value,
         };
@@ -371,6 +375,7 @@ impl WireActor for Interceptor {
             upstream: Some(ctx.upstream),
             headers: None,
             session: None,
+            claims: None,
             message: &msg,
             value: &value,
         };

@@ -292,3 +292,35 @@ async fn upstream_side_rules_leave_the_clients_wire_alone() {
     assert_eq!(out.last().map(|m| m["result"]["echo"].clone()), Some(json!("echo")), "{out:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn rules_match_the_principals_claims() {
+    let (svc, calls) = stage(concat!(
+        "version: 1\nrules:\n",
+        "  - id: admins-only\n    match: { method: tools/call, tool: drop_table, not: { claims: { groups: admin } } }\n    action: { block: { code: -32050, message: admins only } }\n",
+        "  - id: readers\n    match: { method: tools/call, claims: { scope: \"mcp:read\", realm.tier: \"gold*\" } }\n    action: { mock: { result: { content: [] } } }\n",
+    ));
+    let with = |id: u64, tool: &str, claims: Value| {
+        let mut req = call(id, tool, "x");
+        req.context.extensions.insert(crate::pipeline::Principal { id: "alice".into(), claims: Arc::new(claims) });
+        req
+    };
+    let admin = json!({"sub": "alice", "groups": ["staff", "admin"], "scope": "mcp:tools"});
+    let out = messages(svc.clone().oneshot(with(1, "drop_table", admin)).await.expect("reply")).await;
+    assert_eq!(out.last().map(|m| m["result"]["echo"].clone()), Some(json!("drop_table")), "an admin passes: {out:?}");
+    let staff = json!({"sub": "bob", "groups": ["staff"]});
+    let out = messages(svc.clone().oneshot(with(2, "drop_table", staff)).await.expect("reply")).await;
+    assert_eq!(out[0]["error"]["message"], "admins only", "{out:?}");
+    // No principal (no authentication stage): no claims, so `not: { claims }` matches.
+    let out = messages(svc.clone().oneshot(call(3, "drop_table", "x")).await.expect("reply")).await;
+    assert_eq!(out[0]["error"]["message"], "admins only", "{out:?}");
+    let reader = json!({"sub": "carol", "scope": "mcp:tools mcp:read", "realm": {"tier": "gold-2"}});
+    let out = messages(svc.clone().oneshot(with(4, "search", reader)).await.expect("reply")).await;
+    assert_eq!(out[0]["result"], json!({"content": []}), "scope split on spaces, a dotted claim: {out:?}");
+    let silver = json!({"sub": "dan", "scope": "mcp:read", "realm": {"tier": "silver"}});
+    let out = messages(svc.oneshot(with(5, "search", silver)).await.expect("reply")).await;
+    assert_eq!(out.last().map(|m| m["result"]["echo"].clone()), Some(json!("search")), "{out:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the admin's call and dan's reached the upstream");
+    let bad = "version: 1\nrules:\n  - id: b\n    match: { claims: { \"a..b\": x } }\n    action: drop\n";
+    assert!(RuleSet::parse(bad, "r.yaml").expect_err("bad name").contains("match.claims"));
+}

@@ -52,6 +52,8 @@ pub(super) struct MatchSpec {
     #[serde(default)]
     session: Option<PatternSpec>,
     #[serde(default)]
+    claims: Option<std::collections::BTreeMap<String, PatternSpec>>,
+    #[serde(default)]
     all: Option<Vec<MatchSpec>>,
     #[serde(default)]
     any: Option<Vec<MatchSpec>>,
@@ -156,6 +158,9 @@ pub struct Match {
     pub headers: Vec<(http::HeaderName, Pattern)>,
     /// The session id the client holds (`Mcp-Session-Id`).
     pub session: Option<Pattern>,
+    /// Claims of the authenticated principal, by name (a dotted path into nested
+    /// claims): each named one must be there with a value that matches.
+    pub claims: Vec<(Vec<String>, Pattern)>,
     /// Every one of these.
     pub all: Vec<Match>,
     /// At least one of these (when given).
@@ -182,6 +187,9 @@ pub struct Facts<'a> {
     pub headers: Option<&'a http::HeaderMap>,
     /// The client's session id, if any.
     pub session: Option<&'a str>,
+    /// The authenticated principal's claims, when a stage authenticated the client
+    /// (and a rule looks at them).
+    pub claims: Option<&'a Value>,
     /// The message itself.
     pub message: &'a crate::protocol::Message,
     /// The message as JSON, parsed the first time a JSONPath needs it.
@@ -202,6 +210,7 @@ impl Match {
             && self.headers.iter().all(|(header, p)| {
                 facts.headers.is_some_and(|h| h.get_all(header).iter().any(|v| v.to_str().is_ok_and(|v| p.matches(v))))
             })
+            && self.claims.iter().all(|(path, p)| facts.claims.is_some_and(|c| claim_matches(c, path, p)))
             && self.all.iter().all(|m| m.matches(facts))
             && (self.any.is_empty() || self.any.iter().any(|m| m.matches(facts)))
             && self.not.as_ref().is_none_or(|m| !m.matches(facts))
@@ -220,6 +229,13 @@ impl Match {
         !self.headers.is_empty()
             || self.all.iter().chain(&self.any).any(Match::uses_headers)
             || self.not.as_ref().is_some_and(|m| m.uses_headers())
+    }
+
+    /// Whether it (or a match inside it) looks at the principal's claims.
+    pub fn uses_claims(&self) -> bool {
+        !self.claims.is_empty()
+            || self.all.iter().chain(&self.any).any(Match::uses_claims)
+            || self.not.as_ref().is_some_and(|m| m.uses_claims())
     }
 
     pub(super) fn compile(spec: MatchSpec, key: &str) -> Result<Match, (String, String)> {
@@ -265,8 +281,21 @@ impl Match {
                 Pattern::compile(p).map(|p| (header, p)).map_err(|e| (format!("{}.{name}", at("headers")), e))
             })
             .collect::<Result<_, _>>()?;
+        let claims = spec
+            .claims
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, p)| {
+                let path: Vec<String> = name.split('.').map(str::to_owned).collect();
+                if path.iter().any(String::is_empty) {
+                    return Err((at("claims"), format!("{name:?} is not a claim name (names joined by dots)")));
+                }
+                Pattern::compile(p).map(|p| (path, p)).map_err(|e| (format!("{}.{name}", at("claims")), e))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Match {
             side: spec.side.unwrap_or_default(),
+            claims,
             headers,
             session: pattern(spec.session, "session")?,
             direction: spec.direction.map(|d| match d {
@@ -286,6 +315,25 @@ impl Match {
     }
 }
 
+/// Whether the claim at `path` in `claims` matches `p`: a string claim (`scope` and
+/// `scp` split on spaces, as OAuth writes them), any string of an array claim, or a
+/// number's or boolean's JSON text.
+fn claim_matches(claims: &Value, path: &[String], p: &Pattern) -> bool {
+    let Some(claim) = path.iter().try_fold(claims, |v, name| v.get(name)) else { return false };
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    };
+    match claim {
+        Value::Array(items) => items.iter().filter_map(scalar).any(|s| p.matches(&s)),
+        Value::String(s) if matches!(path.last().map(String::as_str), Some("scope" | "scp")) => {
+            s.split(' ').any(|scope| p.matches(scope))
+        }
+        other => scalar(other).is_some_and(|s| p.matches(&s)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +349,7 @@ mod tests {
             upstream: None,
             headers: None,
             session: None,
+            claims: None,
             message: m,
             value,
         }

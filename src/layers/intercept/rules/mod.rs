@@ -184,6 +184,9 @@ pub struct RuleSet {
     pub uses_templates: bool,
     /// Whether a rule matches headers (then each call keeps its request's).
     pub uses_headers: bool,
+    /// Whether a rule matches the principal's claims (then each call keeps its
+    /// principal).
+    pub uses_claims: bool,
     /// Warnings found at load (rules that can never match).
     pub warnings: Vec<String>,
 }
@@ -201,6 +204,7 @@ impl RuleSet {
             templates: handlebars::Handlebars::new(),
             uses_templates: false,
             uses_headers: false,
+            uses_claims: false,
             warnings: Vec::new(),
         }
     }
@@ -286,6 +290,7 @@ impl RuleSet {
                     ("session", matcher.session.is_some()),
                     ("route", matcher.route.is_some()),
                     ("revision", !matcher.revision.is_empty()),
+                    ("claims", matcher.uses_claims()),
                 ];
                 for (key, _) in client_only.iter().filter(|(_, given)| *given) {
                     set.warnings.push(format!(
@@ -295,6 +300,7 @@ impl RuleSet {
                 }
             }
             set.uses_headers |= matcher.uses_headers();
+            set.uses_claims |= matcher.uses_claims();
             let action = compile_action(spec.action, &spec.id, &mut set).map_err(|(key, e)| at(&key, e))?;
             if let (Side::Upstream, Action::Fault(Fault::Wire(_) | Fault::Truncated)) = (matcher.side, &action) {
                 return Err(at(
