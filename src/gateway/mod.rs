@@ -40,6 +40,8 @@ pub(crate) struct Core {
     pub controls: StageControls,
     /// Who hears of refusals before the pipeline.
     pub refusals: RefusalObservers,
+    /// Documents the stages serve beside the MCP endpoints.
+    pub endpoints: crate::pipeline::Endpoints,
     /// The stages' own work (a tape writer), started and stopped with the core.
     lifecycles: crate::pipeline::Lifecycles,
     /// How long shutdown may take.
@@ -115,7 +117,7 @@ impl Core {
         let ctx = BuildContext { wire, mode: config.mode.unwrap_or("gateway"), ..BuildContext::default() };
         let pipeline = Pipeline::new(&specs, &ctx)?;
         let service = pipeline.over(router.clone().into_service());
-        let BuildContext { controls, refusals, lifecycles, .. } = ctx;
+        let BuildContext { controls, refusals, lifecycles, endpoints, .. } = ctx;
         let grace = config.server.shutdown_grace;
 
         Ok(Core {
@@ -128,6 +130,7 @@ impl Core {
             paths,
             controls,
             refusals,
+            endpoints,
             lifecycles,
             grace,
             reaper,
@@ -201,7 +204,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         let service = core.new_service();
         let front =
             Front::new(service, store.clone(), paths.clone(), policy.clone(), settings.clone(), front_shutdown.clone());
-        let front = front.with_refusals(refusals.clone()).with_peer_handed_down(forwarded);
+        let mut front = front.with_refusals(refusals.clone()).with_peer_handed_down(forwarded);
+        for doc in core.endpoints.documents() {
+            let path = doc.path.clone();
+            front = front.with_endpoint(path, crate::server::document_endpoint(doc));
+        }
         crate::server::http_service(Arc::new(front), &shed)
     };
     let grace = config.server.shutdown_grace;

@@ -3,6 +3,7 @@
 //! [`STAGES`].
 
 pub mod access_log;
+pub mod auth;
 pub mod intercept;
 pub mod metrics;
 pub mod record;

@@ -30,6 +30,8 @@ pub struct BuildContext {
     /// Where a stage registers to hear of the changes other stages make to messages
     /// ([`ChangeObserver`](crate::pipeline::ChangeObserver)).
     pub changes: crate::pipeline::ChangeObservers,
+    /// Where a stage registers documents it serves beside the MCP endpoints.
+    pub endpoints: crate::pipeline::Endpoints,
     /// What the pipeline is built for: `gateway` or `forward` (recorded in tapes).
     pub mode: &'static str,
 }
@@ -43,6 +45,7 @@ impl Default for BuildContext {
             wire: Default::default(),
             lifecycles: Default::default(),
             changes: Default::default(),
+            endpoints: Default::default(),
             mode: "gateway",
         }
     }
@@ -60,8 +63,13 @@ pub struct StageDef {
 }
 
 /// Every stage Shadowcat knows.
-pub static STAGES: &[StageDef] =
-    &[layers::metrics::STAGE, layers::access_log::STAGE, layers::intercept::STAGE, layers::record::STAGE];
+pub static STAGES: &[StageDef] = &[
+    layers::auth::STAGE,
+    layers::metrics::STAGE,
+    layers::access_log::STAGE,
+    layers::intercept::STAGE,
+    layers::record::STAGE,
+];
 
 fn find(name: &str) -> Option<&'static StageDef> {
     STAGES.iter().find(|s| s.name == name)

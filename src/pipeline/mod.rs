@@ -9,6 +9,7 @@
 
 mod change;
 mod control;
+mod endpoints;
 mod lifecycle;
 pub mod links;
 mod refusal;
@@ -20,6 +21,7 @@ pub mod stage;
 pub use crate::reply::{McpReply, MessageStream, Observed, Outcome, ReplyBody};
 pub use change::{Change, ChangeObserver, ChangeObservers};
 pub use control::{AdminCall, AdminReply, StageControl, StageControls};
+pub use endpoints::{Document, Endpoints};
 pub use lifecycle::{Lifecycle, Lifecycles};
 pub use refusal::{Refusal, RefusalObserver, RefusalObservers};
 pub use request::{CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};

@@ -336,6 +336,28 @@ impl Front {
     }
 }
 
+/// An endpoint answering `GET` and `HEAD` with `doc` (405 otherwise).
+pub fn document_endpoint(doc: crate::pipeline::Document) -> Endpoint {
+    let doc = Arc::new(doc);
+    tower::util::BoxCloneSyncService::new(tower::service_fn(move |req: Request<Bytes>| {
+        let doc = doc.clone();
+        async move {
+            let mut resp = if req.method() == http::Method::GET || req.method() == http::Method::HEAD {
+                let mut resp = Response::new(response::full(doc.body.clone()));
+                resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(doc.content_type));
+                resp
+            } else {
+                let mut resp = Response::new(response::full(Bytes::new()));
+                *resp.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+                resp.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+                resp
+            };
+            resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=300"));
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    }))
+}
+
 /// Who the client is, for per-client bounds: the peer's IP address (the authenticated
 /// principal, once authentication exists).
 fn client_of(extensions: &http::Extensions) -> Option<Arc<str>> {

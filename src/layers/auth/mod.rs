@@ -1,0 +1,465 @@
+//! `auth`: the gateway as an OAuth 2.1 resource server (the MCP authorization
+//! specification, RFC 6750, RFC 8707, RFC 9728). Every request of every client over
+//! HTTP carries a bearer JWT; the stage checks its signature, issuer, audience (this
+//! resource), lifetime and scopes, and attaches the [`Principal`] for later stages;
+//! anything else is refused with the challenge the specification asks for. The
+//! token itself goes no further (upstreams never get a client's `Authorization`).
+//!
+//! ```yaml
+//! pipeline:
+//!   - auth:
+//!       resource: https://mcp.example.com/mcp     # the audience; the metadata's `resource`
+//!       issuers:
+//!         - issuer: https://issuer.internal
+//!           jwks_file: /etc/shadowcat/jwks.json   # the issuer's signing keys
+//!       scopes: [mcp:tools]                       # needed by every request (optional)
+//!       tool_scopes: { run_sql: [db:write] }      # and by these tools' calls
+//! ```
+//!
+//! The protected resource metadata (RFC 9728) is served at the path-suffixed
+//! well-known URL of `resource` (`/.well-known/oauth-protected-resource/mcp`).
+//! Verified tokens are cached by a digest of the token until they expire, so a
+//! client's repeated token costs a lookup, not a signature check. Forward stdio has
+//! no credentials to check: its one client is the local process that started it.
+
+mod keys;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode};
+use jsonwebtoken::{Algorithm, Validation};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{BuildContext, StageDef, StageFn};
+use crate::config::SecretValue;
+use crate::error::{GatewayError, Rejection};
+use crate::pipeline::{CallInfo, Flow, McpRequest, Principal, Stage, StageLayer, Transport};
+use keys::Keys;
+
+/// The registry entry.
+pub const STAGE: StageDef = StageDef { name: "auth", build, must_follow: &[] };
+
+/// The JSON-RPC code of a request refused for its credentials (HTTP 401 or 400).
+pub const UNAUTHORIZED_CODE: i32 = -32010;
+
+/// The JSON-RPC code of a request refused for want of scope (HTTP 403).
+pub const FORBIDDEN_CODE: i32 = -32011;
+
+/// Verified tokens kept at most (when full, the expired ones go; then all).
+const TOKEN_CACHE: usize = 10_000;
+
+/// The asymmetric algorithms accepted by default (HMAC only for an issuer with a
+/// `secret`; `none` never).
+const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuerOptions {
+    issuer: String,
+    #[serde(default)]
+    jwks_file: Option<PathBuf>,
+    /// An HMAC secret (then HS256/384/512 are accepted from this issuer only).
+    #[serde(default)]
+    secret: Option<SecretValue>,
+}
+
+/// Options of the `auth` stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    resource: String,
+    issuers: Vec<IssuerOptions>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    method_scopes: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    tool_scopes: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    authorization_servers: Vec<String>,
+    #[serde(default = "default_leeway", with = "crate::config::duration")]
+    leeway: Duration,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
+    if options.is_null() {
+        return Err("needs `resource` (this resource's URI, the audience tokens must carry) and `issuers`".into());
+    }
+    let o: Options = serde_json::from_value(options.clone()).map_err(|e| e.to_string())?;
+    let auth = Auth::new(o)?;
+    ctx.endpoints.register(&auth.inner.metadata_path, "application/json", auth.metadata_document());
+    let layer = StageLayer::new(auth);
+    Ok(Arc::new(move |inner| layer.service(inner)))
+}
+
+/// The `auth` stage.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    resource: String,
+    issuers: HashMap<String, Keys>,
+    scopes: Vec<String>,
+    method_scopes: BTreeMap<String, Vec<String>>,
+    tool_scopes: BTreeMap<String, Vec<String>>,
+    authorization_servers: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    /// The path of the protected resource metadata, and its absolute URL.
+    metadata_path: String,
+    metadata_url: String,
+    /// Verified tokens by the SHA-256 of the token: the principal, its scopes and
+    /// when the token expires (seconds since the epoch).
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    scopes: Arc<HashSet<String>>,
+    expires: u64,
+}
+
+/// Whether `host` is a loopback name or address.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Auth {
+    fn new(o: Options) -> Result<Auth, String> {
+        let uri: http::Uri = o.resource.parse().map_err(|e| format!("resource: {:?} is not a URI: {e}", o.resource))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(format!("resource: {:?} must be an absolute URI (https://host/path)", o.resource));
+        };
+        match scheme {
+            "https" => {}
+            "http" if is_loopback(authority.host()) => {}
+            "http" => return Err(format!("resource: {:?}: http:// is accepted on loopback only", o.resource)),
+            other => return Err(format!("resource: {:?}: scheme {other} is not https", o.resource)),
+        }
+        if uri.query().is_some() || o.resource.contains('#') {
+            return Err(format!("resource: {:?} must have no query or fragment (RFC 8707)", o.resource));
+        }
+        let path = uri.path().trim_end_matches('/');
+        let metadata_path = format!("/.well-known/oauth-protected-resource{path}");
+        let metadata_url = format!("{scheme}://{authority}{metadata_path}");
+        if o.issuers.is_empty() {
+            return Err("issuers: at least one issuer is needed".into());
+        }
+        let mut issuers = HashMap::new();
+        let mut hmac = false;
+        for (i, issuer) in o.issuers.iter().enumerate() {
+            let at = |e: String| format!("issuers[{i}] ({}): {e}", issuer.issuer);
+            let keys = match (&issuer.jwks_file, &issuer.secret) {
+                (Some(path), None) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| at(format!("jwks_file: cannot read {}: {e}", path.display())))?;
+                    Keys::from_jwks(&text, &path.display().to_string()).map_err(at)?
+                }
+                (None, Some(secret)) => {
+                    hmac = true;
+                    let secret = secret.resolve().map_err(|e| at(format!("secret: {e}")))?;
+                    if secret.len() < 32 {
+                        return Err(at("secret: at least 32 bytes for HMAC".into()));
+                    }
+                    Keys::from_secret(secret.as_bytes()).map_err(at)?
+                }
+                (Some(_), Some(_)) => return Err(at("jwks_file and secret: one or the other".into())),
+                (None, None) => {
+                    return Err(at(
+                        "needs jwks_file (keys from the issuer's discovery metadata are not in this build yet)".into(),
+                    ))
+                }
+            };
+            if issuers.insert(issuer.issuer.clone(), keys).is_some() {
+                return Err(at("listed twice".into()));
+            }
+        }
+        let algorithms = match &o.algorithms {
+            None => {
+                let mut all = DEFAULT_ALGORITHMS.to_vec();
+                if hmac {
+                    all.extend([Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]);
+                }
+                all
+            }
+            Some(names) => names
+                .iter()
+                .map(|n| match n.parse::<Algorithm>() {
+                    Ok(a) => Ok(a),
+                    Err(_) => Err(format!("algorithms: {n:?} is not a JWS algorithm (and `none` is never accepted)")),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let authorization_servers = if o.authorization_servers.is_empty() {
+            o.issuers.iter().map(|i| i.issuer.clone()).collect()
+        } else {
+            o.authorization_servers
+        };
+        Ok(Auth {
+            inner: Arc::new(Inner {
+                resource: o.resource,
+                issuers,
+                scopes: o.scopes,
+                method_scopes: o.method_scopes,
+                tool_scopes: o.tool_scopes,
+                authorization_servers,
+                algorithms,
+                leeway: o.leeway,
+                metadata_path,
+                metadata_url,
+                verified: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The protected resource metadata document (RFC 9728).
+    fn metadata_document(&self) -> bytes::Bytes {
+        let i = &self.inner;
+        let mut scopes: Vec<&String> =
+            i.scopes.iter().chain(i.method_scopes.values().flatten()).chain(i.tool_scopes.values().flatten()).collect();
+        scopes.sort();
+        scopes.dedup();
+        let doc = json!({
+            "resource": i.resource,
+            "authorization_servers": i.authorization_servers,
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": scopes,
+            "resource_name": "Shadowcat",
+        });
+        bytes::Bytes::from(doc.to_string())
+    }
+
+    /// The `WWW-Authenticate` challenge: the metadata URL, the scopes to ask for,
+    /// and the error (none when no token was given).
+    fn challenge(&self, scope: &[&str], error: Option<(&str, &str)>) -> HeaderValue {
+        let mut text = format!("Bearer resource_metadata=\"{}\"", self.inner.metadata_url);
+        if !scope.is_empty() {
+            text.push_str(&format!(", scope=\"{}\"", scope.join(" ")));
+        }
+        if let Some((error, description)) = error {
+            // A description with a quote or a backslash would end the quoted string.
+            let description: String = description.chars().filter(|c| *c != '"' && *c != '\\').collect();
+            text.push_str(&format!(", error=\"{error}\", error_description=\"{description}\""));
+        }
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+
+    /// The scopes a request needs: those of every request, its method's, its tool's.
+    fn needed<'a>(&'a self, req: &'a McpRequest) -> Vec<&'a str> {
+        let msg = req.msg();
+        let method = msg.and_then(|m| m.method());
+        let tool = msg.and_then(|m| m.tool_name());
+        let i = &self.inner;
+        let mut needed: Vec<&str> = i.scopes.iter().map(String::as_str).collect();
+        for s in method.and_then(|m| i.method_scopes.get(m)).into_iter().flatten() {
+            needed.push(s);
+        }
+        for s in tool.and_then(|t| i.tool_scopes.get(t)).into_iter().flatten() {
+            needed.push(s);
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        needed
+    }
+
+    fn refuse(&self, status: StatusCode, code: i32, message: &str, challenge: HeaderValue) -> Flow<McpRequest> {
+        let label = if status == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" };
+        let rejection =
+            Rejection::new(status, code, message).header(http::header::WWW_AUTHENTICATE, challenge).label(label);
+        Flow::fail(GatewayError::from(rejection))
+    }
+
+    /// The principal of `token`, verified now or earlier.
+    fn verify(&self, token: &str) -> Result<Verified, String> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(v) = self.inner.verified.lock().get(&key) {
+            if v.expires + self.inner.leeway.as_secs() > now {
+                return Ok(v.clone());
+            }
+        }
+        let verified = self.check(token)?;
+        let mut cache = self.inner.verified.lock();
+        if cache.len() >= TOKEN_CACHE {
+            cache.retain(|_, v| v.expires > now);
+            if cache.len() >= TOKEN_CACHE {
+                cache.clear();
+            }
+        }
+        cache.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    /// Checks `token` whole: its header's algorithm and key, then signature, issuer,
+    /// audience and lifetime.
+    fn check(&self, token: &str) -> Result<Verified, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+        if !self.inner.algorithms.contains(&header.alg) {
+            return Err(format!("algorithm {:?} is not accepted", header.alg));
+        }
+        let issuer = unverified_issuer(token).ok_or("the token names no issuer")?;
+        let keys = self.inner.issuers.get(&issuer).ok_or("the token's issuer is not trusted here")?;
+        let key = keys.find(header.kid.as_deref(), header.alg).ok_or("no key of the issuer verifies this token")?;
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&self.inner.resource]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = self.inner.leeway.as_secs();
+        validation.validate_nbf = true;
+        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| describe(&e))?;
+        let claims = data.claims;
+        let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        let expires = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let scopes = scopes_of(&claims);
+        let principal = Principal { id: Arc::from(format!("{issuer} {sub}")), claims: Arc::new(claims) };
+        Ok(Verified { principal, scopes: Arc::new(scopes), expires })
+    }
+}
+
+/// What a failed check tells the client (never the token).
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "the token has expired".into(),
+        K::ImmatureSignature => "the token is not valid yet".into(),
+        K::InvalidAudience => "the token is for another resource".into(),
+        K::InvalidIssuer => "the token's issuer is not trusted here".into(),
+        K::InvalidSignature => "the token's signature does not verify".into(),
+        K::MissingRequiredClaim(c) => format!("the token has no {c} claim"),
+        K::InvalidAlgorithm => "the token's algorithm does not fit its key".into(),
+        _ => "the token is not valid".into(),
+    }
+}
+
+/// The `iss` claim, read before verification (to pick the issuer's keys).
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+/// The token's scopes: `scope` (space-separated, RFC 8693 and RFC 9068) or `scp`
+/// (a list or a string).
+fn scopes_of(claims: &Value) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            Some(Value::String(s)) => out.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned)),
+            Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The bearer token of a request, `Ok(None)` when it has none; more than one
+/// credential is an error.
+fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, &'static str> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err("more than one Authorization header");
+    }
+    let text = first.to_str().map_err(|_| "the Authorization header is not text")?;
+    let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme is no bearer token: answered like none (RFC 6750 section 3).
+        return Ok(None);
+    }
+    let token = token.trim();
+    if token.is_empty() || token.contains(' ') {
+        return Err("the bearer token is empty or has spaces in it");
+    }
+    Ok(Some(token))
+}
+
+impl Stage for Auth {
+    type Call = ();
+
+    fn begin(&self, _req: &McpRequest) {}
+
+    fn on_request(&self, _call: &(), _info: &CallInfo, mut req: McpRequest) -> Flow<McpRequest> {
+        if req.context.transport == Transport::Stdio {
+            return Flow::pass(req);
+        }
+        let needed = self.needed(&req);
+        let token = match bearer(&req.headers) {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                return self.refuse(
+                    StatusCode::UNAUTHORIZED,
+                    UNAUTHORIZED_CODE,
+                    "authentication required: a bearer token from one of this resource's authorization servers",
+                    self.challenge(&needed, None),
+                )
+            }
+            Err(why) => {
+                let challenge = self.challenge(&needed, Some(("invalid_request", why)));
+                return self.refuse(StatusCode::BAD_REQUEST, UNAUTHORIZED_CODE, why, challenge);
+            }
+        };
+        let verified = match self.verify(token) {
+            Ok(v) => v,
+            Err(why) => {
+                tracing::debug!(reason = %why, "a bearer token was refused");
+                let challenge = self.challenge(&needed, Some(("invalid_token", &why)));
+                return self.refuse(
+                    StatusCode::UNAUTHORIZED,
+                    UNAUTHORIZED_CODE,
+                    &format!("invalid token: {why}"),
+                    challenge,
+                );
+            }
+        };
+        let missing: Vec<&str> = needed.iter().copied().filter(|s| !verified.scopes.contains(*s)).collect();
+        if !missing.is_empty() {
+            let challenge =
+                self.challenge(&needed, Some(("insufficient_scope", "the token lacks a scope this call needs")));
+            let message = format!("insufficient scope: this call needs {}", missing.join(" "));
+            return self.refuse(StatusCode::FORBIDDEN, FORBIDDEN_CODE, &message, challenge);
+        }
+        // The token goes no further than this stage.
+        req.headers.remove(http::header::AUTHORIZATION);
+        req.context.extensions.insert(verified.principal);
+        Flow::pass(req)
+    }
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("resource", &self.inner.resource).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

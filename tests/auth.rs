@@ -1,0 +1,199 @@
+//! The `auth` stage end to end: the real binary over the demo server, bearer JWTs
+//! signed here with a key whose JWKS the gateway reads from a file; the protected
+//! resource metadata, every refusal over HTTP, the principal reaching `intercept`'s
+//! claims, and bad stage options.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use base64::Engine;
+use common::{scratch_dir, Gateway, Http, Reply};
+use http::Method;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const RESOURCE: &str = "http://localhost/mcp";
+const ISSUER: &str = "https://issuer.test";
+
+/// A P-256 signing key and the JWKS that publishes it as `kid`.
+fn key_pair(kid: &str) -> (EncodingKey, String) {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let point = pair.public_key().as_ref().to_vec();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65])}]});
+    (EncodingKey::from_ec_der(pkcs8.as_ref()), jwks.to_string())
+}
+
+fn token(key: &EncodingKey, extra: Value) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = json!({"iss": ISSUER, "sub": "alice", "aud": RESOURCE, "exp": now + 600, "scope": "mcp:tools"});
+    if let (Value::Object(c), Value::Object(extra)) = (&mut claims, extra) {
+        c.extend(extra);
+    }
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k1".into());
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+fn gateway(dir: &Path, jwks: &str, more_stages: &str) -> Gateway {
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks).unwrap();
+    let stages = format!(
+        "pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {ISSUER}\n          jwks_file: {}\n      scopes: [mcp:tools]\n      tool_scopes: {{ add: [math] }}\n{more_stages}",
+        path.display()
+    );
+    Gateway::start(&format!("{}{stages}", common::demo_config("", "")))
+}
+
+async fn post(gw: &Gateway, authorization: &[&str], session: Option<&str>, body: Value) -> Reply {
+    let mut h: Vec<(&str, &str)> =
+        vec![("accept", "application/json, text/event-stream"), ("content-type", "application/json")];
+    h.extend(authorization.iter().map(|a| ("authorization", *a)));
+    if let Some(s) = session {
+        h.push(("mcp-session-id", s));
+        h.push(("mcp-protocol-version", "2025-11-25"));
+    }
+    Http::new().send(Method::POST, &gw.mcp_url, &h, Some(&body.to_string())).await
+}
+
+fn init() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+        "capabilities": {}, "clientInfo": {"name": "auth-test", "version": "0"}}})
+}
+
+fn call(id: u64, tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}})
+}
+
+fn challenge(r: &Reply) -> String {
+    r.header("www-authenticate").unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_are_checked_on_every_request() {
+    let dir = scratch_dir("auth-e2e");
+    let (key, jwks) = key_pair("k1");
+    let mut gw = gateway(&dir, &jwks, "");
+    let base = gw.mcp_url.trim_end_matches("/mcp").to_owned();
+
+    // The metadata, where the challenge says.
+    let doc =
+        Http::new().send(Method::GET, &format!("{base}/.well-known/oauth-protected-resource/mcp"), &[], None).await;
+    assert_eq!(doc.status, 200, "{}", doc.text());
+    assert_eq!(doc.json()["resource"], RESOURCE);
+    assert_eq!(doc.json()["authorization_servers"], json!([ISSUER]));
+
+    // No token: 401, the metadata URL and the scope, no error code.
+    let none = post(&gw, &[], None, init()).await;
+    assert_eq!(none.status, 401, "{}", none.text());
+    let c = challenge(&none);
+    assert!(
+        c.starts_with("Bearer resource_metadata=\"http://localhost/.well-known/oauth-protected-resource/mcp\"")
+            && c.contains("scope=\"mcp:tools\"")
+            && !c.contains("error="),
+        "{c}"
+    );
+    assert!(!none.text().contains("Bearer ey"), "{}", none.text());
+
+    // A good token: a session, and calls in it.
+    let good = format!("Bearer {}", token(&key, json!({})));
+    let opened = post(&gw, &[&good], None, init()).await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let session = opened.header("mcp-session-id").unwrap();
+    let echoed = post(&gw, &[&good], Some(&session), call(2, "echo", json!({"message": "hi"}))).await;
+    assert_eq!(echoed.messages()[0]["result"]["content"][0]["text"], "hi", "{}", echoed.text());
+
+    // Every request of the session needs it.
+    let bare = post(&gw, &[], Some(&session), call(3, "echo", json!({"message": "hi"}))).await;
+    assert_eq!(bare.status, 401);
+
+    // Bad tokens: 401 invalid_token; no secret in the answer.
+    let (other_key, _) = key_pair("k1");
+    let expired = token(&key, json!({"exp": jsonwebtoken::get_current_timestamp() - 3600}));
+    for (what, t) in [
+        ("expired", expired),
+        ("foreign audience", token(&key, json!({"aud": "https://elsewhere.test/mcp"}))),
+        ("forged", token(&other_key, json!({}))),
+    ] {
+        let r = post(&gw, &[&format!("Bearer {t}")], Some(&session), call(4, "echo", json!({"message": "x"}))).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert!(challenge(&r).contains("error=\"invalid_token\""), "{what}: {}", challenge(&r));
+        assert!(!r.text().contains(&t) && !challenge(&r).contains(&t), "{what}: the token is not echoed");
+    }
+
+    // Two credentials: 400 invalid_request.
+    let twice = post(&gw, &[&good, &good], Some(&session), call(5, "echo", json!({"message": "x"}))).await;
+    assert_eq!(twice.status, 400);
+    assert!(challenge(&twice).contains("error=\"invalid_request\""));
+
+    // More scope needed for add: 403 with the scope to ask for; with it, the call.
+    let add = call(6, "add", json!({"a": 1, "b": 2}));
+    let short = post(&gw, &[&good], Some(&session), add.clone()).await;
+    assert_eq!(short.status, 403, "{}", short.text());
+    assert!(
+        challenge(&short).contains("error=\"insufficient_scope\"")
+            && challenge(&short).contains("scope=\"math mcp:tools\"")
+    );
+    let wider = format!("Bearer {}", token(&key, json!({"scope": "mcp:tools math"})));
+    let added = post(&gw, &[&wider], Some(&session), add).await;
+    assert_eq!(added.messages()[0]["result"]["content"][0]["text"], "3", "{}", added.text());
+    assert!(gw.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_principals_claims_reach_intercept_rules() {
+    let dir = scratch_dir("auth-claims");
+    let (key, jwks) = key_pair("k1");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "version: 1\nrules:\n  - id: staff-only-echo\n    match: { method: tools/call, tool: echo, not: { claims: { groups: staff } } }\n    action: { block: { code: -32050, message: staff only } }\n",
+    )
+    .unwrap();
+    let mut gw = gateway(&dir, &jwks, &format!("  - intercept: {{ rules: {} }}\n", rules.display()));
+    for (groups, allowed) in [(json!(["staff", "ops"]), true), (json!(["guests"]), false)] {
+        let bearer = format!("Bearer {}", token(&key, json!({"groups": groups})));
+        let opened = post(&gw, &[&bearer], None, init()).await;
+        let session = opened.header("mcp-session-id").unwrap();
+        let r = post(&gw, &[&bearer], Some(&session), call(2, "echo", json!({"message": "hi"}))).await;
+        let m = &r.messages()[0];
+        if allowed {
+            assert_eq!(m["result"]["content"][0]["text"], "hi", "{groups}: {m}");
+        } else {
+            assert_eq!(m["error"]["message"], "staff only", "{groups}: {m}");
+        }
+    }
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn bad_auth_options_stop_the_start() {
+    let dir = scratch_dir("auth-bad");
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, "not json").unwrap();
+    let cases = [
+        ("  - auth\n".to_owned(), "needs `resource`"),
+        (
+            format!("  - auth: {{ resource: http://mcp.example.com/mcp, issuers: [{{ issuer: {ISSUER}, jwks_file: {} }}] }}\n", broken.display()),
+            "loopback only",
+        ),
+        (
+            format!("  - auth: {{ resource: {RESOURCE}, issuers: [{{ issuer: {ISSUER}, jwks_file: {} }}] }}\n", broken.display()),
+            "not a JWKS document",
+        ),
+        (format!("  - auth: {{ resource: {RESOURCE}, issuers: [{{ issuer: {ISSUER} }}] }}\n"), "needs jwks_file"),
+    ];
+    for (stage, says) in cases {
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, format!("{}pipeline:\n{stage}", common::demo_config("", ""))).unwrap();
+        let out = std::process::Command::new(common::bin()).args(["config", "validate"]).arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{stage}: {err}");
+    }
+}
