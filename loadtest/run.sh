@@ -21,6 +21,8 @@
 #   intercept10|intercept1000 (record: the default stages and `record`, to a directory
 #   of its own per gateway; interceptN: the default stages and `intercept` with N
 #   rules that never match the bench's calls, each naming another tool)
+#   (auth: `auth` with an HMAC issuer before the default stages; every request of
+#   every run carries a token for it)
 #   BASELINE_PIPELINE= (default|none|record: the baseline gateway, BASELINE or this
 #   build, runs that pipeline; with BASELINE unset this compares two pipelines of
 #   this build, such as PIPELINE=record BASELINE_PIPELINE=default for the cost of
@@ -92,8 +94,8 @@ done
 BASELINE_PIPELINE="${BASELINE_PIPELINE:-}"
 for p in "$PIPELINE" ${BASELINE_PIPELINE:+"$BASELINE_PIPELINE"}; do
     case "$p" in
-        default | none | record | intercept10 | intercept1000) ;;
-        *) echo "run.sh: PIPELINE and BASELINE_PIPELINE must be default, none, record, intercept10 or intercept1000 (got $p)" >&2; exit 2 ;;
+        default | none | record | intercept10 | intercept1000 | auth) ;;
+        *) echo "run.sh: PIPELINE and BASELINE_PIPELINE must be default, none, record, intercept10, intercept1000 or auth (got $p)" >&2; exit 2 ;;
     esac
 done
 # The pipeline YAML of $1 (default|none|record); record writes under $2.
@@ -104,6 +106,7 @@ pipeline_yaml() {
         record) echo "[metrics, access_log, {record: {dir: $2}}]" ;;
         intercept10) echo "[metrics, access_log, {intercept: {rules: $WORK/rules-10.yaml}}]" ;;
         intercept1000) echo "[metrics, access_log, {intercept: {rules: $WORK/rules-1000.yaml}}]" ;;
+        auth) echo "[{auth: {resource: 'http://127.0.0.1/mcp', issuers: [{issuer: bench, secret: {file: $WORK/hmac-secret}}]}}, metrics, access_log]" ;;
     esac
 }
 
@@ -129,6 +132,21 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/shadowcat-loadtest.XXXXXX")"
 STARTED=()
 write_rules 10
 write_rules 1000
+
+# For PIPELINE=auth: an HMAC secret and one HS256 token for it, valid for a day,
+# that every mcp-bench request carries (with or without `auth`, so that both sides
+# of a comparison send the same bytes; measured: a token cached after its first use).
+python3 - "$WORK/hmac-secret" "$WORK/bearer" <<'PY'
+import base64, hashlib, hmac, json, os, sys, time
+secret = base64.b16encode(os.urandom(32)).decode()
+open(sys.argv[1], "w").write(secret)
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"iss": "bench", "sub": "mcp-bench", "aud": "http://127.0.0.1/mcp",
+                       "exp": int(time.time()) + 86400}).encode())
+sig = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+open(sys.argv[2], "w").write(f"{head}.{body}.{sig}")
+PY
 
 stop_pid() { # PID: SIGTERM, up to 5 s, then SIGKILL; then forget it (pids get reused)
     local pid="$1" i kept=() p
@@ -281,7 +299,7 @@ start_baseline() {
 }
 
 bench() { # mcp-bench with a hard time bound on top of its own
-    timeout --kill-after=5 "$((DURATION + WARMUP + 120))" "${CLIENT_PIN[@]}" "$BIN/mcp-bench" --payload-bytes "$PAYLOAD" "$@"
+    timeout --kill-after=5 "$((DURATION + WARMUP + 120))" "${CLIENT_PIN[@]}" "$BIN/mcp-bench" --payload-bytes "$PAYLOAD" --bearer-file "$WORK/bearer" "$@"
 }
 
 # The pool scenario: per round, per pool size, a fresh gateway whose only upstream is

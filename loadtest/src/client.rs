@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -110,6 +110,8 @@ pub struct Target {
     addr: String,
     host: HeaderValue,
     path: Uri,
+    /// `Authorization` for every request (a gateway with `auth`).
+    authorization: Option<HeaderValue>,
 }
 
 impl Target {
@@ -125,7 +127,19 @@ impl Target {
         let addr = format!("{}:{port}", authority.host());
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("host is not a header value"))?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|_| bad("bad path"))?;
-        Ok(Target { addr, host, path })
+        Ok(Target { addr, host, path, authorization: None })
+    }
+
+    /// Every request carries `Authorization: Bearer <token>`.
+    pub fn with_bearer(mut self, token: Option<&str>) -> Result<Target, ClientError> {
+        self.authorization = match token {
+            None => None,
+            Some(t) => Some(HeaderValue::from_str(&format!("Bearer {}", t.trim())).map_err(|_| ClientError::Url {
+                url: "--bearer-file".into(),
+                reason: "the token is not a header value",
+            })?),
+        };
+        Ok(self)
     }
 }
 
@@ -282,6 +296,9 @@ impl Session {
         h.insert(HOST, self.target.host.clone());
         h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(a) = &self.target.authorization {
+            h.insert(AUTHORIZATION, a.clone());
+        }
         if let Some(id) = &self.session_id {
             h.insert(SESSION_HEADER, id.clone());
             h.insert(VERSION_HEADER, HeaderValue::from_static(PROTOCOL_VERSION));

@@ -27,6 +27,8 @@ pub struct IdleOptions {
     pub timeout: Duration,
     /// Processes to read the memory of.
     pub watch: Vec<Watch>,
+    /// A bearer token every request carries.
+    pub bearer: Option<String>,
 }
 
 /// Sessions opened at a time.
@@ -38,7 +40,9 @@ const OPEN_BATCH: usize = 16;
 /// upstream connections, table growth); the cost per session is read over the
 /// other four fifths, so it is what one more idle session costs.
 pub async fn run(opts: &IdleOptions) -> Result<Value, String> {
-    let target = Arc::new(Target::parse(&opts.url).map_err(|e| e.to_string())?);
+    let target = Arc::new(
+        Target::parse(&opts.url).and_then(|t| t.with_bearer(opts.bearer.as_deref())).map_err(|e| e.to_string())?,
+    );
     let settle = opts.hold.min(Duration::from_secs(1));
     let warmup_sessions = (opts.sessions / 5).max(1).min(opts.sessions);
     let before = rss(&opts.watch);

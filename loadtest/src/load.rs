@@ -48,6 +48,8 @@ pub struct LoadOptions {
     /// Processes whose children (together) to read CPU time of: the stdio upstreams
     /// a gateway started. Children that end inside the window are not counted.
     pub watch_children: Vec<Watch>,
+    /// A bearer token every request carries.
+    pub bearer: Option<String>,
 }
 
 #[derive(Default)]
@@ -76,7 +78,9 @@ impl Tally {
 
 /// Runs the load and returns its result as one JSON object.
 pub async fn run(opts: &LoadOptions) -> Result<Value, String> {
-    let target = Arc::new(Target::parse(&opts.url).map_err(|e| e.to_string())?);
+    let target = Arc::new(
+        Target::parse(&opts.url).and_then(|t| t.with_bearer(opts.bearer.as_deref())).map_err(|e| e.to_string())?,
+    );
     let sessions = if opts.stateless {
         open_stateless(&target, opts.sessions, opts.timeout).await?
     } else {

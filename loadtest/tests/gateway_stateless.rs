@@ -116,6 +116,7 @@ fn options(gateway: &Gateway, stateless: bool) -> LoadOptions {
         timeout: Duration::from_secs(10),
         watch: vec![Watch { name: "gateway".into(), pid }],
         watch_children: vec![Watch { name: "upstream".into(), pid }],
+        bearer: None,
     }
 }
 

@@ -29,6 +29,7 @@ async fn load_run_counts_requests_without_errors() {
         timeout: Duration::from_secs(5),
         watch: vec![me],
         watch_children: vec![],
+        bearer: None,
     };
     let out = load::run(&opts).await.unwrap();
     assert!(out["requests"].as_u64().unwrap() > 10, "{out}");
@@ -49,6 +50,7 @@ async fn idle_run_holds_sessions() {
         drop_connections: true,
         timeout: Duration::from_secs(5),
         watch: vec![Watch { name: "self".into(), pid: std::process::id() }],
+        bearer: None,
     };
     let out = idle::run(&opts).await.unwrap();
     assert_eq!(out["sessions"], 20, "{out}");
@@ -67,6 +69,7 @@ async fn a_refused_url_is_an_error_not_a_panic() {
         timeout: Duration::from_secs(1),
         watch: vec![],
         watch_children: vec![],
+        bearer: None,
     };
     let err = load::run(&opts).await.unwrap_err();
     assert!(err.contains("could not open 2 sessions"), "{err}");
@@ -86,6 +89,7 @@ async fn stateless_against_a_server_without_it_fails_up_front() {
         timeout: Duration::from_secs(5),
         watch: vec![],
         watch_children: vec![],
+        bearer: None,
     };
     let err = load::run(&opts).await.unwrap_err();
     assert!(err.contains("could not open 2 stateless clients"), "{err}");

@@ -61,6 +61,9 @@ struct Args {
     /// `KEY=VALUE` copied into the output's `labels`; repeatable.
     #[arg(long, value_parser = parse_label)]
     label: Vec<(String, String)>,
+    /// A file holding a bearer token every request carries (a gateway with `auth`).
+    #[arg(long)]
+    bearer_file: Option<PathBuf>,
     /// Report mode: summarize a file of JSON lines written by earlier runs.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -117,6 +120,12 @@ fn run(args: &Args) -> Result<Value, String> {
     let url = args.url.clone().ok_or("--url is required")?;
     let timeout = seconds("timeout", args.timeout, 600.0)?;
     let runtime = shadowcat_loadtest::runtime(args.threads).map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let bearer = match &args.bearer_file {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).map_err(|e| format!("--bearer-file {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
     if let Some(n) = args.idle_sessions {
         let opts = IdleOptions {
             url,
@@ -125,6 +134,7 @@ fn run(args: &Args) -> Result<Value, String> {
             drop_connections: args.drop_connections,
             timeout,
             watch: args.watch.clone(),
+            bearer: bearer.clone(),
         };
         return runtime.block_on(idle::run(&opts));
     }
@@ -138,6 +148,7 @@ fn run(args: &Args) -> Result<Value, String> {
         timeout,
         watch: args.watch.clone(),
         watch_children: args.watch_children.clone(),
+        bearer,
     };
     runtime.block_on(load::run(&opts))
 }
