@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need into one folder (default .test-deps/), from the
 # package registries only: node >= 22 (npm package node-linux-<arch> when the
-# machine's node is older), the MCP conformance suite and the reference server
-# (npm), and the official Python SDK in a virtualenv (PyPI). Idempotent.
+# machine's node is older), the MCP conformance suite, the reference server and an
+# OpenID provider (npm), and the official Python SDK in a virtualenv (PyPI). Idempotent.
 set -euo pipefail
 DEPS="${1:-$(cd "$(dirname "$0")/.." && pwd)/.test-deps}"
 mkdir -p "$DEPS"
@@ -17,6 +17,8 @@ TS_SDK_VERSION=2.4.0
 EVERYTHING_VERSION=2026.8.31
 NODE22_VERSION=22.23.3
 PY_MCP_VERSION=2.3.0
+# A real OpenID provider (OpenID certified) for the `auth` tests.
+OIDC_PROVIDER_VERSION=9.13.3
 
 # --- node >= 22 -----------------------------------------------------------------
 node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
@@ -50,6 +52,7 @@ want=()
 [ "$(have_version conformance-next)" = "$CONFORMANCE_NEXT_VERSION" ] || want+=("conformance-next@npm:@modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION")
 [ "$(have_version @modelcontextprotocol/server)" = "$TS_SDK_VERSION" ] || want+=("@modelcontextprotocol/server@$TS_SDK_VERSION")
 [ "$(have_version @modelcontextprotocol/client)" = "$TS_SDK_VERSION" ] || want+=("@modelcontextprotocol/client@$TS_SDK_VERSION")
+[ "$(have_version oidc-provider)" = "$OIDC_PROVIDER_VERSION" ] || want+=("oidc-provider@$OIDC_PROVIDER_VERSION")
 if [ "${#want[@]}" -gt 0 ]; then
   log "installing ${want[*]}"
   (cd "$NPM_DIR" && npm install --save-exact --no-audit --no-fund --loglevel=error "${want[@]}" >&2)

@@ -187,7 +187,7 @@ fn bad_auth_options_stop_the_start() {
             format!("  - auth: {{ resource: {RESOURCE}, issuers: [{{ issuer: {ISSUER}, jwks_file: {} }}] }}\n", broken.display()),
             "not a JWKS document",
         ),
-        (format!("  - auth: {{ resource: {RESOURCE}, issuers: [{{ issuer: {ISSUER} }}] }}\n"), "needs jwks_file"),
+        (format!("  - auth: {{ resource: {RESOURCE}, issuers: [{{ issuer: 'http://issuer.example.com' }}] }}\n"), "discovery needs an https:// issuer"),
     ];
     for (stage, says) in cases {
         let path = dir.join("config.yaml");
@@ -196,4 +196,99 @@ fn bad_auth_options_stop_the_start() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(says), "{stage}: {err}");
     }
+}
+
+/// The OpenID provider of `tests/fixtures/oidc_provider.mjs`, issuing tokens for
+/// `resource`; killed on drop.
+struct Provider {
+    child: std::process::Child,
+    issuer: String,
+}
+
+impl Provider {
+    fn start(resource: &str) -> Provider {
+        use std::io::BufRead;
+        let d = common::deps();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oidc_provider.mjs");
+        let mut child = std::process::Command::new(&d.node)
+            .arg(script)
+            .arg(resource)
+            .env("SHADOWCAT_NODE_MODULES", &d.node_modules)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let issuer =
+            lines.find_map(|l| l.ok()?.strip_prefix("issuer=").map(str::to_owned)).expect("the provider's issuer line");
+        Provider { child, issuer }
+    }
+
+    /// An access token by client credentials, with `scope`.
+    async fn token(&self, scope: &str) -> String {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode("shadowcat-test:test-secret-of-the-test-client-0123456789");
+        let auth = format!("Basic {basic}");
+        let body = format!("grant_type=client_credentials&scope={scope}&resource={RESOURCE}").replace(' ', "%20");
+        let headers = [("authorization", auth.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        let r = Http::new().send(Method::POST, &format!("{}/token", self.issuer), &headers, Some(&body)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn rotate(&self) {
+        let r = Http::new().send(Method::POST, &format!("{}/rotate", self.issuer), &[], None).await;
+        assert_eq!(r.status, 204);
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_of_a_real_openid_provider_with_discovery_and_key_rotation() {
+    let provider = Provider::start(RESOURCE);
+    let stages = format!(
+        "pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {}\n      scopes: [mcp:tools]\n      keys_min_refresh: 100ms\n",
+        provider.issuer
+    );
+    let mut gw = Gateway::start(&format!("{}{stages}", common::demo_config("", "")));
+    let call_with = |token: String| {
+        let gw_url = gw.mcp_url.clone();
+        async move {
+            let bearer = format!("Bearer {token}");
+            let h = [
+                ("accept", "application/json, text/event-stream"),
+                ("content-type", "application/json"),
+                ("authorization", bearer.as_str()),
+            ];
+            Http::new().send(Method::POST, &gw_url, &h, Some(&init().to_string())).await
+        }
+    };
+    // Keys found through the provider's discovery metadata, on the first token.
+    let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
+    let first_token = provider.token("mcp:tools").await;
+    let first_kid = kid(&first_token);
+    let first = call_with(first_token).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    // Not enough scope: the provider issues a token without mcp:tools.
+    let narrow = call_with(provider.token("math").await).await;
+    assert_eq!(narrow.status, 403, "{}", narrow.text());
+    // A new signing key at the provider: its tokens name a kid the gateway fetches.
+    provider.rotate().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let rotated = provider.token("mcp:tools").await;
+    assert_ne!(kid(&rotated), first_kid, "the provider signs with its new key");
+    let spare = provider.token("mcp:tools").await;
+    let after = call_with(rotated).await;
+    assert_eq!(after.status, 200, "after the rotation: {}", after.text());
+    // The provider gone: a token whose key the gateway has still passes.
+    drop(provider);
+    let down = call_with(spare).await;
+    assert_eq!(down.status, 200, "with the issuer down: {}", down.text());
+    assert!(gw.stop().success());
 }

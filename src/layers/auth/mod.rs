@@ -22,6 +22,7 @@
 //! client's repeated token costs a lookup, not a signature check. Forward stdio has
 //! no credentials to check: its one client is the local process that started it.
 
+mod discovery;
 mod keys;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,7 +39,8 @@ use serde_json::{json, Value};
 use super::{BuildContext, StageDef, StageFn};
 use crate::config::SecretValue;
 use crate::error::{GatewayError, Rejection};
-use crate::pipeline::{CallInfo, Flow, McpRequest, Principal, Stage, StageLayer, Transport};
+use crate::pipeline::{CallInfo, Flow, McpRequest, Principal, Stage, StageLayer, Transport, Verdict};
+use discovery::Discovered;
 use keys::Keys;
 
 /// The registry entry.
@@ -96,6 +98,12 @@ struct Options {
     leeway: Duration,
     #[serde(default)]
     algorithms: Option<Vec<String>>,
+    #[serde(default = "default_min_refresh", with = "crate::config::duration")]
+    keys_min_refresh: Duration,
+}
+
+fn default_min_refresh() -> Duration {
+    discovery::MIN_REFRESH
 }
 
 fn default_leeway() -> Duration {
@@ -121,7 +129,7 @@ pub struct Auth {
 
 struct Inner {
     resource: String,
-    issuers: HashMap<String, Keys>,
+    issuers: HashMap<String, IssuerKeys>,
     scopes: Vec<String>,
     method_scopes: BTreeMap<String, Vec<String>>,
     tool_scopes: BTreeMap<String, Vec<String>>,
@@ -134,6 +142,28 @@ struct Inner {
     /// Verified tokens by the SHA-256 of the token: the principal, its scopes and
     /// when the token expires (seconds since the epoch).
     verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// Where an issuer's keys come from.
+enum IssuerKeys {
+    /// A JWKS file or a secret, read at start.
+    Fixed(Arc<Keys>),
+    /// Its metadata, fetched when needed.
+    Discovered(Arc<Discovered>),
+}
+
+/// Why a token did not pass (yet).
+enum Failure {
+    /// Refused, with what to tell the client.
+    Refused(String),
+    /// Its issuer's keys are to be fetched first.
+    Fetch(Arc<Discovered>),
+}
+
+impl From<&str> for Failure {
+    fn from(why: &str) -> Failure {
+        Failure::Refused(why.to_owned())
+    }
 }
 
 #[derive(Clone)]
@@ -178,7 +208,7 @@ impl Auth {
                 (Some(path), None) => {
                     let text = std::fs::read_to_string(path)
                         .map_err(|e| at(format!("jwks_file: cannot read {}: {e}", path.display())))?;
-                    Keys::from_jwks(&text, &path.display().to_string()).map_err(at)?
+                    IssuerKeys::Fixed(Arc::new(Keys::from_jwks(&text, &path.display().to_string()).map_err(at)?))
                 }
                 (None, Some(secret)) => {
                     hmac = true;
@@ -186,13 +216,11 @@ impl Auth {
                     if secret.len() < 32 {
                         return Err(at("secret: at least 32 bytes for HMAC".into()));
                     }
-                    Keys::from_secret(secret.as_bytes()).map_err(at)?
+                    IssuerKeys::Fixed(Arc::new(Keys::from_secret(secret.as_bytes()).map_err(at)?))
                 }
                 (Some(_), Some(_)) => return Err(at("jwks_file and secret: one or the other".into())),
                 (None, None) => {
-                    return Err(at(
-                        "needs jwks_file (keys from the issuer's discovery metadata are not in this build yet)".into(),
-                    ))
+                    IssuerKeys::Discovered(Arc::new(Discovered::new(&issuer.issuer, o.keys_min_refresh).map_err(at)?))
                 }
             };
             if issuers.insert(issuer.issuer.clone(), keys).is_some() {
@@ -270,7 +298,7 @@ impl Auth {
     }
 
     /// The scopes a request needs: those of every request, its method's, its tool's.
-    fn needed<'a>(&'a self, req: &'a McpRequest) -> Vec<&'a str> {
+    fn needed<'a>(&'a self, req: &McpRequest) -> Vec<&'a str> {
         let msg = req.msg();
         let method = msg.and_then(|m| m.method());
         let tool = msg.and_then(|m| m.tool_name());
@@ -287,15 +315,16 @@ impl Auth {
         needed
     }
 
-    fn refuse(&self, status: StatusCode, code: i32, message: &str, challenge: HeaderValue) -> Flow<McpRequest> {
+    fn refuse(&self, status: StatusCode, code: i32, message: &str, challenge: HeaderValue) -> Verdict<McpRequest> {
         let label = if status == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" };
         let rejection =
             Rejection::new(status, code, message).header(http::header::WWW_AUTHENTICATE, challenge).label(label);
-        Flow::fail(GatewayError::from(rejection))
+        Verdict::Fail(GatewayError::from(rejection))
     }
 
-    /// The principal of `token`, verified now or earlier.
-    fn verify(&self, token: &str) -> Result<Verified, String> {
+    /// The principal of `token`, verified now or earlier; `may_fetch`: a token whose
+    /// discovered issuer's keys are due to be fetched asks for that first.
+    fn verify(&self, token: &str, may_fetch: bool) -> Result<Verified, Failure> {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
@@ -305,7 +334,7 @@ impl Auth {
                 return Ok(v.clone());
             }
         }
-        let verified = self.check(token)?;
+        let verified = self.check(token, may_fetch)?;
         let mut cache = self.inner.verified.lock();
         if cache.len() >= TOKEN_CACHE {
             cache.retain(|_, v| v.expires > now);
@@ -319,13 +348,23 @@ impl Auth {
 
     /// Checks `token` whole: its header's algorithm and key, then signature, issuer,
     /// audience and lifetime.
-    fn check(&self, token: &str) -> Result<Verified, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+    fn check(&self, token: &str, may_fetch: bool) -> Result<Verified, Failure> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| Failure::Refused(format!("not a JWT: {e}")))?;
         if !self.inner.algorithms.contains(&header.alg) {
-            return Err(format!("algorithm {:?} is not accepted", header.alg));
+            return Err(Failure::Refused(format!("algorithm {:?} is not accepted", header.alg)));
         }
         let issuer = unverified_issuer(token).ok_or("the token names no issuer")?;
-        let keys = self.inner.issuers.get(&issuer).ok_or("the token's issuer is not trusted here")?;
+        let keys = match self.inner.issuers.get(&issuer).ok_or("the token's issuer is not trusted here")? {
+            IssuerKeys::Fixed(keys) => keys.clone(),
+            IssuerKeys::Discovered(d) => {
+                let keys = d.keys();
+                let known = keys.find(header.kid.as_deref(), header.alg).is_some();
+                if may_fetch && d.due(!known) {
+                    return Err(Failure::Fetch(d.clone()));
+                }
+                keys
+            }
+        };
         let key = keys.find(header.kid.as_deref(), header.alg).ok_or("no key of the issuer verifies this token")?;
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
@@ -334,13 +373,43 @@ impl Auth {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = self.inner.leeway.as_secs();
         validation.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| describe(&e))?;
+        let data =
+            jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| Failure::Refused(describe(&e)))?;
         let claims = data.claims;
         let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
         let expires = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
         let scopes = scopes_of(&claims);
         let principal = Principal { id: Arc::from(format!("{issuer} {sub}")), claims: Arc::new(claims) };
         Ok(Verified { principal, scopes: Arc::new(scopes), expires })
+    }
+
+    /// What becomes of `req` with the outcome of its token's check.
+    fn decide(&self, mut req: McpRequest, outcome: Result<Verified, String>) -> Verdict<McpRequest> {
+        let needed = self.needed(&req);
+        let verified = match outcome {
+            Ok(v) => v,
+            Err(why) => {
+                tracing::debug!(reason = %why, "a bearer token was refused");
+                let challenge = self.challenge(&needed, Some(("invalid_token", &why)));
+                return self.refuse(
+                    StatusCode::UNAUTHORIZED,
+                    UNAUTHORIZED_CODE,
+                    &format!("invalid token: {why}"),
+                    challenge,
+                );
+            }
+        };
+        let missing: Vec<&str> = needed.iter().copied().filter(|s| !verified.scopes.contains(*s)).collect();
+        if !missing.is_empty() {
+            let challenge =
+                self.challenge(&needed, Some(("insufficient_scope", "the token lacks a scope this call needs")));
+            let message = format!("insufficient scope: this call needs {}", missing.join(" "));
+            return self.refuse(StatusCode::FORBIDDEN, FORBIDDEN_CODE, &message, challenge);
+        }
+        // The token goes no further than this stage.
+        req.headers.remove(http::header::AUTHORIZATION);
+        req.context.extensions.insert(verified.principal);
+        Verdict::Pass(req)
     }
 }
 
@@ -408,50 +477,42 @@ impl Stage for Auth {
 
     fn begin(&self, _req: &McpRequest) {}
 
-    fn on_request(&self, _call: &(), _info: &CallInfo, mut req: McpRequest) -> Flow<McpRequest> {
+    fn on_request(&self, _call: &(), _info: &CallInfo, req: McpRequest) -> Flow<McpRequest> {
         if req.context.transport == Transport::Stdio {
             return Flow::pass(req);
         }
-        let needed = self.needed(&req);
         let token = match bearer(&req.headers) {
-            Ok(Some(token)) => token,
+            Ok(Some(token)) => token.to_owned(),
             Ok(None) => {
-                return self.refuse(
+                let challenge = self.challenge(&self.needed(&req), None);
+                return Flow::Now(self.refuse(
                     StatusCode::UNAUTHORIZED,
                     UNAUTHORIZED_CODE,
                     "authentication required: a bearer token from one of this resource's authorization servers",
-                    self.challenge(&needed, None),
-                )
-            }
-            Err(why) => {
-                let challenge = self.challenge(&needed, Some(("invalid_request", why)));
-                return self.refuse(StatusCode::BAD_REQUEST, UNAUTHORIZED_CODE, why, challenge);
-            }
-        };
-        let verified = match self.verify(token) {
-            Ok(v) => v,
-            Err(why) => {
-                tracing::debug!(reason = %why, "a bearer token was refused");
-                let challenge = self.challenge(&needed, Some(("invalid_token", &why)));
-                return self.refuse(
-                    StatusCode::UNAUTHORIZED,
-                    UNAUTHORIZED_CODE,
-                    &format!("invalid token: {why}"),
                     challenge,
-                );
+                ));
+            }
+            Err(why) => {
+                let challenge = self.challenge(&self.needed(&req), Some(("invalid_request", why)));
+                return Flow::Now(self.refuse(StatusCode::BAD_REQUEST, UNAUTHORIZED_CODE, why, challenge));
             }
         };
-        let missing: Vec<&str> = needed.iter().copied().filter(|s| !verified.scopes.contains(*s)).collect();
-        if !missing.is_empty() {
-            let challenge =
-                self.challenge(&needed, Some(("insufficient_scope", "the token lacks a scope this call needs")));
-            let message = format!("insufficient scope: this call needs {}", missing.join(" "));
-            return self.refuse(StatusCode::FORBIDDEN, FORBIDDEN_CODE, &message, challenge);
+        match self.verify(&token, true) {
+            Ok(v) => Flow::Now(self.decide(req, Ok(v))),
+            Err(Failure::Refused(why)) => Flow::Now(self.decide(req, Err(why))),
+            Err(Failure::Fetch(issuer)) => {
+                let this = self.clone();
+                Flow::Later(Box::pin(async move {
+                    issuer.refresh().await;
+                    let outcome = match this.verify(&token, false) {
+                        Ok(v) => Ok(v),
+                        Err(Failure::Refused(why)) => Err(why),
+                        Err(Failure::Fetch(_)) => Err("the issuer's keys could not be fetched".to_owned()),
+                    };
+                    this.decide(req, outcome)
+                }))
+            }
         }
-        // The token goes no further than this stage.
-        req.headers.remove(http::header::AUTHORIZATION);
-        req.context.extensions.insert(verified.principal);
-        Flow::pass(req)
     }
 }
 

@@ -176,7 +176,12 @@ fn bad_options_are_refused() {
     assert!(try_build(json!({"resource": "http://mcp.example.com/mcp", "issuers": issuer})).contains("loopback only"));
     assert!(try_build(json!({"resource": "/mcp", "issuers": issuer})).contains("absolute URI"));
     assert!(try_build(json!({"resource": RESOURCE, "issuers": []})).contains("at least one issuer"));
-    assert!(try_build(json!({"resource": RESOURCE, "issuers": [{"issuer": ISSUER}]})).contains("needs jwks_file"));
+    let plain = json!([{"issuer": "http://issuer.example.com"}]);
+    assert!(try_build(json!({"resource": RESOURCE, "issuers": plain})).contains("discovery needs an https:// issuer"));
+    assert!(Auth::new(
+        serde_json::from_value(json!({"resource": RESOURCE, "issuers": [{"issuer": ISSUER}]})).expect("o")
+    )
+    .is_ok());
     let broken_issuer = json!([{"issuer": ISSUER, "jwks_file": broken}]);
     assert!(try_build(json!({"resource": RESOURCE, "issuers": broken_issuer})).contains("not a JWKS document"));
     let short = json!([{"issuer": ISSUER, "secret": "short"}]);

@@ -11,7 +11,7 @@
 //! before the response (see `stream`).
 
 mod challenge;
-mod connect;
+pub mod connect;
 mod session;
 mod shared;
 mod sse;
