@@ -1,5 +1,5 @@
 //! Interception rules end to end: the official Python SDK client against the demo
-//! server through the gateway's HTTP front (2025 sessions and bridged stateless
+//! server (and server-everything) through the gateway's HTTP front (2025 sessions and bridged stateless
 //! 2026-07-28 calls) and through forward stdio, with the rule files of the README;
 //! `intercept rules validate`; and bad rule files and stage options.
 #![allow(clippy::unwrap_used)]
@@ -973,4 +973,41 @@ async fn upstream_side_rules_act_on_the_bridges_pooled_sessions_only() {
     let answered =
         upstream_lines.iter().find(|l| l["dir"] == "c2s" && l["msg"]["id"] == *id && l["msg"].get("result").is_some());
     assert_eq!(answered.map(|l| &l["msg"]["result"]["action"]), Some(&json!("accept")), "{upstream_lines:?}");
+}
+
+#[test]
+fn actions_against_server_everything_through_every_front() {
+    let d = deps();
+    let dir = scratch_dir("intercept-everything");
+    let rules = write(
+        &dir,
+        "rules.yaml",
+        concat!(
+            "version: 1\nrules:\n",
+            "  - id: mock-echo\n    match: { method: tools/call, tool: echo }\n    action: { mock: { result: { content: [ { type: text, text: \"mocked {{request.params.arguments.message}}\" } ] } } }\n",
+            "  - id: relabel-sum\n    match: { direction: server_to_client, method: tools/call, tool: get-sum }\n    action: { modify: { transform: { \"$.result.content[0].text\": { prefix: \"sum: \" } } } }\n",
+            "  - id: no-env\n    match: { method: tools/call, tool: get-env }\n    action: { block: { code: -32050, message: no env here } }\n",
+            "  - id: slow-annotated\n    match: { method: tools/call, tool: get-annotated-message }\n    action: { delay: { fixed: 100ms } }\n",
+        ),
+    );
+    let rules = rules.to_str().unwrap();
+    let calls = json!([["echo", {"message": "hi"}], ["get-sum", {"a": 2, "b": 3}], ["get-env", {}],
+        ["get-annotated-message", {"messageType": "success"}]]);
+    let expect = |out: &[Value], how: &str| {
+        assert_eq!(out[0]["text"], json!(["mocked hi"]), "{how}: {out:?}");
+        assert_eq!(out[1]["text"], json!(["sum: The sum of 2 and 3 is 5."]), "{how}: {out:?}");
+        assert_eq!(out[2]["error"]["message"], "no env here", "{how}: {out:?}");
+        assert_eq!(out[3]["ok"], true, "{how}: {out:?}");
+    };
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  max_sessions_per_client: 0\npipeline:\n  - intercept: {{ rules: {rules} }}\nupstreams:\n  everything:\n    stdio:\n      command: {}\n      args: ['{}', stdio]\n",
+        d.node, d.everything_js
+    );
+    let mut gw = Gateway::start(&yaml);
+    for mode in ["legacy", "default"] {
+        expect(&client(&[&gw.mcp_url], mode, calls.clone()), mode);
+    }
+    assert!(gw.stop().success());
+    let forward = [bin(), "forward", "stdio", "--rules", rules, "--", &d.node, &d.everything_js, "stdio"];
+    expect(&client(&forward, "legacy", calls), "stdio");
 }
