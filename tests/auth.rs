@@ -109,6 +109,13 @@ async fn bearer_tokens_are_checked_on_every_request() {
     let echoed = post(&gw, &[&good], Some(&session), call(2, "echo", json!({"message": "hi"}))).await;
     assert_eq!(echoed.messages()[0]["result"]["content"][0]["text"], "hi", "{}", echoed.text());
 
+    // Another principal holding alice's session id: as if there were no such session.
+    let mallory = format!("Bearer {}", token(&key, json!({"sub": "mallory"})));
+    let stolen = post(&gw, &[&mallory], Some(&session), call(3, "echo", json!({"message": "hi"}))).await;
+    assert_eq!(stolen.status, 404, "{}", stolen.text());
+    let again = post(&gw, &[&good], Some(&session), call(3, "echo", json!({"message": "still mine"}))).await;
+    assert_eq!(again.messages()[0]["result"]["content"][0]["text"], "still mine", "{}", again.text());
+
     // Every request of the session needs it.
     let bare = post(&gw, &[], Some(&session), call(3, "echo", json!({"message": "hi"}))).await;
     assert_eq!(bare.status, 401);

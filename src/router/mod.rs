@@ -63,7 +63,9 @@ impl Router {
         let streams = StreamRegistry::new(self.limits.buffer_events, self.limits.retained_streams)
             .with_buffer_bytes(self.limits.buffer_bytes);
         let session = Arc::new(
-            Session::new(id, req.route.clone(), name.clone(), upstream_session, streams).with_client_slot(client_slot),
+            Session::new(id, req.route.clone(), name.clone(), upstream_session, streams)
+                .with_client_slot(client_slot)
+                .with_owner(req.context.principal().map(|p| p.id.clone())),
         );
         session.set_version(requested_version(&m).unwrap_or(req.version));
         self.store.insert(session.clone());

@@ -90,6 +90,9 @@ pub struct Session {
     ended: AtomicBool,
     /// Counts it against its client's `max_sessions_per_client` while it is open.
     client_slot: Mutex<Option<ClientSlot>>,
+    /// The authenticated principal that opened it (its id), if a stage authenticated
+    /// the `initialize`: only that principal may use it.
+    owner: Option<Arc<str>>,
     /// Its SSE streams.
     pub streams: StreamRegistry,
 }
@@ -113,8 +116,21 @@ impl Session {
             last_active: Mutex::new(Instant::now()),
             ended: AtomicBool::new(false),
             client_slot: Mutex::new(None),
+            owner: None,
             streams,
         }
+    }
+
+    /// Owned by the principal `owner` (see [`Session::owner`]).
+    pub fn with_owner(mut self, owner: Option<Arc<str>>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// The id of the principal that opened it, when the `initialize` was
+    /// authenticated.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     /// Counts the session against its client (see [`SessionStore::client_slot`]) until

@@ -406,6 +406,17 @@ impl Auth {
             let message = format!("insufficient scope: this call needs {}", missing.join(" "));
             return self.refuse(StatusCode::FORBIDDEN, FORBIDDEN_CODE, &message, challenge);
         }
+        // A session is its opener's: another principal holding its id is told what a
+        // client with an unknown id is.
+        if let Some(owner) = req.session.as_ref().and_then(|s| s.owner()) {
+            if owner != &*verified.principal.id {
+                tracing::warn!(
+                    session = req.session.as_ref().map_or("", |s| s.tag()),
+                    "auth: a principal presented another principal's session id"
+                );
+                return Verdict::Fail(GatewayError::UnknownSession);
+            }
+        }
         // The token goes no further than this stage.
         req.headers.remove(http::header::AUTHORIZATION);
         req.context.extensions.insert(verified.principal);
