@@ -42,13 +42,17 @@ fn token(key: &EncodingKey, extra: Value) -> String {
 }
 
 fn gateway(dir: &Path, jwks: &str, more_stages: &str) -> Gateway {
+    gateway_with(dir, jwks, more_stages, "")
+}
+
+fn gateway_with(dir: &Path, jwks: &str, more_stages: &str, server: &str) -> Gateway {
     let path = dir.join("jwks.json");
     std::fs::write(&path, jwks).unwrap();
     let stages = format!(
         "pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {ISSUER}\n          jwks_file: {}\n      scopes: [mcp:tools]\n      tool_scopes: {{ add: [math] }}\n{more_stages}",
         path.display()
     );
-    Gateway::start(&format!("{}{stages}", common::demo_config("", "")))
+    Gateway::start(&format!("{}{stages}", common::demo_config(server, "")))
 }
 
 async fn post(gw: &Gateway, authorization: &[&str], session: Option<&str>, body: Value) -> Reply {
@@ -297,5 +301,46 @@ async fn tokens_of_a_real_openid_provider_with_discovery_and_key_rotation() {
     drop(provider);
     let down = call_with(spare).await;
     assert_eq!(down.status, 200, "with the issuer down: {}", down.text());
+    assert!(gw.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_clients_get_cors_from_allowed_origins() {
+    let dir = scratch_dir("auth-cors");
+    let (key, jwks) = key_pair("k1");
+    let mut gw = gateway_with(&dir, &jwks, "", "  allowed_origins: [\"https://app.example.com\"]\n");
+    let app = "https://app.example.com";
+    let preflight = |origin: &'static str| {
+        let url = gw.mcp_url.clone();
+        async move {
+            let h = [
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "authorization, content-type, mcp-param-region"),
+            ];
+            Http::new().send(Method::OPTIONS, &url, &h, None).await
+        }
+    };
+    let ok = preflight("https://app.example.com").await;
+    assert_eq!(ok.status, 204, "{}", ok.text());
+    assert_eq!(ok.header("access-control-allow-origin").as_deref(), Some(app));
+    assert!(ok.header("access-control-allow-methods").unwrap_or_default().contains("POST"));
+    let allowed = ok.header("access-control-allow-headers").unwrap_or_default();
+    assert!(allowed.contains("authorization") && allowed.contains("mcp-param-region"), "{allowed}");
+    assert_eq!(preflight("https://evil.example.com").await.status, 403);
+
+    // The answers themselves: readable by the app, with the headers a client needs.
+    let h = [("origin", app), ("accept", "application/json, text/event-stream"), ("content-type", "application/json")];
+    let refused = Http::new().send(Method::POST, &gw.mcp_url, &h, Some(&init().to_string())).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("access-control-allow-origin").as_deref(), Some(app));
+    let exposed = refused.header("access-control-expose-headers").unwrap_or_default();
+    assert!(exposed.contains("Mcp-Session-Id") && exposed.contains("WWW-Authenticate"), "{exposed}");
+    let bearer = format!("Bearer {}", token(&key, json!({})));
+    let mut with_token = h.to_vec();
+    with_token.push(("authorization", &bearer));
+    let opened = Http::new().send(Method::POST, &gw.mcp_url, &with_token, Some(&init().to_string())).await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    assert_eq!(opened.header("access-control-allow-origin").as_deref(), Some(app));
     assert!(gw.stop().success());
 }

@@ -53,13 +53,17 @@ impl OriginPolicy {
             return Ok(());
         };
         let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
-        let allowed = self.origins.iter().any(|o| o == "*" || *o == origin)
-            || (self.loopback && origin_host(&origin).is_some_and(|h| LOOPBACK_NAMES.contains(&h)));
-        if allowed {
+        if self.origin_allowed(&origin) {
             Ok(())
         } else {
             Err(GatewayError::Forbidden(format!("Origin {origin:?} is not allowed")))
         }
+    }
+
+    /// Whether a request with this `Origin` (lower case) is served.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.origins.iter().any(|o| o == "*" || *o == origin)
+            || (self.loopback && origin_host(origin).is_some_and(|h| LOOPBACK_NAMES.contains(&h)))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod checks;
+mod cors;
 mod listen;
 mod modern;
 mod post;
@@ -168,8 +169,57 @@ impl Front {
         self.refusals.notify(&refusal);
     }
 
-    /// Serves one HTTP request. Never fails: every error becomes a response.
+    /// Serves one HTTP request. Never fails: every error becomes a response. A
+    /// browser's CORS preflight (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) is answered here; every answer to an allowed
+    /// `Origin` says so and exposes the headers an MCP client reads.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
+        let origin =
+            origin.filter(|o| o.to_str().is_ok_and(|o| self.policy.origin_allowed(&o.trim().to_ascii_lowercase())));
+        if req.method() == Method::OPTIONS && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD) {
+            return self.preflight(&req, origin);
+        }
+        let mut resp = self.serve(req).await;
+        if let Some(origin) = origin {
+            cors::allow(resp.headers_mut(), origin);
+            resp.headers_mut().insert(http::header::ACCESS_CONTROL_EXPOSE_HEADERS, cors::exposed());
+        }
+        resp
+    }
+
+    /// A CORS preflight: 204 with what may be sent, for an allowed origin and a path
+    /// served here; else refused as the request itself would be.
+    fn preflight<B>(&self, req: &Request<B>, origin: Option<http::HeaderValue>) -> Response<ResponseBody> {
+        let path = req.uri().path();
+        if !self.routes.contains_key(path) && !self.endpoints.contains_key(path) {
+            return self.refuse(req, &GatewayError::NoRoute(path.to_owned()), None);
+        }
+        let Some(origin) = origin else {
+            let e = match self.policy.check(req.headers(), req.uri().host()) {
+                Err(e) => e,
+                Ok(()) => GatewayError::Forbidden("a CORS preflight needs an Origin".into()),
+            };
+            return self.refuse(req, &e, None);
+        };
+        let mut resp = Response::new(response::full(Bytes::new()));
+        *resp.status_mut() = http::StatusCode::NO_CONTENT;
+        let h = resp.headers_mut();
+        cors::allow(h, origin);
+        h.insert(
+            http::header::ACCESS_CONTROL_ALLOW_METHODS,
+            http::HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+        );
+        h.insert(http::header::ACCESS_CONTROL_ALLOW_HEADERS, cors::allowed_headers(req.headers()));
+        h.insert(http::header::ACCESS_CONTROL_MAX_AGE, http::HeaderValue::from_static("600"));
+        resp
+    }
+
+    async fn serve<B>(&self, req: Request<B>) -> Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
