@@ -344,3 +344,22 @@ async fn browser_clients_get_cors_from_allowed_origins() {
     assert_eq!(opened.header("access-control-allow-origin").as_deref(), Some(app));
     assert!(gw.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issuer_that_cannot_be_reached_is_a_clear_refusal() {
+    let (key, _) = key_pair("k1");
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let stages = format!("pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {dead}\n");
+    let mut gw = Gateway::start(&format!("{}{stages}", common::demo_config("", "")));
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({"iss": dead, "sub": "alice", "aud": RESOURCE, "exp": now + 600});
+    let t = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let r = post(&gw, &[&format!("Bearer {t}")], None, init()).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(challenge(&r).contains("error=\"invalid_token\""), "{}", challenge(&r));
+    assert!(r.text().contains("no key of the issuer"), "{}", r.text());
+    assert!(gw.wait_log("could not be fetched", std::time::Duration::from_secs(5)), "{}", gw.log());
+    assert!(gw.stop().success());
+}

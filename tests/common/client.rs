@@ -194,14 +194,7 @@ impl Http {
 
     /// Sends a request and reads the whole reply (30 s limit).
     pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
-        let req = Self::build(method, url, headers, body);
-        let fut = async {
-            let resp = self.client.request(req).await.unwrap();
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await.unwrap().to_bytes();
-            Reply { status: parts.status.as_u16(), headers: parts.headers, body }
-        };
-        tokio::time::timeout(Duration::from_secs(30), fut).await.expect("reply within 30 s")
+        self.try_send(method, url, headers, body).await.map(|(reply, _)| reply).unwrap()
     }
 
     /// Sends a request and reads the whole reply, counting its body's data frames;

@@ -107,7 +107,7 @@ impl Discovered {
     async fn fetch(&self) -> Result<Keys, String> {
         let base = self.issuer.trim_end_matches('/');
         let oidc = format!("{base}/.well-known/openid-configuration");
-        let metadata = match self.get(&oidc).await {
+        let metadata = match self.get_json(&oidc).await {
             Ok(m) => m,
             Err(first) => {
                 let uri: http::Uri = self.issuer.parse().map_err(|e| format!("{e}"))?;
@@ -115,7 +115,7 @@ impl Discovered {
                 let origin =
                     format!("{}://{}", uri.scheme_str().unwrap_or("https"), uri.authority().map_or("", |a| a.as_str()));
                 let rfc8414 = format!("{origin}/.well-known/oauth-authorization-server{path}");
-                self.get(&rfc8414).await.map_err(|second| format!("{first}; {second}"))?
+                self.get_json(&rfc8414).await.map_err(|second| format!("{first}; {second}"))?
             }
         };
         // RFC 8414 section 3.3: the metadata must name the issuer it was fetched for.
@@ -124,10 +124,16 @@ impl Discovered {
         }
         let jwks_uri = metadata.get("jwks_uri").and_then(Value::as_str).ok_or("the metadata has no jwks_uri")?;
         let jwks = self.get(jwks_uri).await?;
-        Keys::from_jwks(&jwks.to_string(), jwks_uri)
+        Keys::from_jwks(&String::from_utf8_lossy(&jwks), jwks_uri)
     }
 
-    async fn get(&self, url: &str) -> Result<Value, String> {
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let body = self.get(url).await?;
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+    }
+
+    /// The body of a `GET` of `url` (a success, within the time and size bounds).
+    async fn get(&self, url: &str) -> Result<Bytes, String> {
         let req = http::Request::get(url)
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
@@ -137,12 +143,11 @@ impl Discovered {
             if !resp.status().is_success() {
                 return Err(format!("{url}: HTTP {}", resp.status()));
             }
-            let body = Limited::new(resp.into_body(), MAX_DOCUMENT)
+            Limited::new(resp.into_body(), MAX_DOCUMENT)
                 .collect()
                 .await
-                .map_err(|e| format!("{url}: cannot read the body: {e}"))?
-                .to_bytes();
-            serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+                .map(|b| b.to_bytes())
+                .map_err(|e| format!("{url}: cannot read the body: {e}"))
         };
         tokio::time::timeout(FETCH_TIMEOUT, fetch)
             .await
