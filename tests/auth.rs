@@ -349,7 +349,8 @@ async fn browser_clients_get_cors_from_allowed_origins() {
 async fn an_issuer_that_cannot_be_reached_is_a_clear_refusal() {
     let (key, _) = key_pair("k1");
     let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let stages = format!("pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {dead}\n");
+    let stages =
+        format!("pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {dead}\n");
     let mut gw = Gateway::start(&format!("{}{stages}", common::demo_config("", "")));
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("k1".into());
