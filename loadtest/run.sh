@@ -94,8 +94,8 @@ done
 BASELINE_PIPELINE="${BASELINE_PIPELINE:-}"
 for p in "$PIPELINE" ${BASELINE_PIPELINE:+"$BASELINE_PIPELINE"}; do
     case "$p" in
-        default | none | record | intercept10 | intercept1000 | auth) ;;
-        *) echo "run.sh: PIPELINE and BASELINE_PIPELINE must be default, none, record, intercept10, intercept1000 or auth (got $p)" >&2; exit 2 ;;
+        default | none | record | intercept10 | intercept1000 | auth | edge) ;;
+        *) echo "run.sh: PIPELINE and BASELINE_PIPELINE must be default, none, record, intercept10, intercept1000, auth or edge (got $p)" >&2; exit 2 ;;
     esac
 done
 # The pipeline YAML of $1 (default|none|record); record writes under $2.
@@ -107,6 +107,9 @@ pipeline_yaml() {
         intercept10) echo "[metrics, access_log, {intercept: {rules: $WORK/rules-10.yaml}}]" ;;
         intercept1000) echo "[metrics, access_log, {intercept: {rules: $WORK/rules-1000.yaml}}]" ;;
         auth) echo "[{auth: {resource: 'http://127.0.0.1/mcp', issuers: [{issuer: bench, secret: {file: $WORK/hmac-secret}}]}}, metrics, access_log]" ;;
+        # The production edge: auth (a cached token), Cedar policies, a rate limit per
+        # principal and tool that the bench never reaches.
+        edge) echo "[{auth: {resource: 'http://127.0.0.1/mcp', issuers: [{issuer: bench, secret: {file: $WORK/hmac-secret}}]}}, {policy: {dir: $WORK/policies}}, {rate_limit: {limits: [{key: [principal, tool], rate: 100000000/s}]}}, metrics, access_log]" ;;
     esac
 }
 
@@ -132,6 +135,14 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/shadowcat-loadtest.XXXXXX")"
 STARTED=()
 write_rules 10
 write_rules 1000
+# Policies for the edge pipeline: the bench's principal may list and call echo;
+# a forbid on arguments is evaluated on every call (and never applies).
+mkdir -p "$WORK/policies"
+cat >"$WORK/policies/bench.cedar" <<'CEDAR'
+permit (principal == Shadowcat::User::"mcp-bench", action in [Shadowcat::Action::"list_tools", Shadowcat::Action::"call_tool"], resource);
+forbid (principal, action == Shadowcat::Action::"call_tool", resource == Shadowcat::Tool::"echo") when { context.arguments has message && context.arguments.message like "DROP*" };
+forbid (principal, action, resource) when { principal.groups.contains("blocked") };
+CEDAR
 
 # For PIPELINE=auth: an HMAC secret and one HS256 token for it, valid for a day,
 # that every mcp-bench request carries (with or without `auth`, so that both sides

@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 
 use base64::Engine;
+use common::jwt::key_pair;
 use common::{scratch_dir, Gateway, Http, Reply};
 use http::Method;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -17,28 +18,8 @@ use serde_json::{json, Value};
 const RESOURCE: &str = "http://localhost/mcp";
 const ISSUER: &str = "https://issuer.test";
 
-/// A P-256 signing key and the JWKS that publishes it as `kid`.
-fn key_pair(kid: &str) -> (EncodingKey, String) {
-    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let point = pair.public_key().as_ref().to_vec();
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
-        "x": b64(&point[1..33]), "y": b64(&point[33..65])}]});
-    (EncodingKey::from_ec_der(pkcs8.as_ref()), jwks.to_string())
-}
-
 fn token(key: &EncodingKey, extra: Value) -> String {
-    let now = jsonwebtoken::get_current_timestamp();
-    let mut claims = json!({"iss": ISSUER, "sub": "alice", "aud": RESOURCE, "exp": now + 600, "scope": "mcp:tools"});
-    if let (Value::Object(c), Value::Object(extra)) = (&mut claims, extra) {
-        c.extend(extra);
-    }
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("k1".into());
-    jsonwebtoken::encode(&header, &claims, key).unwrap()
+    common::jwt::sign(key, "k1", ISSUER, RESOURCE, extra)
 }
 
 fn gateway(dir: &Path, jwks: &str, more_stages: &str) -> Gateway {

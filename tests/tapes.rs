@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -243,17 +243,9 @@ async fn a_stateless_client_gets_a_conversation_tape_and_the_pool_an_upstream_ta
 #[test]
 fn forward_stdio_records_with_the_same_stage() {
     let dir = scratch_dir("tapes-forward");
-    let mut child = Command::new(bin())
-        .args(["forward", "stdio", "--record"])
-        .arg(&dir)
-        .args(["--", bin(), "demo-server"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let dir_arg = dir.to_str().unwrap();
+    let (mut child, mut stdin, mut stdout) =
+        common::spawn_piped(&["forward", "stdio", "--record", dir_arg, "--", bin(), "demo-server"]);
     let mut send = |v: Value| writeln!(stdin, "{v}").unwrap();
     send(
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fwd","version":"1"}}}),

@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{bin, deps, fixture, scratch_dir};
 use serde_json::{json, Value};
@@ -18,18 +18,9 @@ use serde_json::{json, Value};
 /// `server`; returns the client tape.
 fn record(server: &[String], requests: &[Value]) -> PathBuf {
     let dir = scratch_dir("verify-rec");
-    let mut child = Command::new(bin())
-        .args(["forward", "stdio", "--record"])
-        .arg(&dir)
-        .arg("--")
-        .args(server)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut args: Vec<&str> = vec!["forward", "stdio", "--record", dir.to_str().unwrap(), "--"];
+    args.extend(server.iter().map(String::as_str));
+    let (mut child, mut stdin, mut stdout) = common::spawn_piped(&args);
     for r in requests {
         writeln!(stdin, "{r}").unwrap();
         if r.get("id").is_some() {

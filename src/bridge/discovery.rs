@@ -163,7 +163,7 @@ impl Bridge {
             let id = format!("\"sc-tools-{page}\"");
             let (list, headers) = legacy_client::envelope_request("tools/list", params, &id, &Map::new(), None, None);
             let served = match self.era().await {
-                Ok(era) => self.dispatch(era, list, &headers, None).await,
+                Ok(era) => self.dispatch(era, list, &headers, None, None).await,
                 Err(e) => Err(e),
             };
             let answer = match served {

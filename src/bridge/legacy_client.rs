@@ -453,7 +453,7 @@ fn stateless<'a>(
     m: Message,
     headers: &'a HeaderMap,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<McpReply, GatewayError>> + Send + 'a>> {
-    Box::pin(bridge.serve(m, headers, None))
+    Box::pin(bridge.serve(m, headers, None, None))
 }
 
 /// The capability a client needs to be asked `method`.

@@ -161,12 +161,15 @@ impl Bridge {
     }
 
     /// Serves one checked stateless request.
-    /// `client` identifies the client for per-client bounds.
+    /// `client` identifies the client for per-client bounds; `principal` is who the
+    /// `auth` stage verified, whose the `requestState` of an emulated
+    /// multi-round-trip call is (another principal presenting it is refused).
     pub async fn serve(
         self: &Arc<Self>,
         m: Message,
         headers: &HeaderMap,
         client: Option<Arc<str>>,
+        principal: Option<Arc<str>>,
     ) -> Result<McpReply, GatewayError> {
         let era = self.era().await?;
         let checks_headers = !(era.is_modern() && self.upstream.receives_headers());
@@ -174,7 +177,7 @@ impl Bridge {
         if checks_headers && client.is_some() && m.method() == Some("tools/call") {
             self.check_param_headers(&m, headers).await?;
         }
-        self.dispatch(era, m, headers, client).await
+        self.dispatch(era, m, headers, client, principal).await
     }
 
     /// Serves a checked stateless request by the upstream's era.
@@ -184,6 +187,7 @@ impl Bridge {
         m: Message,
         headers: &HeaderMap,
         client: Option<Arc<str>>,
+        principal: Option<Arc<str>>,
     ) -> Result<McpReply, GatewayError> {
         match era {
             Era::Modern { .. } if self.upstream.takes_stateless_requests() => {
@@ -193,7 +197,7 @@ impl Bridge {
             }
             // A dual-era server that needs a session (a process): served through the
             // pool in its session era (stateless stdio pass-through is not built).
-            era @ Era::Modern { .. } if era.serves_legacy() => self.serve_legacy(m, headers, client).await,
+            era @ Era::Modern { .. } if era.serves_legacy() => self.serve_legacy(m, headers, client, principal).await,
             // A 2026-07-28-only server that needs a session: pooled processes spoken
             // to statelessly.
             Era::Modern { .. } => match m.method() {
@@ -201,7 +205,7 @@ impl Bridge {
                 Some("server/discover") => Ok(widen_discover(call::start_modern(self.clone(), m).await?).await),
                 _ => call::start_modern(self.clone(), m).await,
             },
-            Era::Legacy => self.serve_legacy(m, headers, client).await,
+            Era::Legacy => self.serve_legacy(m, headers, client, principal).await,
         }
     }
 
@@ -210,6 +214,7 @@ impl Bridge {
         m: Message,
         headers: &HeaderMap,
         client: Option<Arc<str>>,
+        principal: Option<Arc<str>>,
     ) -> Result<McpReply, GatewayError> {
         let envelope = Envelope::of(&m).map_err(|e| GatewayError::InvalidParams(e.to_string()))?;
         let method = m.method().unwrap_or_default().to_owned();
@@ -217,10 +222,10 @@ impl Bridge {
             "server/discover" => self.discover(&m).await,
             "subscriptions/listen" => self.listen(&m).await,
             _ if modern::INPUT_METHODS.contains(&method.as_str()) => {
-                call::start(self.clone(), m, envelope, true, client, headers).await
+                call::start(self.clone(), m, envelope, true, (client, principal), headers).await
             }
             _ if modern::CLIENT_METHODS.contains(&method.as_str()) => {
-                call::start(self.clone(), m, envelope, false, client, headers).await
+                call::start(self.clone(), m, envelope, false, (client, principal), headers).await
             }
             _ => Err(GatewayError::MethodNotFound(format!("{method} is not served by this upstream"))),
         }

@@ -476,5 +476,5 @@ fn normalized_caps(caps: &Map<String, Value>) -> Map<String, Value> {
 
 /// The pool key of a capability set.
 fn pool_key(caps: &Map<String, Value>) -> String {
-    serde_json::to_string(&Value::Object(normalized_caps(caps))).unwrap_or_default()
+    crate::protocol::canonical_json(&Value::Object(normalized_caps(caps)))
 }

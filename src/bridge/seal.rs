@@ -113,18 +113,23 @@ fn unreachable_key() -> UnboundKey {
     UnboundKey::new(&AES_256_GCM, &[0u8; 32]).expect("a 32-byte key")
 }
 
-/// Hex SHA-256 over the method and the params without `inputResponses`,
-/// `requestState` and `_meta` (serde_json maps are ordered, so equal params give equal
-/// bytes).
-pub fn request_digest(method: &str, params: Option<&Map<String, Value>>) -> String {
+/// Hex SHA-256 over the principal (if any), the method and the params without
+/// `inputResponses`, `requestState` and `_meta` (in canonical form, so equal params
+/// give equal bytes whatever their members' order).
+pub fn request_digest(method: &str, params: Option<&Map<String, Value>>, principal: Option<&str>) -> String {
     let mut kept = params.cloned().unwrap_or_default();
     for key in ["inputResponses", "requestState", "_meta"] {
         kept.remove(key);
     }
     let mut ctx = digest::Context::new(&digest::SHA256);
+    if let Some(p) = principal {
+        // Length-prefixed: no principal id can be confused with another plus a method.
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p.as_bytes());
+    }
     ctx.update(method.as_bytes());
     ctx.update(b"\n");
-    ctx.update(&serde_json::to_vec(&Value::Object(kept)).unwrap_or_default());
+    ctx.update(crate::protocol::canonical_json(&Value::Object(kept)).as_bytes());
     ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -141,14 +146,17 @@ mod tests {
     fn seal_and_open() {
         let sealer = Sealer::new(b"secret", "r1".into());
         let params = json!({"name": "t", "arguments": {"a": 1}, "_meta": {"x": 1}, "inputResponses": {"k": {}}});
-        let d = request_digest("tools/call", params.as_object());
-        let same = request_digest("tools/call", json!({"arguments": {"a": 1}, "name": "t"}).as_object());
-        assert_eq!(d, same, "inputResponses, requestState and _meta do not count");
+        let d = request_digest("tools/call", params.as_object(), None);
+        let same = request_digest("tools/call", json!({"arguments": {"a": 1}, "name": "t"}).as_object(), None);
+        assert_eq!(d, same, "inputResponses, requestState and _meta do not count, nor the members' order");
+        let alice = request_digest("tools/call", params.as_object(), Some("iss alice"));
+        assert_ne!(alice, d, "a principal's state is its own");
+        assert_ne!(alice, request_digest("tools/call", params.as_object(), Some("iss bob")));
         let text = sealer.seal(&state(&d));
         assert_eq!(sealer.open(&text, &d, 1_000), Ok(state(&d)));
         assert_ne!(sealer.seal(&state(&d)), text, "a fresh nonce each time");
         assert_eq!(sealer.open(&text, &d, 2_000), Err(Refusal::Expired));
-        let other = request_digest("tools/call", json!({"name": "t", "arguments": {"a": 2}}).as_object());
+        let other = request_digest("tools/call", json!({"name": "t", "arguments": {"a": 2}}).as_object(), None);
         assert_eq!(sealer.open(&text, &other, 1_000), Err(Refusal::Changed));
         assert_eq!(sealer.open(&format!("{text}-TAMPERED"), &d, 1_000), Err(Refusal::Forged));
         let mut flipped = text.clone().into_bytes();

@@ -22,6 +22,7 @@ macro_rules! out_raw {
 
 mod intercept;
 mod library;
+mod policy;
 mod progress;
 mod tape;
 mod verify;
@@ -66,6 +67,10 @@ pub enum Command {
     /// messages; watch rules act.
     #[command(subcommand)]
     Intercept(intercept::InterceptCommand),
+    /// Cedar policies (the `policy` stage): check a directory, print the built-in
+    /// schema, decide one request.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Serve a recorded tape as an MCP server: over Streamable HTTP at /mcp
     /// (`--listen`), or on stdio (`--stdio`). Clients of every revision are served,
     /// bridged as for any 2025 server.
@@ -454,6 +459,7 @@ pub fn main() -> ExitCode {
         }
         Command::Tape(cmd) => tape::run(cmd),
         Command::Intercept(cmd) => intercept::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Replay(args) if args.stdio => {
             let _log_guard = crate::telemetry::init_logging(cli.log_json);
             let config = match args.resolve() {

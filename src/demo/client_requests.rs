@@ -131,7 +131,7 @@ mod unit {
         let blocks = json!({ "content": [{ "type": "image", "data": "x" }, { "type": "text", "text": "b" }] });
         assert_eq!(sampled_text(&blocks), "b");
         let image = json!({ "content": { "type": "image", "data": "x" } });
-        assert_eq!(sampled_text(&image), "{\"data\":\"x\",\"type\":\"image\"}");
+        assert_eq!(sampled_text(&image), "{\"type\":\"image\",\"data\":\"x\"}");
     }
 
     #[test]

@@ -114,7 +114,14 @@ impl Core {
             }
         });
         let specs = config.stage_specs()?;
-        let ctx = BuildContext { wire, mode: config.mode.unwrap_or("gateway"), ..BuildContext::default() };
+        let route_upstreams =
+            config.effective_routes().into_iter().map(|r| (r.path.clone(), r.upstream.clone())).collect();
+        let ctx = BuildContext {
+            wire,
+            mode: config.mode.unwrap_or("gateway"),
+            routes: Arc::new(route_upstreams),
+            ..BuildContext::default()
+        };
         let pipeline = Pipeline::new(&specs, &ctx)?;
         let service = pipeline.over(router.clone().into_service());
         let BuildContext { controls, refusals, lifecycles, endpoints, .. } = ctx;

@@ -6,8 +6,11 @@ pub mod access_log;
 pub mod auth;
 pub mod intercept;
 pub mod metrics;
+pub mod policy;
+pub mod rate_limit;
 pub mod record;
 pub mod registry;
+pub mod watch;
 
 pub use registry::{build_pipeline, check_pipeline, BuildContext, Pipeline, StageDef, StageFn, STAGES};
 

@@ -34,6 +34,8 @@ pub struct BuildContext {
     pub endpoints: crate::pipeline::Endpoints,
     /// What the pipeline is built for: `gateway` or `forward` (recorded in tapes).
     pub mode: &'static str,
+    /// Each route's upstream (route path -> upstream name).
+    pub routes: Arc<std::collections::HashMap<String, String>>,
 }
 
 impl Default for BuildContext {
@@ -47,6 +49,7 @@ impl Default for BuildContext {
             changes: Default::default(),
             endpoints: Default::default(),
             mode: "gateway",
+            routes: Default::default(),
         }
     }
 }
@@ -67,6 +70,8 @@ pub static STAGES: &[StageDef] = &[
     layers::auth::STAGE,
     layers::metrics::STAGE,
     layers::access_log::STAGE,
+    layers::policy::STAGE,
+    layers::rate_limit::STAGE,
     layers::intercept::STAGE,
     layers::record::STAGE,
 ];

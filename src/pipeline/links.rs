@@ -163,6 +163,7 @@ impl Stage for CallLinks {
     }
 
     fn on_request(&self, linked: &Linked, _info: &CallInfo, mut req: McpRequest) -> Flow<McpRequest> {
+        req.context.later_round = linked.call != req.context.call;
         req.context.call = linked.call;
         if linked.answers.is_some() {
             req.context.answers = linked.answers.clone();

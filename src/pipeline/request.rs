@@ -108,6 +108,9 @@ pub struct RequestContext {
     pub call: CallId,
     /// For a client's response to a server-to-client request: that request.
     pub answers: Option<ServerRequest>,
+    /// Whether this request is a later round of a multi-round-trip call (it brought
+    /// back a `requestState` an earlier round's result carried, and shares its `call`).
+    pub later_round: bool,
     /// Anything else a stage sets for later ones (the [`Principal`], for one).
     pub extensions: http::Extensions,
 }
@@ -115,7 +118,14 @@ pub struct RequestContext {
 impl RequestContext {
     /// The context of a new call that came over `transport` from `peer`.
     pub fn new(transport: Transport, peer: Option<Arc<str>>) -> Self {
-        RequestContext { transport, peer, call: CallId::next(), answers: None, extensions: http::Extensions::new() }
+        RequestContext {
+            transport,
+            peer,
+            call: CallId::next(),
+            answers: None,
+            later_round: false,
+            extensions: http::Extensions::new(),
+        }
     }
 
     /// The authenticated principal, once a stage has set one.

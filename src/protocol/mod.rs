@@ -110,6 +110,25 @@ impl std::fmt::Display for ProtocolVersion {
     }
 }
 
+/// `value` as JSON text with every object's members sorted by name, so that two
+/// equal values give equal text whatever order their members came in (keys and
+/// digests of client input). Objects keep their members in order otherwise (a
+/// dependency turns on serde_json's `preserve_order`).
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    fn sorted(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut members: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+                members.sort_by(|a, b| a.0.cmp(b.0));
+                serde_json::Value::Object(members.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+            }
+            serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

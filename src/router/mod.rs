@@ -105,7 +105,8 @@ impl Router {
         let RequestKind::Message(m) = req.kind else {
             return Err(GatewayError::Internal("a stateless request without a message".into()));
         };
-        let mut reply = bridge.serve(m, &req.headers, req.context.client_key().map(Arc::from)).await?;
+        let principal = req.context.principal().map(|p| p.id.clone());
+        let mut reply = bridge.serve(m, &req.headers, req.context.client_key().map(Arc::from), principal).await?;
         reply.upstream = Some(name);
         Ok(reply)
     }

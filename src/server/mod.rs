@@ -425,22 +425,23 @@ fn stateless_json(m: Message) -> Response<ResponseBody> {
 /// An error, the id of the request it answers, and whether the front refused the
 /// request before the pipeline (observers hear of those).
 pub(crate) struct Failure {
-    error: GatewayError,
+    /// Boxed: a refusal's error is large, and the success path should not pay for it.
+    error: Box<GatewayError>,
     id: Option<String>,
     before_pipeline: bool,
 }
 
 /// A refusal before the pipeline, answering no id.
 fn no_id(e: GatewayError) -> Failure {
-    Failure { error: e, id: None, before_pipeline: true }
+    Failure { error: Box::new(e), id: None, before_pipeline: true }
 }
 
 /// A refusal before the pipeline, answering `id`.
 fn refused(id: &Option<String>) -> impl Fn(GatewayError) -> Failure + '_ {
-    move |e| Failure { error: e, id: id.clone(), before_pipeline: true }
+    move |e| Failure { error: Box::new(e), id: id.clone(), before_pipeline: true }
 }
 
 /// An error from the pipeline, answering `id`.
 fn piped(id: Option<String>) -> impl Fn(GatewayError) -> Failure {
-    move |e| Failure { error: e, id: id.clone(), before_pipeline: false }
+    move |e| Failure { error: Box::new(e), id: id.clone(), before_pipeline: false }
 }

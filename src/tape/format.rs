@@ -22,7 +22,7 @@ pub const EXTENSION: &str = ".tape.jsonl";
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Line {
     /// The first line.
-    Header(Header),
+    Header(Box<Header>),
     /// One message.
     Frame(Frame),
     /// What a rule changed (version 2).

@@ -160,7 +160,7 @@ fn parse_header(raw: &[u8]) -> Result<Header, (usize, String)> {
         ));
     }
     match serde_json::from_value::<Line>(value) {
-        Ok(Line::Header(h)) => Ok(h),
+        Ok(Line::Header(h)) => Ok(*h),
         Ok(_) => Err((1, "not a tape: the first line is not a header".into())),
         Err(e) => Err((1, format!("a bad header: {e}"))),
     }

@@ -391,7 +391,7 @@ fn create(
         failed: false,
         dirty: false,
     };
-    match serde_json::to_vec(&Line::Header(header)) {
+    match serde_json::to_vec(&Line::Header(Box::new(header))) {
         Ok(line) => tape.write_line(&line),
         Err(e) => tracing::warn!(error = %e, "a tape header could not be written"),
     }
@@ -831,7 +831,7 @@ mod tests {
         assert!(writer.sync(Duration::from_secs(5)));
         let tape = super::super::read(&path).expect("valid");
         assert_eq!(tape.frames.len(), 1);
-        assert_eq!(tape.frames[0].msg.get(), r#"{"id":1,"jsonrpc":"2.0","method":"ping"}"#);
+        assert_eq!(tape.frames[0].msg.get(), r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
         assert!(tape.cut_short.is_none());
         assert!(!q.is_full());
     }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod conformance;
+pub mod jwt;
 pub mod modern;
 
 use std::io::{BufRead, BufReader};
@@ -359,4 +360,21 @@ pub fn everything_http(port: u16) -> Everything {
     let up = wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     assert!(up, "server-everything did not start on port {port}");
     Everything(child)
+}
+
+/// Starts the binary with `args`, stdin and stdout piped (stderr dropped): a
+/// `forward stdio` between the test, as the client, and a server.
+pub fn spawn_piped<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+) -> (Child, std::process::ChildStdin, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn shadowcat");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (child, stdin, stdout)
 }

@@ -59,6 +59,8 @@ impl ModernReply {
 pub struct ModernClient {
     pub http: Http,
     pub url: String,
+    /// An `Authorization` header every request carries (`Bearer ...`).
+    pub authorization: Option<String>,
 }
 
 /// Ids unique across every client of a test binary (tests that want a given id use
@@ -67,7 +69,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1000);
 
 impl ModernClient {
     pub fn new(url: &str) -> Self {
-        ModernClient { http: Http::new(), url: url.to_owned() }
+        ModernClient { http: Http::new(), url: url.to_owned(), authorization: None }
     }
 
     /// A fresh request id.
@@ -119,7 +121,8 @@ impl ModernClient {
     /// Sends a request with id `id` and reads the whole reply (30 s limit).
     pub async fn call_with_id(&self, id: &Value, method: &str, params: Value, caps: &Value) -> ModernReply {
         let body = Self::body(id, method, &params, caps);
-        let headers = Self::headers(method, &params);
+        let mut headers = Self::headers(method, &params);
+        headers.extend(self.authorization.clone().map(|a| ("authorization", a)));
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let reply = self.http.send(Method::POST, &self.url, &headers, Some(&body)).await;
         let text = reply.text();

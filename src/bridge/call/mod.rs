@@ -154,13 +154,15 @@ pub(super) async fn start(
     m: Message,
     envelope: Envelope,
     input: bool,
-    client: Option<Arc<str>>,
+    (client, principal): (Option<Arc<str>>, Option<Arc<str>>),
     headers: &HeaderMap,
 ) -> Result<McpReply, GatewayError> {
     let method = m.method().unwrap_or_default().to_owned();
     let client_id = m.id_key().unwrap_or("null").to_owned();
     let params: Map<String, Value> = m.params().unwrap_or_default();
-    let digest = request_digest(&method, Some(&params));
+    // The state is bound to the request and to its principal: another principal's
+    // retry with it does not fit.
+    let digest = request_digest(&method, Some(&params), principal.as_deref());
     let log_level = envelope.log_level.as_deref().and_then(level_index);
     if input {
         match params.get("requestState") {

@@ -111,7 +111,7 @@ async fn elicitation_round_trips() {
     assert_eq!(request["method"], "elicitation/create");
     assert_eq!(request["params"]["message"], "Who?");
     assert_eq!(request["params"]["requestedSchema"]["type"], "object");
-    assert_eq!(first_text(&result), "action=accept, content={\"confirm\":true,\"name\":\"Ada\"}");
+    assert_eq!(first_text(&result), "action=accept, content={\"name\":\"Ada\",\"confirm\":true}");
 
     let answer = json!({ "action": "accept", "content": { "username": "u", "email": "e@x" } });
     let (request, result) = call_with_answer(&mut client, "test_elicitation", json!({ "message": "m" }), answer).await;
@@ -152,6 +152,6 @@ async fn roots_round_trip() {
     let roots = json!({ "roots": [{ "uri": "file:///work", "name": "work" }] });
     let (request, result) = call_with_answer(&mut client, "roots", json!({}), roots).await;
     assert_eq!(request["method"], "roots/list");
-    assert_eq!(first_text(&result), "[{\"name\":\"work\",\"uri\":\"file:///work\"}]");
+    assert_eq!(first_text(&result), "[{\"uri\":\"file:///work\",\"name\":\"work\"}]");
     client.finish().await;
 }

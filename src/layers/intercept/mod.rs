@@ -93,7 +93,7 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
     interceptor.changes = ctx.changes.clone();
     ctx.controls.register(Arc::new(interceptor.clone()));
     ctx.wire.register_actor(Arc::new(interceptor.clone()));
-    ctx.lifecycles.register(Arc::new(reload::Reloader::new(&options.rules, interceptor.rules.clone(), text)));
+    ctx.lifecycles.register(Arc::new(reload::watch(&options.rules, interceptor.rules.clone(), text)));
     let layer = StageLayer::new(interceptor);
     Ok(Arc::new(move |inner| layer.service(inner)))
 }
