@@ -22,7 +22,10 @@
 #   of its own per gateway; interceptN: the default stages and `intercept` with N
 #   rules that never match the bench's calls, each naming another tool)
 #   (auth: `auth` with an HMAC issuer before the default stages; every request of
-#   every run carries a token for it)
+#   every run carries a token for it; edge: `auth`, `policy` and `rate_limit` before
+#   the default stages)  FRESH_TOKENS=0 (N: N different tokens taken in turn, so
+#   that each request brings a token `auth` has not verified: the cost of a
+#   first-seen token)
 #   BASELINE_PIPELINE= (default|none|record: the baseline gateway, BASELINE or this
 #   build, runs that pipeline; with BASELINE unset this compares two pipelines of
 #   this build, such as PIPELINE=record BASELINE_PIPELINE=default for the cost of
@@ -157,6 +160,17 @@ body = b64(json.dumps({"iss": "bench", "sub": "mcp-bench", "aud": "http://127.0.
                        "exp": int(time.time()) + 86400}).encode())
 sig = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
 open(sys.argv[2], "w").write(f"{head}.{body}.{sig}")
+# FRESH_TOKENS=N: N different tokens of the same principal (a `jti` each), one per
+# line; mcp-bench takes them in turn, so each request brings a token the gateway
+# has not verified yet (while N is more than the requests of a run).
+n = int(os.environ.get("FRESH_TOKENS", "0") or 0)
+if n:
+    with open(sys.argv[2], "w") as out:
+        for i in range(n):
+            body = b64(json.dumps({"iss": "bench", "sub": "mcp-bench", "aud": "http://127.0.0.1/mcp",
+                                   "exp": int(time.time()) + 86400, "jti": str(i)}).encode())
+            sig = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+            out.write(f"{head}.{body}.{sig}\n")
 PY
 
 stop_pid() { # PID: SIGTERM, up to 5 s, then SIGKILL; then forget it (pids get reused)

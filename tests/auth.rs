@@ -199,6 +199,11 @@ struct Provider {
 
 impl Provider {
     fn start(resource: &str) -> Provider {
+        Provider::start_with(resource, false)
+    }
+
+    /// `opaque`: access tokens are opaque, checked by introspection.
+    fn start_with(resource: &str, opaque: bool) -> Provider {
         use std::io::BufRead;
         let d = common::deps();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oidc_provider.mjs");
@@ -206,6 +211,7 @@ impl Provider {
             .arg(script)
             .arg(resource)
             .env("SHADOWCAT_NODE_MODULES", &d.node_modules)
+            .env("OPAQUE", if opaque { "1" } else { "0" })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -213,6 +219,9 @@ impl Provider {
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let issuer =
             lines.find_map(|l| l.ok()?.strip_prefix("issuer=").map(str::to_owned)).expect("the provider's issuer line");
+        // What the provider prints later is read (and dropped), so that it never
+        // writes to a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         Provider { child, issuer }
     }
 
@@ -344,4 +353,84 @@ async fn an_issuer_that_cannot_be_reached_is_a_clear_refusal() {
     assert!(r.text().contains("no key of the issuer"), "{}", r.text());
     assert!(gw.wait_log("could not be fetched", std::time::Duration::from_secs(5)), "{}", gw.log());
     assert!(gw.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn static_api_keys_are_stored_hashed_and_name_their_principal() {
+    // The key's hash, as an operator makes it.
+    let mut hasher = std::process::Command::new(common::bin())
+        .args(["auth", "hash-key"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let key = "sc_build-bot-key-of-the-test-0123456789";
+    std::io::Write::write_all(&mut hasher.stdin.take().unwrap(), format!("{key}\n").as_bytes()).unwrap();
+    let out = hasher.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let sha = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(sha.len(), 64, "{sha}");
+    let generated =
+        std::process::Command::new(common::bin()).args(["auth", "hash-key", "--generate"]).output().unwrap();
+    let text = String::from_utf8(generated.stdout).unwrap();
+    assert!(text.starts_with("key:    sc_") && text.contains("sha256: "), "{text}");
+
+    let dir = scratch_dir("auth-keys");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "version: 1\nrules:\n  - id: ci-only\n    match: { method: tools/call, tool: add, claims: { groups: ci } }\n    action: { mock: { result: { content: [{ type: text, text: by-ci }] } } }\n",
+    )
+    .unwrap();
+    let stages = format!(
+        "pipeline:\n  - auth:\n      resource: {RESOURCE}\n      api_keys:\n        - {{ id: build-bot, sha256: {sha}, scopes: [mcp:tools], claims: {{ groups: [ci] }} }}\n      scopes: [mcp:tools]\n  - intercept: {{ rules: {} }}\n",
+        rules.display()
+    );
+    let mut gw = Gateway::start(&format!("{}{stages}", common::demo_config("", "")));
+    let good = format!("Bearer {key}");
+    let opened = post(&gw, &[&good], None, init()).await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let session = opened.header("mcp-session-id").unwrap();
+    let added = post(&gw, &[&good], Some(&session), call(2, "add", json!({"a": 1, "b": 2}))).await;
+    assert_eq!(added.messages()[0]["result"]["content"][0]["text"], "by-ci", "the key's claims reach later stages");
+    let wrong = post(&gw, &["Bearer sc_not-the-key"], None, init()).await;
+    assert_eq!(wrong.status, 401);
+    assert!(challenge(&wrong).contains("error=\"invalid_token\""), "{}", challenge(&wrong));
+    gw.stop();
+    assert!(!gw.log().contains(key), "the key is never logged");
+
+    // A bad hash is refused at start.
+    let path = dir.join("bad.yaml");
+    let bad = format!(
+        "{}pipeline:\n  - auth: {{ resource: {RESOURCE}, api_keys: [{{ id: x, sha256: not-hex }}] }}\n",
+        common::demo_config("", "")
+    );
+    std::fs::write(&path, bad).unwrap();
+    let out = std::process::Command::new(common::bin()).args(["config", "validate"]).arg(&path).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opaque_tokens_are_introspected_and_the_answer_cached() {
+    let provider = Provider::start_with(RESOURCE, true);
+    let token = provider.token("mcp:tools").await;
+    assert_eq!(token.matches('.').count(), 0, "an opaque token: {token}");
+    let stages = format!(
+        "pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {issuer}\n          introspection:\n            endpoint: {issuer}/token/introspection\n            client_id: shadowcat-test\n            client_secret: test-secret-of-the-test-client-0123456789\n            cache: 5m\n      scopes: [mcp:tools]\n",
+        issuer = provider.issuer
+    );
+    let mut gw = Gateway::start(&format!("{}{stages}", common::demo_config("", "")));
+    let bearer = format!("Bearer {token}");
+    let opened = post(&gw, &[&bearer], None, init()).await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let narrow = format!("Bearer {}", provider.token("math").await);
+    assert_eq!(post(&gw, &[&narrow], None, init()).await.status, 403, "its scopes come from the answer");
+    let unknown = post(&gw, &["Bearer an-opaque-token-the-provider-never-issued"], None, init()).await;
+    assert_eq!(unknown.status, 401, "{}", unknown.text());
+    assert!(challenge(&unknown).contains("error=\"invalid_token\""), "{}", challenge(&unknown));
+    // The provider gone: the answer for the token it issued is still held.
+    drop(provider);
+    assert_eq!(post(&gw, &[&bearer], None, init()).await.status, 200);
+    gw.stop();
+    assert!(!gw.log().contains(&token), "the token is never logged");
 }

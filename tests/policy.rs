@@ -394,3 +394,35 @@ forbid (principal == Shadowcat::User::"mallory", action, resource) when { contex
     assert_eq!(refused["error"]["message"], "Unknown tool: test_input_required_result_elicitation", "{refused}");
     gw.stop();
 }
+
+/// Two principals' stateless calls through the bridge: pooled upstream sessions of
+/// their own, unless the configuration shares them.
+async fn pooled_sessions_opened(share: bool) -> usize {
+    let dir = scratch_dir("pool-owner");
+    let (key, jwks) = key_pair("k1");
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks).unwrap();
+    let bridge = if share { "bridge:\n  share_pool_across_principals: true\n" } else { "" };
+    let yaml = format!(
+        "{}{bridge}pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {ISSUER}\n          jwks_file: {}\n",
+        common::demo_config("", ""),
+        path.display()
+    );
+    let mut gw = Gateway::start(&yaml);
+    for who in ["alice", "bob", "alice", "bob"] {
+        let mut c = ModernClient::new(&gw.mcp_url);
+        c.authorization = Some(bearer(&key, json!({"sub": who})));
+        let (status, r) =
+            c.call("tools/call", json!({"name": "echo", "arguments": {"message": who}}), &all_caps()).await;
+        assert_eq!((status, r["result"]["content"][0]["text"].as_str()), (200, Some(who)), "{r}");
+    }
+    gw.stop();
+    let log = gw.log();
+    log.lines().filter(|l| l.contains("pooled upstream session opened") && l.contains("elicitation")).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_upstream_sessions_are_per_principal_unless_shared() {
+    assert_eq!(pooled_sessions_opened(false).await, 2, "one for alice, one for bob");
+    assert_eq!(pooled_sessions_opened(true).await, 1, "shared when configured");
+}

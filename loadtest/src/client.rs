@@ -110,8 +110,10 @@ pub struct Target {
     addr: String,
     host: HeaderValue,
     path: Uri,
-    /// `Authorization` for every request (a gateway with `auth`).
-    authorization: Option<HeaderValue>,
+    /// `Authorization` values (a gateway with `auth`): one for every request, or
+    /// several taken in turn (each request a token the gateway has not seen yet).
+    authorization: Vec<HeaderValue>,
+    next_token: std::sync::atomic::AtomicUsize,
 }
 
 impl Target {
@@ -127,19 +129,34 @@ impl Target {
         let addr = format!("{}:{port}", authority.host());
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("host is not a header value"))?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|_| bad("bad path"))?;
-        Ok(Target { addr, host, path, authorization: None })
+        Ok(Target { addr, host, path, authorization: Vec::new(), next_token: Default::default() })
     }
 
-    /// Every request carries `Authorization: Bearer <token>`.
-    pub fn with_bearer(mut self, token: Option<&str>) -> Result<Target, ClientError> {
-        self.authorization = match token {
-            None => None,
-            Some(t) => Some(HeaderValue::from_str(&format!("Bearer {}", t.trim())).map_err(|_| ClientError::Url {
-                url: "--bearer-file".into(),
-                reason: "the token is not a header value",
-            })?),
-        };
+    /// Every request carries `Authorization: Bearer <token>`; with one token per
+    /// line, requests take them in turn.
+    pub fn with_bearer(mut self, tokens: Option<&str>) -> Result<Target, ClientError> {
+        let lines = tokens.into_iter().flat_map(str::lines).map(str::trim).filter(|t| !t.is_empty());
+        self.authorization = lines
+            .map(|t| {
+                HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| ClientError::Url {
+                    url: "--bearer-file".into(),
+                    reason: "a token is not a header value",
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(self)
+    }
+
+    /// The `Authorization` of the next request, if any.
+    fn authorization(&self) -> Option<&HeaderValue> {
+        match self.authorization.len() {
+            0 => None,
+            1 => self.authorization.first(),
+            n => {
+                let i = self.next_token.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.authorization.get(i % n)
+            }
+        }
     }
 }
 
@@ -296,7 +313,7 @@ impl Session {
         h.insert(HOST, self.target.host.clone());
         h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(a) = &self.target.authorization {
+        if let Some(a) = self.target.authorization() {
             h.insert(AUTHORIZATION, a.clone());
         }
         if let Some(id) = &self.session_id {

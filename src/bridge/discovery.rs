@@ -61,7 +61,7 @@ impl Bridge {
         if let Some(f) = self.facts.lock().clone() {
             return Ok(f);
         }
-        self.session_for(&Map::new(), false).await?;
+        self.session_for(&Map::new(), false, None).await?;
         self.facts.lock().clone().ok_or_else(|| GatewayError::Internal("no facts after initialize".into()))
     }
 

@@ -188,7 +188,7 @@ impl Bridge {
     /// `uris`, on the pool's capability-less session; returns those subscribed.
     async fn subscribe(self: &Arc<Self>, uris: &[String]) -> Subscriptions {
         let mut done = Subscriptions { bridge: self.clone(), uris: Vec::new() };
-        let Ok((session, _)) = self.session_for(&Map::new(), false).await else { return done };
+        let Ok((session, _)) = self.session_for(&Map::new(), false, None).await else { return done };
         for uri in uris {
             let first = {
                 let mut counts = self.subscriptions.lock();

@@ -342,12 +342,20 @@ async fn to_input_call(pooled: &Pooled, m: &Message) -> bool {
 impl Bridge {
     /// A pooled session for the capability set `caps`; with `for_input`, one whose
     /// input slot is free (waiting for one when the pool is full), returned with the slot.
+    /// `owner`: the principal the session is for (`None`: anyone's); principals get
+    /// sessions of their own unless `bridge.share_pool_across_principals`.
     pub(super) async fn session_for(
         self: &Arc<Self>,
         caps: &Map<String, Value>,
         for_input: bool,
+        owner: Option<&str>,
     ) -> Result<(Arc<Pooled>, Option<tokio::sync::OwnedMutexGuard<()>>), GatewayError> {
-        let key = pool_key(caps);
+        let caps_key = pool_key(caps);
+        let owner = owner.filter(|_| !self.settings.config.share_pool_across_principals);
+        let key = match owner {
+            Some(owner) => format!("{owner}{OWNER_SEPARATOR}{caps_key}"),
+            None => caps_key.clone(),
+        };
         let max = self.pool_config.max.max(1);
         loop {
             let sessions: Vec<Arc<Pooled>> = {
@@ -375,7 +383,7 @@ impl Bridge {
                     let n = self.next_session.fetch_add(1, Ordering::Relaxed);
                     let tag = format!("{}-pool-{n}", self.name);
                     let (p, facts) = open(&self.upstream, tag, normalized_caps(caps), self.events.clone()).await?;
-                    tracing::info!(upstream = %self.name, session = %p.tag, capabilities = %key, "pooled upstream session opened");
+                    tracing::info!(upstream = %self.name, session = %p.tag, capabilities = %caps_key, per_principal = owner.is_some(), "pooled upstream session opened");
                     self.facts.lock().get_or_insert(facts);
                     self.pools.lock().entry(key.clone()).or_default().push(p.clone());
                     let slot = if for_input { p.input.clone().try_lock_owned().ok() } else { None };
@@ -441,11 +449,13 @@ impl Bridge {
         let mut closing = Vec::new();
         {
             let mut pools = self.pools.lock();
-            for list in pools.values_mut() {
+            for (key, list) in pools.iter_mut() {
+                // `pool.min` is kept warm for anyone; a principal's own sessions all go when idle.
+                let floor = if key.contains(OWNER_SEPARATOR) { 0 } else { self.pool_config.min };
                 let mut keep = Vec::new();
                 for p in list.drain(..) {
                     let idle_now = p.busy.load(Ordering::Relaxed) == 0 && p.last_used.lock().elapsed() >= idle;
-                    if everything || !p.session.is_alive() || (idle_now && keep.len() >= self.pool_config.min) {
+                    if everything || !p.session.is_alive() || (idle_now && keep.len() >= floor) {
                         closing.push(p);
                     } else {
                         keep.push(p);
@@ -453,6 +463,7 @@ impl Bridge {
                 }
                 *list = keep;
             }
+            pools.retain(|key, list| !list.is_empty() || !key.contains(OWNER_SEPARATOR));
         }
         for p in closing {
             if everything {
@@ -464,6 +475,9 @@ impl Bridge {
         }
     }
 }
+
+/// Between the principal and the capabilities in a pool key of a principal's own.
+const OWNER_SEPARATOR: char = '\u{1f}';
 
 /// The client capabilities a pooled session declares: the ones that let a server ask
 /// the client something (`sampling`, `elicitation`, `roots`), as declared.

@@ -20,6 +20,7 @@ macro_rules! out_raw {
     }};
 }
 
+mod auth;
 mod intercept;
 mod library;
 mod policy;
@@ -67,6 +68,9 @@ pub enum Command {
     /// messages; watch rules act.
     #[command(subcommand)]
     Intercept(intercept::InterceptCommand),
+    /// Helpers for the `auth` stage: hash (or make) a static API key.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Cedar policies (the `policy` stage): check a directory, print the built-in
     /// schema, decide one request.
     #[command(subcommand)]
@@ -460,6 +464,7 @@ pub fn main() -> ExitCode {
         Command::Tape(cmd) => tape::run(cmd),
         Command::Intercept(cmd) => intercept::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Auth(cmd) => auth::run(cmd),
         Command::Replay(args) if args.stdio => {
             let _log_guard = crate::telemetry::init_logging(cli.log_json);
             let config = match args.resolve() {

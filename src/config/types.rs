@@ -60,6 +60,10 @@ pub struct BridgeConfig {
     pub cache_ttl_ms: u64,
     /// `cacheScope` stamped on cacheable results of legacy upstreams (`private` or `public`).
     pub cache_scope: CacheScope,
+    /// Whether authenticated principals share the pooled upstream sessions that serve
+    /// stateless clients (`false`: each principal's calls go to sessions of its own,
+    /// so nothing an upstream keeps in a session crosses from one principal to another).
+    pub share_pool_across_principals: bool,
 }
 
 impl Default for BridgeConfig {
@@ -73,6 +77,7 @@ impl Default for BridgeConfig {
             input_settle: Duration::from_millis(30),
             cache_ttl_ms: 0,
             cache_scope: CacheScope::Private,
+            share_pool_across_principals: false,
         }
     }
 }

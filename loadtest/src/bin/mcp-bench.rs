@@ -61,7 +61,9 @@ struct Args {
     /// `KEY=VALUE` copied into the output's `labels`; repeatable.
     #[arg(long, value_parser = parse_label)]
     label: Vec<(String, String)>,
-    /// A file holding a bearer token every request carries (a gateway with `auth`).
+    /// A file holding a bearer token every request carries (a gateway with `auth`),
+    /// or one token per line, taken in turn (each request a token not seen before,
+    /// while there are more tokens than requests).
     #[arg(long)]
     bearer_file: Option<PathBuf>,
     /// Report mode: summarize a file of JSON lines written by earlier runs.

@@ -181,7 +181,7 @@ pub(super) async fn start(
     // not serve the request: it is sent once more, on a new session.
     let mut retried = false;
     loop {
-        let (pooled, slot) = bridge.session_for(&envelope.capabilities, input).await?;
+        let (pooled, slot) = bridge.session_for(&envelope.capabilities, input, principal.as_deref()).await?;
         let facts = bridge.facts().await?;
         let upstream_id = pooled.next_id("req");
         let client_token = m.progress_token();

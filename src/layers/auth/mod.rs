@@ -23,6 +23,7 @@
 //! no credentials to check: its one client is the local process that started it.
 
 mod discovery;
+mod introspect;
 mod keys;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -78,14 +79,39 @@ struct IssuerOptions {
     /// An HMAC secret (then HS256/384/512 are accepted from this issuer only).
     #[serde(default)]
     secret: Option<SecretValue>,
+    /// Its introspection endpoint (RFC 7662), for opaque tokens.
+    #[serde(default)]
+    introspection: Option<introspect::IntrospectionOptions>,
 }
+
+/// A static API key, for machine clients without OAuth: its SHA-256, never the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyOptions {
+    /// Who presents it (the principal's subject).
+    id: String,
+    /// The hex SHA-256 of the key (`shadowcat auth hash-key`).
+    sha256: String,
+    /// The scopes it carries.
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// More claims for later stages (`groups`, ...).
+    #[serde(default)]
+    claims: serde_json::Map<String, Value>,
+}
+
+/// The issuer a principal of an API key has (`principal.issuer` in policies).
+pub const API_KEY_ISSUER: &str = "shadowcat:api-key";
 
 /// Options of the `auth` stage.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Options {
     resource: String,
+    #[serde(default)]
     issuers: Vec<IssuerOptions>,
+    #[serde(default)]
+    api_keys: Vec<ApiKeyOptions>,
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default)]
@@ -142,6 +168,10 @@ struct Inner {
     /// Verified tokens by the SHA-256 of the token: the principal, its scopes and
     /// when the token expires (seconds since the epoch).
     verified: Mutex<HashMap<[u8; 32], Verified>>,
+    /// Static API keys by their SHA-256.
+    api_keys: HashMap<[u8; 32], Verified>,
+    /// The issuers that introspect opaque tokens, in the order configured.
+    introspectors: Vec<Arc<introspect::Introspector>>,
 }
 
 /// Where an issuer's keys come from.
@@ -158,6 +188,8 @@ enum Failure {
     Refused(String),
     /// Its issuer's keys are to be fetched first.
     Fetch(Arc<Discovered>),
+    /// Not a JWT: the issuers' introspection endpoints are to be asked.
+    Introspect,
 }
 
 impl From<&str> for Failure {
@@ -171,6 +203,44 @@ struct Verified {
     principal: Principal,
     scopes: Arc<HashSet<String>>,
     expires: u64,
+}
+
+/// The principals of the configured API keys, by the keys' SHA-256.
+fn api_keys(list: &[ApiKeyOptions]) -> Result<HashMap<[u8; 32], Verified>, String> {
+    let mut out = HashMap::new();
+    for (i, k) in list.iter().enumerate() {
+        let at = |e: &str| format!("api_keys[{i}] ({}): {e}", k.id);
+        if k.id.is_empty() {
+            return Err(at("`id` is empty"));
+        }
+        let hex = k.sha256.trim().to_ascii_lowercase();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .filter_map(|j| hex.get(j..j + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect();
+        let digest: [u8; 32] = match <[u8; 32]>::try_from(bytes.as_slice()) {
+            Ok(d) if hex.len() == 64 => d,
+            _ => return Err(at("`sha256` must be 64 hex digits (the SHA-256 of the key: `shadowcat auth hash-key`)")),
+        };
+        let mut claims = k.claims.clone();
+        claims.insert("sub".into(), Value::String(k.id.clone()));
+        claims.insert("iss".into(), Value::String(API_KEY_ISSUER.into()));
+        claims.entry("client_id").or_insert_with(|| Value::String(k.id.clone()));
+        claims.insert("scope".into(), Value::String(k.scopes.join(" ")));
+        let principal =
+            Principal { id: Arc::from(format!("{API_KEY_ISSUER} {}", k.id)), claims: Arc::new(Value::Object(claims)) };
+        let verified = Verified { principal, scopes: Arc::new(k.scopes.iter().cloned().collect()), expires: u64::MAX };
+        if out.insert(digest, verified).is_some() {
+            return Err(at("the same key is listed twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// The hex SHA-256 of an API key, as `api_keys[].sha256` wants it.
+pub fn hash_key(key: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `host` is a loopback name or address.
@@ -197,13 +267,18 @@ impl Auth {
         let path = uri.path().trim_end_matches('/');
         let metadata_path = format!("/.well-known/oauth-protected-resource{path}");
         let metadata_url = format!("{scheme}://{authority}{metadata_path}");
-        if o.issuers.is_empty() {
-            return Err("issuers: at least one issuer is needed".into());
+        if o.issuers.is_empty() && o.api_keys.is_empty() {
+            return Err("issuers: at least one issuer (or `api_keys`) is needed".into());
         }
+        let api_keys = api_keys(&o.api_keys)?;
         let mut issuers = HashMap::new();
+        let mut introspectors = Vec::new();
         let mut hmac = false;
         for (i, issuer) in o.issuers.iter().enumerate() {
             let at = |e: String| format!("issuers[{i}] ({}): {e}", issuer.issuer);
+            if let Some(options) = &issuer.introspection {
+                introspectors.push(Arc::new(introspect::Introspector::new(&issuer.issuer, options).map_err(at)?));
+            }
             let keys = match (&issuer.jwks_file, &issuer.secret) {
                 (Some(path), None) => {
                     let text = std::fs::read_to_string(path)
@@ -261,6 +336,8 @@ impl Auth {
                 metadata_path,
                 metadata_url,
                 verified: Mutex::new(HashMap::new()),
+                api_keys,
+                introspectors,
             }),
         })
     }
@@ -328,6 +405,9 @@ impl Auth {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
+        if let Some(v) = self.inner.api_keys.get(&key) {
+            return Ok(v.clone());
+        }
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(v) = self.inner.verified.lock().get(&key) {
             if v.expires + self.inner.leeway.as_secs() > now {
@@ -335,6 +415,13 @@ impl Auth {
             }
         }
         let verified = self.check(token, may_fetch)?;
+        self.remember(key, &verified, now);
+        Ok(verified)
+    }
+
+    /// Keeps a verified token for its next requests (bounded: when full, the expired
+    /// ones go; then all).
+    fn remember(&self, key: [u8; 32], verified: &Verified, now: u64) {
         let mut cache = self.inner.verified.lock();
         if cache.len() >= TOKEN_CACHE {
             cache.retain(|_, v| v.expires > now);
@@ -343,13 +430,75 @@ impl Auth {
             }
         }
         cache.insert(key, verified.clone());
-        Ok(verified)
+    }
+
+    /// An opaque token, by introspection at each issuer that offers it, in order.
+    async fn introspect(&self, token: &str) -> Result<Verified, String> {
+        let mut why = "the token is not active".to_owned();
+        for i in &self.inner.introspectors {
+            match i.introspect(token).await {
+                Ok(answer) => {
+                    let verified = self.introspected(i, answer)?;
+                    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+                    let mut key = [0u8; 32];
+                    key.copy_from_slice(digest.as_ref());
+                    self.remember(key, &verified, jsonwebtoken::get_current_timestamp());
+                    return Ok(verified);
+                }
+                Err(e) => why = e,
+            }
+        }
+        Err(why)
+    }
+
+    /// The principal of an active token's introspection answer, after the checks a
+    /// JWT gets: its audience (when given) is this resource, its issuer (when given)
+    /// the one asked, it has not expired.
+    fn introspected(&self, i: &introspect::Introspector, answer: Value) -> Result<Verified, String> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let Value::Object(mut claims) = answer else { return Err("the introspection answer is not an object".into()) };
+        let exp = claims.get("exp").and_then(Value::as_u64);
+        if exp.is_some_and(|e| e + self.inner.leeway.as_secs() <= now) {
+            return Err("the token has expired".into());
+        }
+        let for_us = match claims.get("aud") {
+            None => true,
+            Some(Value::String(a)) => *a == self.inner.resource,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(self.inner.resource.as_str())),
+            Some(_) => false,
+        };
+        if !for_us {
+            return Err("the token is for another resource".into());
+        }
+        match claims.get("iss").and_then(Value::as_str) {
+            Some(iss) if iss != i.issuer => return Err("the token's issuer is not trusted here".into()),
+            Some(_) => {}
+            None => {
+                claims.insert("iss".into(), Value::String(i.issuer.clone()));
+            }
+        }
+        let sub = claims
+            .get("sub")
+            .or_else(|| claims.get("client_id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        claims.entry("sub").or_insert_with(|| Value::String(sub.clone()));
+        let claims = Value::Object(claims);
+        let scopes = scopes_of(&claims);
+        let cached_until = now + i.cache.as_secs();
+        let principal = Principal { id: Arc::from(format!("{} {sub}", i.issuer)), claims: Arc::new(claims) };
+        Ok(Verified { principal, scopes: Arc::new(scopes), expires: exp.map_or(cached_until, |e| e.min(cached_until)) })
     }
 
     /// Checks `token` whole: its header's algorithm and key, then signature, issuer,
     /// audience and lifetime.
     fn check(&self, token: &str, may_fetch: bool) -> Result<Verified, Failure> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| Failure::Refused(format!("not a JWT: {e}")))?;
+        let header = match jsonwebtoken::decode_header(token) {
+            Ok(h) => h,
+            Err(_) if !self.inner.introspectors.is_empty() => return Err(Failure::Introspect),
+            Err(e) => return Err(Failure::Refused(format!("not a JWT: {e}"))),
+        };
         if !self.inner.algorithms.contains(&header.alg) {
             return Err(Failure::Refused(format!("algorithm {:?} is not accepted", header.alg)));
         }
@@ -519,7 +668,15 @@ impl Stage for Auth {
                         Ok(v) => Ok(v),
                         Err(Failure::Refused(why)) => Err(why),
                         Err(Failure::Fetch(_)) => Err("the issuer's keys could not be fetched".to_owned()),
+                        Err(Failure::Introspect) => this.introspect(&token).await,
                     };
+                    this.decide(req, outcome)
+                }))
+            }
+            Err(Failure::Introspect) => {
+                let this = self.clone();
+                Flow::Later(Box::pin(async move {
+                    let outcome = this.introspect(&token).await;
                     this.decide(req, outcome)
                 }))
             }

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
@@ -125,7 +126,7 @@ impl Action {
 }
 
 /// What an action is on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// `Shadowcat::Tool::"<name>"`.
     Tool(String),
@@ -171,10 +172,27 @@ impl Target {
     }
 }
 
+/// The entity types, parsed once.
+fn type_name(kind: &str) -> EntityTypeName {
+    static TYPES: OnceLock<HashMap<&'static str, EntityTypeName>> = OnceLock::new();
+    let types = TYPES.get_or_init(|| {
+        ["Action", "User", "Tool", "Resource", "Prompt", "Upstream", "Route"]
+            .into_iter()
+            .map(|k| {
+                // The type names are ours and valid.
+                let name = EntityTypeName::from_str(&format!("Shadowcat::{k}")).unwrap_or_else(|_| unreachable!("{k}"));
+                (k, name)
+            })
+            .collect()
+    });
+    match types.get(kind) {
+        Some(t) => t.clone(),
+        None => unreachable!("no entity type {kind}"),
+    }
+}
+
 fn uid(kind: &str, id: &str) -> EntityUid {
-    // The type names are ours and valid; an id may be any string.
-    let name = EntityTypeName::from_str(&format!("Shadowcat::{kind}")).unwrap_or_else(|_| unreachable!("{kind}"));
-    EntityUid::from_type_name_and_id(name, EntityId::new(id))
+    EntityUid::from_type_name_and_id(type_name(kind), EntityId::new(id))
 }
 
 /// Who calls, as policies see it (`Shadowcat::User`).
@@ -287,9 +305,108 @@ pub struct Decision {
     pub errors: Vec<String>,
 }
 
+/// What of a request's context the policies read: paths below `context`
+/// (`["arguments", "query"]`), found in the policies' JSON form. `None` when a
+/// decision cannot be kept (a policy reads `context.time`, or `context` whole).
+fn context_reads(set: &PolicySet) -> Option<Vec<Vec<String>>> {
+    fn chain(e: &Value) -> Option<Vec<String>> {
+        if e.get("Var").and_then(Value::as_str) == Some("context") {
+            return Some(Vec::new());
+        }
+        let access = e.get(".")?;
+        let mut path = chain(access.get("left")?)?;
+        path.push(access.get("attr")?.as_str()?.to_owned());
+        Some(path)
+    }
+    fn walk(v: &Value, reads: &mut Vec<Vec<String>>) -> bool {
+        match v {
+            Value::Object(map) => {
+                if map.get("Var").and_then(Value::as_str) == Some("context") {
+                    return false; // `context` itself, not one of its attributes
+                }
+                for op in [".", "has"] {
+                    let Some(node) = map.get(op) else { continue };
+                    if let Some(mut path) = node.get("left").and_then(chain) {
+                        match node.get("attr") {
+                            Some(Value::String(a)) => path.push(a.clone()),
+                            Some(Value::Array(more)) => {
+                                path.extend(more.iter().filter_map(Value::as_str).map(str::to_owned))
+                            }
+                            _ => return false,
+                        }
+                        reads.push(path);
+                        return true;
+                    }
+                }
+                map.values().all(|v| walk(v, reads))
+            }
+            Value::Array(items) => items.iter().all(|v| walk(v, reads)),
+            _ => true,
+        }
+    }
+    let mut reads = Vec::new();
+    for policy in set.policies() {
+        let json = policy.to_json().ok()?;
+        if !walk(&json, &mut reads) {
+            return None;
+        }
+    }
+    if reads.iter().any(|p| p.first().is_none_or(|a| a == "time")) {
+        return None;
+    }
+    reads.sort();
+    reads.dedup();
+    Some(reads)
+}
+
+/// Decisions kept at most per policy set (when full, all are made again).
+const DECISIONS: usize = 16_384;
+
+/// A bounded map of things made once and looked up after (when full, it empties).
+pub struct Kept<K, V> {
+    map: parking_lot::Mutex<HashMap<K, V>>,
+    cap: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Kept<K, V> {
+    /// At most `cap` entries.
+    pub fn new(cap: usize) -> Self {
+        Kept { map: parking_lot::Mutex::new(HashMap::new()), cap }
+    }
+
+    /// The entry of `key`.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.map.lock().get(key).cloned()
+    }
+
+    /// Keeps `value` for `key`.
+    pub fn insert(&self, key: K, value: V) {
+        let mut map = self.map.lock();
+        if map.len() >= self.cap {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A loaded, checked set of policies.
 pub struct Policies {
     set: PolicySet,
+    /// What of the context decisions depend on (`None`: they are not kept).
+    pub(super) reads: Option<Vec<Vec<String>>>,
+    /// Decisions by what they depend on; each entry holds its subject, so that the
+    /// subject's address in the key is not reused while the entry is there.
+    pub(super) decisions: Kept<String, (std::sync::Arc<Subject>, Decision)>,
     authorizer: Authorizer,
     /// Policy id -> where it is (`file.cedar:3`).
     places: HashMap<String, String>,
@@ -373,6 +490,33 @@ fn is_open_access(e: &ValidationError) -> bool {
     text.contains("attribute `arguments.") || text.contains("attribute `claims.")
 }
 
+/// The entities a request on `target` by `subject` needs: the user, the target (with
+/// its upstream and route as parents), the upstream and the route.
+pub fn entities(subject: &Subject, target: &Target, upstream: &str, route: &str) -> Result<Entities, String> {
+    let route = uid("Route", route);
+    let upstream = uid("Upstream", upstream);
+    let parents = HashSet::from([upstream.clone(), route.clone()]);
+    let resource_entity = match target {
+        Target::Upstream => None,
+        t @ (Target::Tool(id) | Target::Resource(id) | Target::Prompt(id)) => {
+            let uid = uid(t.kind(), id);
+            let field = if matches!(t, Target::Resource(_)) { "uri" } else { "name" };
+            let attrs = HashMap::from([(field.to_owned(), RestrictedExpression::new_string(id.clone()))]);
+            Some(
+                Entity::new(uid.clone(), attrs, parents.clone()).unwrap_or_else(|_| Entity::new_no_attrs(uid, parents)),
+            )
+        }
+    };
+    let all = [
+        subject.entity.clone(),
+        Entity::new_no_attrs(upstream, HashSet::from([route.clone()])),
+        Entity::new_no_attrs(route, HashSet::new()),
+    ]
+    .into_iter()
+    .chain(resource_entity);
+    Entities::from_entities(all, None).map_err(|e| e.to_string())
+}
+
 impl Policies {
     /// Loads and checks every `*.cedar` file of `dir` (see [`Policies::from_sources`]).
     pub fn load_dir(dir: &Path) -> Result<(Policies, Vec<String>), String> {
@@ -439,7 +583,9 @@ impl Policies {
             return Err(errors.join("\n"));
         }
         drop(texts);
-        Ok((Policies { set, authorizer: Authorizer::new(), places, sources }, warnings))
+        let reads = context_reads(&set);
+        let decisions = Kept::new(DECISIONS);
+        Ok((Policies { set, reads, decisions, authorizer: Authorizer::new(), places, sources }, warnings))
     }
 
     /// How many policies there are.
@@ -459,31 +605,67 @@ impl Policies {
 
     /// Decides `q`: allowed only if a `permit` applies and no `forbid` does.
     pub fn decide(&self, q: &Query<'_>) -> Decision {
-        let route = uid("Route", q.route);
-        let upstream = uid("Upstream", q.upstream);
-        let parents = HashSet::from([upstream.clone(), route.clone()]);
-        let (resource, resource_entity) = match q.target {
-            Target::Upstream => (upstream.clone(), None),
-            t @ (Target::Tool(id) | Target::Resource(id) | Target::Prompt(id)) => {
-                let uid = uid(t.kind(), id);
-                let field = if matches!(t, Target::Resource(_)) { "uri" } else { "name" };
-                let attrs = HashMap::from([(field.to_owned(), RestrictedExpression::new_string(id.clone()))]);
-                let entity = Entity::new(uid.clone(), attrs, parents.clone())
-                    .unwrap_or_else(|_| Entity::new_no_attrs(uid.clone(), parents));
-                (uid, Some(entity))
-            }
-        };
-        let entities = [
-            q.subject.entity.clone(),
-            Entity::new_no_attrs(upstream, HashSet::from([route.clone()])),
-            Entity::new_no_attrs(route, HashSet::new()),
-        ]
-        .into_iter()
-        .chain(resource_entity);
+        match entities(q.subject, q.target, q.upstream, q.route) {
+            Ok(entities) => self.decide_with(q, &entities),
+            Err(why) => Decision { allowed: false, policies: Vec::new(), errors: vec![why] },
+        }
+    }
+
+    /// What a decision for `q` by `subject` depends on, when decisions are kept.
+    fn decision_key(&self, subject: &std::sync::Arc<Subject>, q: &Query<'_>) -> Option<String> {
+        use std::fmt::Write;
+        let reads = self.reads.as_ref()?;
+        let mut key = format!(
+            "{:x}\u{1f}{}\u{1f}{:?}\u{1f}{}\u{1f}{}",
+            std::sync::Arc::as_ptr(subject) as usize,
+            q.action.name(),
+            q.target,
+            q.upstream,
+            q.route
+        );
+        for path in reads {
+            key.push('\u{1f}');
+            let value = match path.first().map(String::as_str) {
+                Some("arguments") => {
+                    let mut v = q.arguments;
+                    for p in &path[1..] {
+                        v = v.and_then(|v| v.get(p));
+                    }
+                    match v {
+                        Some(v) => crate::protocol::canonical_json(v),
+                        None => "\u{0}".to_owned(),
+                    }
+                }
+                Some("route") => q.route.to_owned(),
+                Some("protocol") => q.protocol.to_owned(),
+                Some("method") => q.method.to_owned(),
+                _ => return None,
+            };
+            let _ = write!(key, "{}:{value}", value.len());
+        }
+        Some(key)
+    }
+
+    /// Decides `q` as [`Policies::decide_with`] does, keeping the decision when the
+    /// policies allow (they read nothing of the context that the key does not hold).
+    pub fn decide_kept(&self, subject: &std::sync::Arc<Subject>, q: &Query<'_>, entities: &Entities) -> Decision {
+        let Some(key) = self.decision_key(subject, q) else { return self.decide_with(q, entities) };
+        if let Some((_, d)) = self.decisions.get(&key) {
+            return d;
+        }
+        // Kept with its errors too: given what the key holds, they come again.
+        let d = self.decide_with(q, entities);
+        self.decisions.insert(key, (subject.clone(), d.clone()));
+        d
+    }
+
+    /// Decides `q` with its entities made already ([`entities`]: they depend on the
+    /// subject and the target only, so a caller may keep them).
+    pub fn decide_with(&self, q: &Query<'_>, entities: &Entities) -> Decision {
         let deny = |why: String| Decision { allowed: false, policies: Vec::new(), errors: vec![why] };
-        let entities = match Entities::from_entities(entities, None) {
-            Ok(e) => e,
-            Err(e) => return deny(e.to_string()),
+        let resource = match q.target {
+            Target::Upstream => uid("Upstream", q.upstream),
+            t @ (Target::Tool(id) | Target::Resource(id) | Target::Prompt(id)) => uid(t.kind(), id),
         };
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let arguments = q.arguments.and_then(|a| to_cedar(a, 1)).unwrap_or_else(empty_record);
@@ -502,7 +684,7 @@ impl Policies {
             Ok(r) => r,
             Err(e) => return deny(e.to_string()),
         };
-        let response = self.authorizer.is_authorized(&request, &self.set, &entities);
+        let response = self.authorizer.is_authorized(&request, &self.set, entities);
         let diagnostics = response.diagnostics();
         Decision {
             allowed: response.decision() == CedarDecision::Allow,

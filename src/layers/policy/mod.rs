@@ -27,6 +27,7 @@
 
 pub mod engine;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -40,7 +41,59 @@ use crate::pipeline::{
     Direction, Flow, McpRequest, MessageContext, Principal, Shared, Stage, StageControl, StageLayer, Verdict,
 };
 use crate::protocol::Message;
-use engine::{Action, Decision, Policies, Query, Subject, Target};
+use engine::{Action, Decision, Kept, Policies, Query, Subject, Target};
+
+/// Subjects and entity sets kept at most (when full, they are all made again).
+const MADE: usize = 4096;
+
+/// What earlier calls made, so that a principal's next call costs lookups: its
+/// subject (by the principal's claims, which the `auth` stage shares between the
+/// requests of one token) and the entities of each target. An entry holds what its
+/// key points to, so that no address is reused while it is there.
+struct Made {
+    /// By the address of the principal's claims: the claims (held) and the subject.
+    subjects: Kept<usize, (Arc<Value>, Arc<Subject>)>,
+    entities: Kept<EntitiesKey, (Arc<Subject>, Arc<cedar_policy::Entities>)>,
+}
+
+/// The subject's address, the target, the upstream and the route.
+type EntitiesKey = (usize, Target, Arc<str>, Arc<str>);
+
+impl Default for Made {
+    fn default() -> Self {
+        Made { subjects: Kept::new(MADE), entities: Kept::new(MADE) }
+    }
+}
+
+impl Made {
+    fn subject(&self, principal: Option<&Principal>) -> Arc<Subject> {
+        static ANONYMOUS: OnceLock<Arc<Subject>> = OnceLock::new();
+        let Some(p) = principal else { return ANONYMOUS.get_or_init(|| Arc::new(Subject::anonymous())).clone() };
+        let key = Arc::as_ptr(&p.claims) as usize;
+        if let Some((_, s)) = self.subjects.get(&key) {
+            return s;
+        }
+        let subject = Arc::new(Subject::from_claims(&p.claims));
+        self.subjects.insert(key, (p.claims.clone(), subject.clone()));
+        subject
+    }
+
+    fn entities(
+        &self,
+        subject: &Arc<Subject>,
+        target: &Target,
+        upstream: &Arc<str>,
+        route: &Arc<str>,
+    ) -> Result<Arc<cedar_policy::Entities>, String> {
+        let key = (Arc::as_ptr(subject) as usize, target.clone(), upstream.clone(), route.clone());
+        if let Some((_, e)) = self.entities.get(&key) {
+            return Ok(e);
+        }
+        let made = Arc::new(engine::entities(subject, target, upstream, route)?);
+        self.entities.insert(key, (subject.clone(), made.clone()));
+        Ok(made)
+    }
+}
 
 /// The registry entry.
 pub const STAGE: StageDef =
@@ -77,7 +130,7 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
         tracing::warn!(%warning, "policy");
     }
     tracing::info!(dir = %options.dir.display(), policies = policies.len(), "policies loaded");
-    let guard = Guard { policies: Shared::new(policies), routes: ctx.routes.clone() };
+    let guard = Guard { policies: Shared::new(policies), routes: ctx.routes.clone(), made: Arc::default() };
     ctx.controls.register(Arc::new(guard.clone()));
     if options.reload {
         let (dir, policies) = (options.dir.clone(), guard.policies.clone());
@@ -121,7 +174,8 @@ fn reload(dir: &std::path::Path, policies: &Shared<Policies>) {
 pub struct Guard {
     policies: Shared<Policies>,
     /// Route -> upstream.
-    routes: Arc<std::collections::HashMap<String, String>>,
+    routes: Arc<HashMap<String, String>>,
+    made: Arc<Made>,
 }
 
 impl StageControl for Guard {
@@ -141,7 +195,8 @@ pub struct PolicyCall {
     /// The policies the call started under.
     policies: Arc<Policies>,
     principal: Option<Principal>,
-    subject: OnceLock<Subject>,
+    subject: OnceLock<Arc<Subject>>,
+    made: Arc<Made>,
     upstream: Arc<str>,
     route: Arc<str>,
     protocol: &'static str,
@@ -152,14 +207,15 @@ pub struct PolicyCall {
 }
 
 impl PolicyCall {
-    fn subject(&self) -> &Subject {
-        self.subject.get_or_init(|| match &self.principal {
-            Some(p) => Subject::from_claims(&p.claims),
-            None => Subject::anonymous(),
-        })
+    fn subject(&self) -> &Arc<Subject> {
+        self.subject.get_or_init(|| self.made.subject(self.principal.as_ref()))
     }
 
     fn decide(&self, action: Action, target: &Target, arguments: Option<&Value>, method: &str) -> Decision {
+        let entities = match self.made.entities(self.subject(), target, &self.upstream, &self.route) {
+            Ok(e) => e,
+            Err(why) => return Decision { allowed: false, policies: Vec::new(), errors: vec![why] },
+        };
         let q = Query {
             subject: self.subject(),
             action,
@@ -170,7 +226,7 @@ impl PolicyCall {
             protocol: self.protocol,
             method,
         };
-        self.policies.decide(&q)
+        self.policies.decide_kept(self.subject(), &q, &entities)
     }
 
     /// Decides and logs.
@@ -315,6 +371,7 @@ impl Stage for Guard {
             policies: self.policies.load(),
             principal: req.context.principal().cloned(),
             subject: OnceLock::new(),
+            made: self.made.clone(),
             upstream,
             route: req.route.clone(),
             protocol: req.version.as_str(),

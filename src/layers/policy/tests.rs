@@ -184,7 +184,7 @@ fn upstream() -> McpService {
 fn guard(text: &str) -> McpService {
     let policies = load(&[("p.cedar", text)]).expect("loads");
     let routes = Arc::new(std::collections::HashMap::from([("/mcp".to_owned(), "db".to_owned())]));
-    StageLayer::new(Guard { policies: Shared::new(policies), routes }).service(upstream())
+    StageLayer::new(Guard { policies: Shared::new(policies), routes, made: Arc::default() }).service(upstream())
 }
 
 fn request(method: &str, params: Value) -> McpRequest {
@@ -256,4 +256,39 @@ when { principal.client_id == "robot" && principal.scopes.contains("b") && princ
     )])
     .expect("loads");
     assert!(ask(&p, &s, Action::ListPrompts, Target::Upstream, None).allowed);
+}
+
+#[test]
+fn decisions_are_kept_by_what_the_policies_read() {
+    let p = load(&[("sql.cedar", SQL)]).expect("loads");
+    assert_eq!(p.reads, Some(vec![vec!["arguments".to_owned(), "query".to_owned()]]));
+    let timed = r#"permit (principal, action, resource) when { context.time > 0 };"#;
+    assert_eq!(load(&[("t.cedar", timed)]).expect("loads").reads, None, "time: never kept");
+    let none = r#"permit (principal, action, resource) when { principal.groups.contains("eng") };"#;
+    assert_eq!(load(&[("n.cedar", none)]).expect("loads").reads, Some(vec![]));
+
+    // The same call twice is one decision; another query is another.
+    let who = Arc::new(alice());
+    let ask_kept = |query: &str| {
+        let arguments = json!({"query": query, "other": query.len()});
+        let target = Target::Tool("run_sql".into());
+        let q = Query {
+            subject: &who,
+            action: Action::CallTool,
+            target: &target,
+            upstream: "db",
+            route: "/mcp",
+            arguments: Some(&arguments),
+            protocol: "2025-11-25",
+            method: "tools/call",
+        };
+        let entities = engine::entities(&who, &target, "db", "/mcp").expect("entities");
+        p.decide_kept(&who, &q, &entities)
+    };
+    assert!(ask_kept("SELECT 1").allowed);
+    assert!(ask_kept("SELECT 1").allowed);
+    assert_eq!(p.decisions.len(), 1);
+    assert!(!ask_kept("DROP TABLE t").allowed, "a kept decision never answers another query");
+    assert!(ask_kept("SELECT 2").allowed);
+    assert_eq!(p.decisions.len(), 3);
 }

@@ -1,0 +1,132 @@
+//! Opaque access tokens, checked by the issuer's introspection endpoint (RFC 7662):
+//! the gateway posts the token, authenticating as its own client
+//! (`client_secret_basic`), and gets whether it is active with its claims.
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::SecretValue;
+use crate::upstream::http::connect::{build_clients, describe, Clients};
+
+/// The longest an introspection may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest answer read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// `issuers[].introspection` of the `auth` stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionOptions {
+    /// The issuer's introspection endpoint.
+    pub endpoint: String,
+    /// The gateway's client at the issuer.
+    pub client_id: String,
+    /// Its secret (a secret value: literal, `{env: ...}` or `{file: ...}`).
+    pub client_secret: SecretValue,
+    /// How long an answer is used at most (less if the token expires sooner).
+    #[serde(default = "default_cache", with = "crate::config::duration")]
+    pub cache: Duration,
+}
+
+fn default_cache() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// One issuer's introspection endpoint.
+pub struct Introspector {
+    /// The issuer it speaks for.
+    pub issuer: String,
+    endpoint: String,
+    /// `Basic base64(client_id:client_secret)`, both form-encoded (RFC 6749 2.3.1).
+    authorization: String,
+    /// How long an answer is used at most.
+    pub cache: Duration,
+    clients: Clients,
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl Introspector {
+    /// The introspector of `issuer` (`https`, or `http` on loopback).
+    pub fn new(issuer: &str, o: &IntrospectionOptions) -> Result<Introspector, String> {
+        let uri: http::Uri = o.endpoint.parse().map_err(|e| format!("introspection.endpoint {:?}: {e}", o.endpoint))?;
+        match (uri.scheme_str(), uri.host()) {
+            (Some("https"), Some(_)) => {}
+            (Some("http"), Some(host)) if super::is_loopback(host) => {}
+            _ => return Err(format!("introspection.endpoint {:?}: https:// (http:// on loopback only)", o.endpoint)),
+        }
+        let secret = o.client_secret.resolve().map_err(|e| format!("introspection.client_secret: {e}"))?;
+        let pair = format!("{}:{}", form(&o.client_id), form(&secret));
+        let authorization = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+        Ok(Introspector {
+            issuer: issuer.to_owned(),
+            endpoint: o.endpoint.clone(),
+            authorization,
+            cache: o.cache,
+            clients: build_clients(&uri, TIMEOUT)?,
+        })
+    }
+
+    /// The claims of `token` if the issuer says it is active; why not otherwise.
+    pub async fn introspect(&self, token: &str) -> Result<Value, String> {
+        let body = format!("token={}&token_type_hint=access_token", form(token));
+        let req = http::Request::post(&self.endpoint)
+            .header(http::header::AUTHORIZATION, &self.authorization)
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let ask = async {
+            let resp = self.clients.get().request(req).await.map_err(|e| describe(&e))?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| format!("cannot read the answer: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("HTTP {status}"));
+            }
+            serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))
+        };
+        let answer = tokio::time::timeout(TIMEOUT, ask).await.map_err(|_| format!("no answer within {TIMEOUT:?}"))?;
+        let answer = answer.map_err(|e| {
+            // What went wrong is the operator's to know; the client hears only that
+            // the token could not be checked.
+            tracing::warn!(issuer = %self.issuer, error = %e, "auth: token introspection failed");
+            "the token could not be checked".to_owned()
+        })?;
+        if answer.get("active").and_then(Value::as_bool) != Some(true) {
+            return Err("the token is not active".into());
+        }
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(form("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+        assert_eq!(form("abc-._*"), "abc-._*");
+    }
+}
