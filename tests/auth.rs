@@ -204,6 +204,11 @@ impl Provider {
 
     /// `opaque`: access tokens are opaque, checked by introspection.
     fn start_with(resource: &str, opaque: bool) -> Provider {
+        Provider::start_env(resource, opaque, &[])
+    }
+
+    /// With more environment for the fixture (`JWT_CLIENT_JWKS`).
+    fn start_env(resource: &str, opaque: bool, env: &[(&str, &str)]) -> Provider {
         use std::io::BufRead;
         let d = common::deps();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oidc_provider.mjs");
@@ -212,6 +217,7 @@ impl Provider {
             .arg(resource)
             .env("SHADOWCAT_NODE_MODULES", &d.node_modules)
             .env("OPAQUE", if opaque { "1" } else { "0" })
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -433,4 +439,67 @@ async fn opaque_tokens_are_introspected_and_the_answer_cached() {
     assert_eq!(post(&gw, &[&bearer], None, init()).await.status, 200);
     gw.stop();
     assert!(!gw.log().contains(&token), "the token is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_tokens_by_client_credentials_with_each_client_authentication() {
+    let (pem, client_jwks) = common::jwt::key_pair_pem("jwt-client");
+    let provider = Provider::start_env(RESOURCE, false, &[("JWT_CLIENT_JWKS", &client_jwks)]);
+    let dir = scratch_dir("upstream-oauth");
+    let key_file = dir.join("client-key.pem");
+    std::fs::write(&key_file, pem).unwrap();
+    // The upstream: a gateway that takes only this provider's tokens for RESOURCE.
+    let inner_stages = format!(
+        "pipeline:\n  - auth:\n      resource: {RESOURCE}\n      issuers:\n        - issuer: {}\n      scopes: [mcp:tools]\n",
+        provider.issuer
+    );
+    let mut inner = Gateway::start(&format!("{}{inner_stages}", common::demo_config("", "")));
+    let outer_config = |oauth: &str| {
+        format!(
+            "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  up:\n    http:\n      url: {}\n{oauth}",
+            inner.mcp_url
+        )
+    };
+    let token_endpoint = format!("{}/token", provider.issuer);
+    let methods = [
+        (
+            "client_secret_basic",
+            "client_id: shadowcat-test\n        client_secret: test-secret-of-the-test-client-0123456789".to_owned(),
+        ),
+        (
+            "client_secret_post",
+            "client_id: shadowcat-post\n        client_secret: post-secret-of-the-test-client-0123456789".to_owned(),
+        ),
+        (
+            "private_key_jwt",
+            format!(
+                "client_id: shadowcat-jwt\n        private_key: {{ file: {} }}\n        key_id: jwt-client",
+                key_file.display()
+            ),
+        ),
+    ];
+    for (method, client) in methods {
+        let oauth = format!(
+            "      oauth:\n        token_endpoint: {token_endpoint}\n        auth_method: {method}\n        {client}\n        scope: mcp:tools\n        resource: {RESOURCE}\n"
+        );
+        let mut outer = Gateway::start(&outer_config(&oauth));
+        let mut c = common::McpClient::new(&outer.mcp_url);
+        c.initialize("2025-11-25").await;
+        for n in 0..2 {
+            let r = c
+                .request("tools/call", json!({"name": "echo", "arguments": {"message": format!("via {method} {n}")}}))
+                .await;
+            assert_eq!(r["result"]["content"][0]["text"], format!("via {method} {n}"), "{method}: {r}");
+        }
+        outer.stop();
+        let log = outer.log();
+        assert!(!log.contains("secret-of-the-test-client") && !log.contains("Bearer ey"), "{method}: {log}");
+    }
+    // Without credentials the upstream refuses, and the client is told where tokens come from.
+    let mut bare = Gateway::start(&outer_config(""));
+    let c = common::McpClient::new(&bare.mcp_url);
+    let refused = c.post_raw(&init().to_string()).await;
+    assert_ne!(refused.status, 200, "{}", refused.text());
+    bare.stop();
+    inner.stop();
 }

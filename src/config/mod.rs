@@ -12,7 +12,7 @@ use std::path::Path;
 pub use secret::SecretValue;
 pub use types::{
     AdminConfig, BridgeConfig, CacheScope, Config, EraSetting, HttpConfig, Matching, PoolConfig, ReplayConfig,
-    RouteConfig, ServerConfig, StageEntry, StageSpec, StdioConfig, UpstreamConfig,
+    RouteConfig, ServerConfig, StageEntry, StageSpec, StdioConfig, TokenEndpointAuth, UpstreamConfig, UpstreamOAuth,
 };
 
 /// The embedded default configuration: the gateway in front of its own demo server.

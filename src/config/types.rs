@@ -408,6 +408,58 @@ pub struct HttpConfig {
     /// The pool serving stateless clients when the server is legacy.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// The gateway's own OAuth client for this upstream: access tokens by client
+    /// credentials, sent as `Authorization: Bearer` (a client's token never is).
+    #[serde(default)]
+    pub oauth: Option<Box<UpstreamOAuth>>,
+}
+
+/// How the gateway authenticates at the token endpoint (RFC 6749 2.3, RFC 7523).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuth {
+    /// HTTP Basic with the client id and secret.
+    #[default]
+    ClientSecretBasic,
+    /// The client id and secret in the form.
+    ClientSecretPost,
+    /// A JWT signed with the client's private key (`private_key`).
+    PrivateKeyJwt,
+}
+
+/// `upstreams.<name>.http.oauth`: the client credentials grant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOAuth {
+    /// The authorization server's token endpoint.
+    pub token_endpoint: String,
+    /// The gateway's client id there.
+    pub client_id: String,
+    /// Its secret (`client_secret_basic`, `client_secret_post`).
+    #[serde(default)]
+    pub client_secret: Option<SecretValue>,
+    /// How it authenticates.
+    #[serde(default)]
+    pub auth_method: TokenEndpointAuth,
+    /// Its private key, PEM (PKCS#8 EC P-256 or RSA), for `private_key_jwt`.
+    #[serde(default)]
+    pub private_key: Option<SecretValue>,
+    /// The `kid` of that key at the authorization server, if it needs one.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// The scopes asked for (space-separated).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The resource indicator (RFC 8707) asked for; default: the upstream's URL.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// How long before its expiry a token is replaced.
+    #[serde(default = "default_refresh_before", with = "duration")]
+    pub refresh_before: Duration,
+}
+
+fn default_refresh_before() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// An upstream's protocol era, as configured.

@@ -5,19 +5,16 @@
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::SecretValue;
-use crate::upstream::http::connect::{build_clients, describe, Clients};
+use crate::upstream::http::connect::{build_clients, Clients};
+use crate::upstream::http::oauth::{form, post_form};
 
-/// The longest an introspection may take.
+/// The longest a connection to the endpoint may take (the request as a whole:
+/// [`post_form`]'s bound).
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The largest answer read.
-const MAX_ANSWER: usize = 64 * 1024;
 
 /// `issuers[].introspection` of the `auth` stage.
 #[derive(Debug, Deserialize)]
@@ -50,19 +47,6 @@ pub struct Introspector {
     clients: Clients,
 }
 
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn form(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 impl Introspector {
     /// The introspector of `issuer` (`https`, or `http` on loopback).
     pub fn new(issuer: &str, o: &IntrospectionOptions) -> Result<Introspector, String> {
@@ -87,26 +71,9 @@ impl Introspector {
     /// The claims of `token` if the issuer says it is active; why not otherwise.
     pub async fn introspect(&self, token: &str) -> Result<Value, String> {
         let body = format!("token={}&token_type_hint=access_token", form(token));
-        let req = http::Request::post(&self.endpoint)
-            .header(http::header::AUTHORIZATION, &self.authorization)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(http::header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let ask = async {
-            let resp = self.clients.get().request(req).await.map_err(|e| describe(&e))?;
-            let status = resp.status();
-            let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| format!("cannot read the answer: {e}"))?;
-            if !status.is_success() {
-                return Err(format!("HTTP {status}"));
-            }
-            serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))
-        };
-        let answer = tokio::time::timeout(TIMEOUT, ask).await.map_err(|_| format!("no answer within {TIMEOUT:?}"))?;
+        let answer = post_form(&self.clients, &self.endpoint, Some(&self.authorization), body)
+            .await
+            .and_then(|(status, answer)| if status.is_success() { Ok(answer) } else { Err(format!("HTTP {status}")) });
         let answer = answer.map_err(|e| {
             // What went wrong is the operator's to know; the client hears only that
             // the token could not be checked.
@@ -117,16 +84,5 @@ impl Introspector {
             return Err("the token is not active".into());
         }
         Ok(answer)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(form("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
-        assert_eq!(form("abc-._*"), "abc-._*");
     }
 }

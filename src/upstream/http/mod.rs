@@ -12,6 +12,7 @@
 
 mod challenge;
 pub mod connect;
+pub mod oauth;
 mod session;
 mod shared;
 mod sse;
@@ -75,6 +76,8 @@ pub(crate) struct Target {
     probe_address: (String, u16),
     /// The last 401's discovery, and when it was made.
     challenge: Mutex<Option<(std::time::Instant, Arc<Challenge>)>>,
+    /// The gateway's own client credentials for this upstream (`oauth`).
+    oauth: Option<oauth::ClientCredentials>,
 }
 
 impl Target {
@@ -83,7 +86,26 @@ impl Target {
     /// authorization server. Any HTTP answer marks the upstream ready.
     pub async fn exchange(&self, req: Request<Full<Bytes>>, session: &str) -> Result<Response<Incoming>, GatewayError> {
         let method = req.method().clone();
-        match self.clients.get().request(req).await {
+        let result = match &self.oauth {
+            None => self.clients.get().request(req).await,
+            Some(oauth) => {
+                // With the gateway's own token; one the upstream refuses is replaced
+                // once, in case it was revoked or the server's keys rotated.
+                let (parts, body) = req.into_parts();
+                let mut first = Request::from_parts(parts.clone(), body.clone());
+                first.headers_mut().insert(http::header::AUTHORIZATION, self.upstream_token(oauth).await?);
+                match self.clients.get().request(first).await {
+                    Ok(resp) if resp.status() == http::StatusCode::UNAUTHORIZED => {
+                        oauth.refused();
+                        let mut again = Request::from_parts(parts, body);
+                        again.headers_mut().insert(http::header::AUTHORIZATION, self.upstream_token(oauth).await?);
+                        self.clients.get().request(again).await
+                    }
+                    other => other,
+                }
+            }
+        };
+        match result {
             Ok(resp) if resp.status() == http::StatusCode::UNAUTHORIZED => {
                 self.ready.store(true, Ordering::SeqCst);
                 Err(self.unauthorized(resp.headers(), session, &method).await)
@@ -104,6 +126,17 @@ impl Target {
                 Err(GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), detail })
             }
         }
+    }
+
+    /// `Bearer <token>` of the gateway's own client, or why there is none.
+    async fn upstream_token(&self, oauth: &oauth::ClientCredentials) -> Result<HeaderValue, GatewayError> {
+        oauth.authorization().await.map_err(|e| {
+            tracing::warn!(upstream = %self.name, error = %e, "no access token for the upstream");
+            GatewayError::UpstreamUnavailable {
+                upstream: self.name.to_string(),
+                detail: format!("no access token: {e}"),
+            }
+        })
     }
 
     /// The error for a 401: where the upstream wants tokens from (discovered, or
@@ -196,6 +229,10 @@ impl HttpUpstream {
             },
             ready: AtomicBool::new(false),
             challenge: Mutex::new(None),
+            oauth: match &cfg.oauth {
+                Some(o) => Some(oauth::ClientCredentials::new(o, &cfg.url)?),
+                None => None,
+            },
         };
         Ok(Arc::new(HttpUpstream {
             target: Arc::new(target),

@@ -124,6 +124,31 @@ fn bad_static_headers_are_config_errors() {
     assert!(HttpUpstream::new("up", &cfg).is_err());
 }
 
+#[test]
+fn bad_oauth_settings_are_config_errors() {
+    let refused = |oauth: serde_json::Value| {
+        let cfg: HttpConfig =
+            serde_json::from_value(json!({ "url": "http://127.0.0.1:9/mcp", "oauth": oauth })).expect("cfg");
+        HttpUpstream::new("up", &cfg).err().expect("refused")
+    };
+    let base = json!({ "token_endpoint": "http://127.0.0.1:9/token", "client_id": "gw" });
+    let with = |extra: serde_json::Value| {
+        let mut o = base.clone();
+        o.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+        o
+    };
+    assert!(refused(base.clone()).contains("needs client_secret"));
+    let e = refused(with(json!({ "auth_method": "private_key_jwt" })));
+    assert!(e.contains("needs private_key"), "{e}");
+    let e = refused(with(json!({ "auth_method": "private_key_jwt", "private_key": "not a key" })));
+    assert!(e.contains("not a PEM"), "{e}");
+    let garbage = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+    let e = refused(with(json!({ "auth_method": "private_key_jwt", "private_key": garbage })));
+    assert!(e.contains("not a PEM"), "{e}");
+    let e = refused(with(json!({ "client_secret": { "env": "SHADOWCAT_TEST_NO_SUCH_VARIABLE" } })));
+    assert!(e.contains("client_secret"), "{e}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn progress_extends_the_deadline_up_to_the_hard_limit() {
     let up = upstream(json!({ "request_timeout": "1s", "max_request_timeout": "2500ms" }));
