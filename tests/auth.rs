@@ -56,6 +56,17 @@ fn call(id: u64, tool: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}})
 }
 
+/// An `initialize` POSTed to `url` with `token` as the bearer.
+async fn init_at(url: String, token: String) -> Reply {
+    let bearer = format!("Bearer {token}");
+    let h = [
+        ("accept", "application/json, text/event-stream"),
+        ("content-type", "application/json"),
+        ("authorization", bearer.as_str()),
+    ];
+    Http::new().send(Method::POST, &url, &h, Some(&init().to_string())).await
+}
+
 fn challenge(r: &Reply) -> String {
     r.header("www-authenticate").unwrap_or_default()
 }
@@ -264,18 +275,7 @@ async fn tokens_of_a_real_openid_provider_with_discovery_and_key_rotation() {
         provider.issuer
     );
     let mut gw = Gateway::start(&format!("{}{stages}", common::demo_config("", "")));
-    let call_with = |token: String| {
-        let gw_url = gw.mcp_url.clone();
-        async move {
-            let bearer = format!("Bearer {token}");
-            let h = [
-                ("accept", "application/json, text/event-stream"),
-                ("content-type", "application/json"),
-                ("authorization", bearer.as_str()),
-            ];
-            Http::new().send(Method::POST, &gw_url, &h, Some(&init().to_string())).await
-        }
-    };
+    let call_with = |token: String| init_at(gw.mcp_url.clone(), token);
     // Keys found through the provider's discovery metadata, on the first token.
     let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
     let first_token = provider.token("mcp:tools").await;
@@ -497,9 +497,51 @@ async fn upstream_tokens_by_client_credentials_with_each_client_authentication()
     }
     // Without credentials the upstream refuses, and the client is told where tokens come from.
     let mut bare = Gateway::start(&outer_config(""));
+    // The upstream's own metadata is the upstream's: the gateway never relays a
+    // /.well-known document (with an `auth` stage it serves its own).
+    let base = bare.mcp_url.trim_end_matches("/mcp").to_owned();
+    let relayed =
+        Http::new().send(Method::GET, &format!("{base}/.well-known/oauth-protected-resource/mcp"), &[], None).await;
+    assert_eq!(relayed.status, 404, "{}", relayed.text());
     let c = common::McpClient::new(&bare.mcp_url);
     let refused = c.post_raw(&init().to_string()).await;
     assert_ne!(refused.status, 200, "{}", refused.text());
     bare.stop();
     inner.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_route_is_a_resource_of_its_own() {
+    let dir = scratch_dir("auth-routes");
+    let (key, jwks) = key_pair("k1");
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks).unwrap();
+    let other = "http://localhost/other";
+    let yaml = format!(
+        "{}routes:\n  - {{ path: /mcp, upstream: up }}\n  - {{ path: /other, upstream: up }}\npipeline:\n  - auth:\n      resource: {RESOURCE}\n      route_resources: {{ /other: {other} }}\n      issuers:\n        - issuer: {ISSUER}\n          jwks_file: {}\n",
+        common::demo_config("", ""),
+        path.display()
+    );
+    let mut gw = Gateway::start(&yaml);
+    let base = gw.mcp_url.trim_end_matches("/mcp").to_owned();
+    let doc =
+        Http::new().send(Method::GET, &format!("{base}/.well-known/oauth-protected-resource/other"), &[], None).await;
+    assert_eq!(doc.json()["resource"], other, "{}", doc.text());
+    let send = |route: &'static str, token: String| init_at(format!("{base}{route}"), token);
+    let for_mcp = token(&key, json!({}));
+    let for_other = token(&key, json!({"aud": other}));
+    assert_eq!(send("/mcp", for_mcp.clone()).await.status, 200);
+    assert_eq!(send("/other", for_other.clone()).await.status, 200);
+    let wrong = send("/other", for_mcp).await;
+    assert_eq!(wrong.status, 401, "a token for /mcp is not for /other");
+    let c = challenge(&wrong);
+    assert!(c.contains("/.well-known/oauth-protected-resource/other") && c.contains("another resource"), "{c}");
+    assert_eq!(send("/mcp", for_other).await.status, 401);
+    gw.stop();
+
+    let bad = dir.join("bad.yaml");
+    let text = yaml.replace("/other: ", "/nowhere: ");
+    std::fs::write(&bad, text).unwrap();
+    let out = std::process::Command::new(common::bin()).args(["config", "validate"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no route \"/nowhere\""));
 }

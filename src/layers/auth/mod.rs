@@ -108,6 +108,10 @@ pub const API_KEY_ISSUER: &str = "shadowcat:api-key";
 #[serde(deny_unknown_fields)]
 struct Options {
     resource: String,
+    /// Other routes' identifiers (route path -> resource URI), each with its own
+    /// metadata and audience; routes not named use `resource`.
+    #[serde(default)]
+    route_resources: BTreeMap<String, String>,
     #[serde(default)]
     issuers: Vec<IssuerOptions>,
     #[serde(default)]
@@ -141,8 +145,15 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
         return Err("needs `resource` (this resource's URI, the audience tokens must carry) and `issuers`".into());
     }
     let o: Options = serde_json::from_value(options.clone()).map_err(|e| e.to_string())?;
+    if !ctx.routes.is_empty() {
+        if let Some(route) = o.route_resources.keys().find(|r| !ctx.routes.contains_key(*r)) {
+            return Err(format!("route_resources: there is no route {route:?}"));
+        }
+    }
     let auth = Auth::new(o)?;
-    ctx.endpoints.register(&auth.inner.metadata_path, "application/json", auth.metadata_document());
+    for r in std::iter::once(&auth.inner.resource).chain(auth.inner.routes.values()) {
+        ctx.endpoints.register(&r.metadata_path, "application/json", auth.metadata_document(r));
+    }
     let layer = StageLayer::new(auth);
     Ok(Arc::new(move |inner| layer.service(inner)))
 }
@@ -153,8 +164,45 @@ pub struct Auth {
     inner: Arc<Inner>,
 }
 
+/// A protected resource: its identifier (the audience its tokens carry) and where
+/// its metadata is.
+struct Resource {
+    /// Its place in the token cache's keys (0: `resource`; then the routes').
+    index: usize,
+    uri: String,
+    /// The path of the protected resource metadata, and its absolute URL.
+    metadata_path: String,
+    metadata_url: String,
+}
+
+impl Resource {
+    /// The resource `uri` (absolute, https or http on loopback, no query or fragment).
+    fn new(index: usize, uri: &str, key: &str) -> Result<Resource, String> {
+        let parsed: http::Uri = uri.parse().map_err(|e| format!("{key}: {uri:?} is not a URI: {e}"))?;
+        let (Some(scheme), Some(authority)) = (parsed.scheme_str(), parsed.authority()) else {
+            return Err(format!("{key}: {uri:?} must be an absolute URI (https://host/path)"));
+        };
+        match scheme {
+            "https" => {}
+            "http" if is_loopback(authority.host()) => {}
+            "http" => return Err(format!("{key}: {uri:?}: http:// is accepted on loopback only")),
+            other => return Err(format!("{key}: {uri:?}: scheme {other} is not https")),
+        }
+        if parsed.query().is_some() || uri.contains('#') {
+            return Err(format!("{key}: {uri:?} must have no query or fragment (RFC 8707)"));
+        }
+        let path = parsed.path().trim_end_matches('/');
+        let metadata_path = format!("/.well-known/oauth-protected-resource{path}");
+        let metadata_url = format!("{scheme}://{authority}{metadata_path}");
+        Ok(Resource { index, uri: uri.to_owned(), metadata_path, metadata_url })
+    }
+}
+
 struct Inner {
-    resource: String,
+    /// This resource (every route not in `routes`).
+    resource: Resource,
+    /// Routes with identifiers of their own.
+    routes: HashMap<String, Resource>,
     issuers: HashMap<String, IssuerKeys>,
     scopes: Vec<String>,
     method_scopes: BTreeMap<String, Vec<String>>,
@@ -162,12 +210,10 @@ struct Inner {
     authorization_servers: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
-    /// The path of the protected resource metadata, and its absolute URL.
-    metadata_path: String,
-    metadata_url: String,
-    /// Verified tokens by the SHA-256 of the token: the principal, its scopes and
-    /// when the token expires (seconds since the epoch).
-    verified: Mutex<HashMap<[u8; 32], Verified>>,
+    /// Verified tokens by the SHA-256 of the token and the resource they were
+    /// verified for: the principal, its scopes and when the token expires (seconds
+    /// since the epoch).
+    verified: Mutex<HashMap<([u8; 32], usize), Verified>>,
     /// Static API keys by their SHA-256.
     api_keys: HashMap<[u8; 32], Verified>,
     /// The issuers that introspect opaque tokens, in the order configured.
@@ -251,22 +297,11 @@ fn is_loopback(host: &str) -> bool {
 
 impl Auth {
     fn new(o: Options) -> Result<Auth, String> {
-        let uri: http::Uri = o.resource.parse().map_err(|e| format!("resource: {:?} is not a URI: {e}", o.resource))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(format!("resource: {:?} must be an absolute URI (https://host/path)", o.resource));
-        };
-        match scheme {
-            "https" => {}
-            "http" if is_loopback(authority.host()) => {}
-            "http" => return Err(format!("resource: {:?}: http:// is accepted on loopback only", o.resource)),
-            other => return Err(format!("resource: {:?}: scheme {other} is not https", o.resource)),
+        let resource = Resource::new(0, &o.resource, "resource")?;
+        let mut routes = HashMap::new();
+        for (i, (route, uri)) in o.route_resources.iter().enumerate() {
+            routes.insert(route.clone(), Resource::new(i + 1, uri, &format!("route_resources.{route}"))?);
         }
-        if uri.query().is_some() || o.resource.contains('#') {
-            return Err(format!("resource: {:?} must have no query or fragment (RFC 8707)", o.resource));
-        }
-        let path = uri.path().trim_end_matches('/');
-        let metadata_path = format!("/.well-known/oauth-protected-resource{path}");
-        let metadata_url = format!("{scheme}://{authority}{metadata_path}");
         if o.issuers.is_empty() && o.api_keys.is_empty() {
             return Err("issuers: at least one issuer (or `api_keys`) is needed".into());
         }
@@ -325,7 +360,8 @@ impl Auth {
         };
         Ok(Auth {
             inner: Arc::new(Inner {
-                resource: o.resource,
+                resource,
+                routes,
                 issuers,
                 scopes: o.scopes,
                 method_scopes: o.method_scopes,
@@ -333,8 +369,6 @@ impl Auth {
                 authorization_servers,
                 algorithms,
                 leeway: o.leeway,
-                metadata_path,
-                metadata_url,
                 verified: Mutex::new(HashMap::new()),
                 api_keys,
                 introspectors,
@@ -343,14 +377,14 @@ impl Auth {
     }
 
     /// The protected resource metadata document (RFC 9728).
-    fn metadata_document(&self) -> bytes::Bytes {
+    fn metadata_document(&self, r: &Resource) -> bytes::Bytes {
         let i = &self.inner;
         let mut scopes: Vec<&String> =
             i.scopes.iter().chain(i.method_scopes.values().flatten()).chain(i.tool_scopes.values().flatten()).collect();
         scopes.sort();
         scopes.dedup();
         let doc = json!({
-            "resource": i.resource,
+            "resource": r.uri,
             "authorization_servers": i.authorization_servers,
             "bearer_methods_supported": ["header"],
             "scopes_supported": scopes,
@@ -361,8 +395,8 @@ impl Auth {
 
     /// The `WWW-Authenticate` challenge: the metadata URL, the scopes to ask for,
     /// and the error (none when no token was given).
-    fn challenge(&self, scope: &[&str], error: Option<(&str, &str)>) -> HeaderValue {
-        let mut text = format!("Bearer resource_metadata=\"{}\"", self.inner.metadata_url);
+    fn challenge(&self, r: &Resource, scope: &[&str], error: Option<(&str, &str)>) -> HeaderValue {
+        let mut text = format!("Bearer resource_metadata=\"{}\"", r.metadata_url);
         if !scope.is_empty() {
             text.push_str(&format!(", scope=\"{}\"", scope.join(" ")));
         }
@@ -401,7 +435,7 @@ impl Auth {
 
     /// The principal of `token`, verified now or earlier; `may_fetch`: a token whose
     /// discovered issuer's keys are due to be fetched asks for that first.
-    fn verify(&self, token: &str, may_fetch: bool) -> Result<Verified, Failure> {
+    fn verify(&self, token: &str, may_fetch: bool, r: &Resource) -> Result<Verified, Failure> {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
@@ -409,19 +443,20 @@ impl Auth {
             return Ok(v.clone());
         }
         let now = jsonwebtoken::get_current_timestamp();
+        let key = (key, r.index);
         if let Some(v) = self.inner.verified.lock().get(&key) {
             if v.expires + self.inner.leeway.as_secs() > now {
                 return Ok(v.clone());
             }
         }
-        let verified = self.check(token, may_fetch)?;
+        let verified = self.check(token, may_fetch, r)?;
         self.remember(key, &verified, now);
         Ok(verified)
     }
 
     /// Keeps a verified token for its next requests (bounded: when full, the expired
     /// ones go; then all).
-    fn remember(&self, key: [u8; 32], verified: &Verified, now: u64) {
+    fn remember(&self, key: ([u8; 32], usize), verified: &Verified, now: u64) {
         let mut cache = self.inner.verified.lock();
         if cache.len() >= TOKEN_CACHE {
             cache.retain(|_, v| v.expires > now);
@@ -433,16 +468,16 @@ impl Auth {
     }
 
     /// An opaque token, by introspection at each issuer that offers it, in order.
-    async fn introspect(&self, token: &str) -> Result<Verified, String> {
+    async fn introspect(&self, token: &str, r: &Resource) -> Result<Verified, String> {
         let mut why = "the token is not active".to_owned();
         for i in &self.inner.introspectors {
             match i.introspect(token).await {
                 Ok(answer) => {
-                    let verified = self.introspected(i, answer)?;
+                    let verified = self.introspected(i, answer, r)?;
                     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
                     let mut key = [0u8; 32];
                     key.copy_from_slice(digest.as_ref());
-                    self.remember(key, &verified, jsonwebtoken::get_current_timestamp());
+                    self.remember((key, r.index), &verified, jsonwebtoken::get_current_timestamp());
                     return Ok(verified);
                 }
                 Err(e) => why = e,
@@ -454,7 +489,7 @@ impl Auth {
     /// The principal of an active token's introspection answer, after the checks a
     /// JWT gets: its audience (when given) is this resource, its issuer (when given)
     /// the one asked, it has not expired.
-    fn introspected(&self, i: &introspect::Introspector, answer: Value) -> Result<Verified, String> {
+    fn introspected(&self, i: &introspect::Introspector, answer: Value, r: &Resource) -> Result<Verified, String> {
         let now = jsonwebtoken::get_current_timestamp();
         let Value::Object(mut claims) = answer else { return Err("the introspection answer is not an object".into()) };
         let exp = claims.get("exp").and_then(Value::as_u64);
@@ -463,8 +498,8 @@ impl Auth {
         }
         let for_us = match claims.get("aud") {
             None => true,
-            Some(Value::String(a)) => *a == self.inner.resource,
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(self.inner.resource.as_str())),
+            Some(Value::String(a)) => *a == r.uri,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(r.uri.as_str())),
             Some(_) => false,
         };
         if !for_us {
@@ -493,7 +528,7 @@ impl Auth {
 
     /// Checks `token` whole: its header's algorithm and key, then signature, issuer,
     /// audience and lifetime.
-    fn check(&self, token: &str, may_fetch: bool) -> Result<Verified, Failure> {
+    fn check(&self, token: &str, may_fetch: bool, r: &Resource) -> Result<Verified, Failure> {
         let header = match jsonwebtoken::decode_header(token) {
             Ok(h) => h,
             Err(_) if !self.inner.introspectors.is_empty() => return Err(Failure::Introspect),
@@ -518,7 +553,7 @@ impl Auth {
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
         validation.set_issuer(&[&issuer]);
-        validation.set_audience(&[&self.inner.resource]);
+        validation.set_audience(&[&r.uri]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = self.inner.leeway.as_secs();
         validation.validate_nbf = true;
@@ -533,13 +568,19 @@ impl Auth {
     }
 
     /// What becomes of `req` with the outcome of its token's check.
+    /// The resource a route is (its own, or `resource`).
+    fn resource_for(&self, route: &str) -> &Resource {
+        self.inner.routes.get(route).unwrap_or(&self.inner.resource)
+    }
+
     fn decide(&self, mut req: McpRequest, outcome: Result<Verified, String>) -> Verdict<McpRequest> {
+        let r = self.resource_for(&req.route);
         let needed = self.needed(&req);
         let verified = match outcome {
             Ok(v) => v,
             Err(why) => {
                 tracing::debug!(reason = %why, "a bearer token was refused");
-                let challenge = self.challenge(&needed, Some(("invalid_token", &why)));
+                let challenge = self.challenge(r, &needed, Some(("invalid_token", &why)));
                 return self.refuse(
                     StatusCode::UNAUTHORIZED,
                     UNAUTHORIZED_CODE,
@@ -551,7 +592,7 @@ impl Auth {
         let missing: Vec<&str> = needed.iter().copied().filter(|s| !verified.scopes.contains(*s)).collect();
         if !missing.is_empty() {
             let challenge =
-                self.challenge(&needed, Some(("insufficient_scope", "the token lacks a scope this call needs")));
+                self.challenge(r, &needed, Some(("insufficient_scope", "the token lacks a scope this call needs")));
             let message = format!("insufficient scope: this call needs {}", missing.join(" "));
             return self.refuse(StatusCode::FORBIDDEN, FORBIDDEN_CODE, &message, challenge);
         }
@@ -644,7 +685,7 @@ impl Stage for Auth {
         let token = match bearer(&req.headers) {
             Ok(Some(token)) => token.to_owned(),
             Ok(None) => {
-                let challenge = self.challenge(&self.needed(&req), None);
+                let challenge = self.challenge(self.resource_for(&req.route), &self.needed(&req), None);
                 return Flow::Now(self.refuse(
                     StatusCode::UNAUTHORIZED,
                     UNAUTHORIZED_CODE,
@@ -653,22 +694,25 @@ impl Stage for Auth {
                 ));
             }
             Err(why) => {
-                let challenge = self.challenge(&self.needed(&req), Some(("invalid_request", why)));
+                let challenge =
+                    self.challenge(self.resource_for(&req.route), &self.needed(&req), Some(("invalid_request", why)));
                 return Flow::Now(self.refuse(StatusCode::BAD_REQUEST, UNAUTHORIZED_CODE, why, challenge));
             }
         };
-        match self.verify(&token, true) {
+        let r = self.resource_for(&req.route);
+        match self.verify(&token, true, r) {
             Ok(v) => Flow::Now(self.decide(req, Ok(v))),
             Err(Failure::Refused(why)) => Flow::Now(self.decide(req, Err(why))),
             Err(Failure::Fetch(issuer)) => {
                 let this = self.clone();
                 Flow::Later(Box::pin(async move {
                     issuer.refresh().await;
-                    let outcome = match this.verify(&token, false) {
+                    let r = this.resource_for(&req.route);
+                    let outcome = match this.verify(&token, false, r) {
                         Ok(v) => Ok(v),
                         Err(Failure::Refused(why)) => Err(why),
                         Err(Failure::Fetch(_)) => Err("the issuer's keys could not be fetched".to_owned()),
-                        Err(Failure::Introspect) => this.introspect(&token).await,
+                        Err(Failure::Introspect) => this.introspect(&token, r).await,
                     };
                     this.decide(req, outcome)
                 }))
@@ -676,7 +720,7 @@ impl Stage for Auth {
             Err(Failure::Introspect) => {
                 let this = self.clone();
                 Flow::Later(Box::pin(async move {
-                    let outcome = this.introspect(&token).await;
+                    let outcome = this.introspect(&token, this.resource_for(&req.route)).await;
                     this.decide(req, outcome)
                 }))
             }
@@ -686,7 +730,7 @@ impl Stage for Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("resource", &self.inner.resource).finish()
+        f.debug_struct("Auth").field("resource", &self.inner.resource.uri).finish()
     }
 }
 

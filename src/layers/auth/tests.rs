@@ -198,8 +198,8 @@ fn bad_options_are_refused() {
 fn the_metadata_names_the_resource_and_its_servers() {
     let (_, jwks, _) = key_pair("k1");
     let auth = auth_with(&jwks, json!({"scopes": ["mcp:tools"]}));
-    assert_eq!(auth.inner.metadata_path, "/.well-known/oauth-protected-resource/mcp");
-    let doc: Value = serde_json::from_slice(&auth.metadata_document()).expect("json");
+    assert_eq!(auth.inner.resource.metadata_path, "/.well-known/oauth-protected-resource/mcp");
+    let doc: Value = serde_json::from_slice(&auth.metadata_document(&auth.inner.resource)).expect("json");
     assert_eq!(doc["resource"], RESOURCE);
     assert_eq!(doc["authorization_servers"], json!([ISSUER]));
     assert_eq!(doc["scopes_supported"], json!(["db:write", "mcp:tools"]));
