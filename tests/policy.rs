@@ -426,3 +426,37 @@ async fn pooled_upstream_sessions_are_per_principal_unless_shared() {
     assert_eq!(pooled_sessions_opened(false).await, 2, "one for alice, one for bob");
     assert_eq!(pooled_sessions_opened(true).await, 1, "shared when configured");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limits_file_is_reloaded_and_a_bad_one_keeps_the_old_limits() {
+    let dir = scratch_dir("rate-file");
+    let limits = dir.join("limits").join("limits.yaml");
+    std::fs::create_dir_all(limits.parent().unwrap()).unwrap();
+    std::fs::write(&limits, "limits:\n  - { key: [principal, tool], rate: 1/h, burst: 1 }\n").unwrap();
+    let (key, jwks) = key_pair("k1");
+    let mut gw = gateway(&dir, &jwks, &format!("  - rate_limit: {{ file: {} }}\n", limits.display()));
+    let alice = bearer(&key, json!({}));
+    let session = open(&gw, &alice).await;
+    assert_eq!(post(&gw, &alice, Some(&session), call(3, "echo", "1")).await.status, 200);
+    assert_eq!(post(&gw, &alice, Some(&session), call(4, "echo", "2")).await.status, 429);
+
+    // A wider limit: picked up without a restart.
+    std::fs::write(&limits, "limits:\n  - { key: [principal, tool], rate: 1000/s }\n").unwrap();
+    let mut status = 0;
+    for id in 5..105 {
+        status = post(&gw, &alice, Some(&session), call(id, "echo", "3")).await.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "{}", gw.log());
+
+    // A broken file: rejected with file and line; the limits in force stay.
+    std::fs::write(&limits, "limits:\n  - { key: [principal], rate: 1000/s }\n  - { key: [tool], rate: sometimes }\n")
+        .unwrap();
+    assert!(gw.wait_log("rate limits rejected", Duration::from_secs(5)), "{}", gw.log());
+    assert!(gw.log().contains("limits.yaml:3: limits[1]: rate"), "{}", gw.log());
+    assert_eq!(post(&gw, &alice, Some(&session), call(200, "echo", "4")).await.status, 200);
+    gw.stop();
+}

@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 
 use super::{BuildContext, StageDef, StageFn};
 use crate::error::{GatewayError, Rejection};
-use crate::pipeline::{CallInfo, Flow, Lifecycle, McpRequest, Stage, StageControl, StageLayer};
+use crate::pipeline::{CallInfo, Flow, Lifecycle, McpRequest, Shared, Stage, StageControl, StageLayer};
 pub use limiter::{Limiter, LocalLimiter};
 
 /// The registry entry.
@@ -84,7 +84,7 @@ impl Part {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitOptions {
     key: Vec<Part>,
@@ -102,7 +102,11 @@ struct LimitOptions {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Options {
+    #[serde(default)]
     limits: Vec<LimitOptions>,
+    /// The limits in a file of their own (`limits: [...]`), reloaded when it changes.
+    #[serde(default)]
+    file: Option<std::path::PathBuf>,
     #[serde(default = "default_max_keys")]
     max_keys: usize,
     #[serde(default = "default_sweep", with = "crate::config::duration")]
@@ -138,8 +142,18 @@ fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
     Ok((count, period))
 }
 
+/// A file of limits (`rate_limit: { file: ... }`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    limits: Vec<LimitOptions>,
+}
+
 /// One key class.
 struct Class {
+    /// What it was made from (a reload keeps a class, and its buckets, whose
+    /// definition did not change).
+    spec: LimitOptions,
     name: Arc<str>,
     parts: Vec<Part>,
     /// The methods it counts (empty: all).
@@ -175,20 +189,20 @@ impl Class {
     }
 }
 
-fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
-    if options.is_null() {
-        return Err("needs `limits`: a list of { key: [...], rate: N/s, burst: N }".into());
-    }
-    let o: Options = serde_json::from_value(options.clone()).map_err(|e| e.to_string())?;
-    if o.limits.is_empty() {
+/// The classes of `limits`, each error prefixed by `at(i)`; classes of `old` with
+/// the same definition are kept as they are (with their buckets).
+fn classes(
+    limits: &[LimitOptions],
+    max_keys: usize,
+    old: &[Arc<Class>],
+    at: &dyn Fn(usize) -> String,
+) -> Result<Vec<Arc<Class>>, String> {
+    if limits.is_empty() {
         return Err("`limits` is empty".into());
     }
-    if o.max_keys == 0 {
-        return Err("`max_keys` must be at least 1".into());
-    }
-    let mut classes = Vec::new();
-    for (i, l) in o.limits.into_iter().enumerate() {
-        let here = |e: String| format!("limits[{i}]: {e}");
+    let mut classes: Vec<Arc<Class>> = Vec::new();
+    for (i, l) in limits.iter().enumerate() {
+        let here = |e: String| format!("{}: {e}", at(i));
         if l.key.is_empty() {
             return Err(here("`key` is empty (one bucket for everyone: use `key: [route]`)".into()));
         }
@@ -197,44 +211,119 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
         if burst == 0 {
             return Err(here("`burst` must be at least 1".into()));
         }
-        let name: Arc<str> = match l.name {
-            Some(n) => n.into(),
+        let name: Arc<str> = match &l.name {
+            Some(n) => n.as_str().into(),
             None => l.key.iter().map(|p| p.name()).collect::<Vec<_>>().join("+").into(),
         };
-        if classes.iter().any(|c: &Class| c.name == name) {
+        if classes.iter().any(|c| c.name == name) {
             return Err(here(format!("two limits are named {name:?}; give one a `name`")));
         }
-        let mut methods = l.methods;
+        if let Some(same) = old.iter().find(|c| c.spec == *l) {
+            classes.push(same.clone());
+            continue;
+        }
+        let mut methods = l.methods.clone();
         if methods.is_empty() && l.key.contains(&Part::Tool) {
             methods.push("tools/call".into());
         }
-        let limiter = LocalLimiter::new(count, period, burst, o.max_keys).map_err(here)?;
+        let limiter = LocalLimiter::new(count, period, burst, max_keys).map_err(here)?;
         let class = name.to_string();
-        classes.push(Class {
+        classes.push(Arc::new(Class {
+            spec: l.clone(),
             allowed: metrics::counter!(REQUESTS, "class" => class.clone(), "outcome" => "allowed"),
             limited: metrics::counter!(REQUESTS, "class" => class.clone(), "outcome" => "limited"),
             keys: metrics::gauge!("shadowcat_rate_limit_keys", "class" => class),
             name,
-            parts: l.key,
+            parts: l.key.clone(),
             methods,
             limiter: Arc::new(limiter),
-        });
+        }));
     }
-    let limits = RateLimit { classes: Arc::new(classes), routes: ctx.routes.clone() };
+    Ok(classes)
+}
+
+/// The classes of a limits file's `text`; errors name the file and line.
+fn parse_file(text: &str, origin: &str, max_keys: usize, old: &[Arc<Class>]) -> Result<Vec<Arc<Class>>, String> {
+    let file: LimitsFile = serde_saphyr::from_str(text).map_err(|e| {
+        let e = e.to_string();
+        let line = e.split_once("line ").and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next());
+        match line.filter(|l| !l.is_empty()) {
+            Some(line) => format!("{origin}:{line}: {e}"),
+            None => format!("{origin}: {e}"),
+        }
+    })?;
+    // The line of each limit: where its `rate` is, in order.
+    let mut lines = Vec::new();
+    let mut from = 0;
+    for l in &file.limits {
+        let found =
+            text.lines().enumerate().skip(from).find(|(_, t)| t.contains("rate") && t.contains(l.rate.as_str()));
+        let line = found.map_or(0, |(n, _)| n);
+        from = line + 1;
+        lines.push(line + 1);
+    }
+    classes(&file.limits, max_keys, old, &|i| format!("{origin}:{}: limits[{i}]", lines.get(i).copied().unwrap_or(1)))
+}
+
+fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
+    if options.is_null() {
+        return Err("needs `limits`: a list of { key: [...], rate: N/s, burst: N } (or `file`)".into());
+    }
+    let o: Options = serde_json::from_value(options.clone()).map_err(|e| e.to_string())?;
+    if o.max_keys == 0 {
+        return Err("`max_keys` must be at least 1".into());
+    }
+    let (list, text) = match (&o.file, o.limits.is_empty()) {
+        (Some(_), false) => return Err("`limits` or `file`: one or the other".into()),
+        (None, _) => (classes(&o.limits, o.max_keys, &[], &|i| format!("limits[{i}]"))?, None),
+        (Some(path), true) => {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{origin}: cannot read: {e}"))?;
+            (parse_file(&text, &origin, o.max_keys, &[])?, Some(text))
+        }
+    };
+    let limits = RateLimit { classes: Shared::new(list), routes: ctx.routes.clone() };
     ctx.controls.register(Arc::new(limits.clone()));
     ctx.lifecycles.register(Arc::new(Sweeper {
         classes: limits.classes.clone(),
         every: o.sweep,
         task: Mutex::new(None),
     }));
+    if let (Some(path), Some(text)) = (o.file, text) {
+        let (classes, max_keys, loaded) = (limits.classes.clone(), o.max_keys, Mutex::new(text));
+        let dir = path.parent().map(std::path::Path::to_owned).unwrap_or_default();
+        ctx.lifecycles.register(Arc::new(super::watch::DirWatch::new(dir, "rate_limit", move || {
+            reload(&path, &classes, max_keys, &loaded)
+        })));
+    }
     let layer = StageLayer::new(limits);
     Ok(Arc::new(move |inner| layer.service(inner)))
+}
+
+/// Reads the limits file again and swaps its classes in if it changed and loads;
+/// a file that does not load is logged (file and line) and the old limits stay.
+fn reload(path: &std::path::Path, classes: &Shared<Vec<Arc<Class>>>, max_keys: usize, loaded: &Mutex<String>) {
+    let origin = path.display().to_string();
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let mut last = loaded.lock();
+    if *last == text {
+        return;
+    }
+    *last = text;
+    match parse_file(&last, &origin, max_keys, &classes.load()) {
+        Ok(list) => {
+            let count = list.len();
+            classes.replace(list);
+            tracing::info!(file = %origin, limits = count, "rate limits reloaded");
+        }
+        Err(error) => tracing::error!(%error, "rate limits rejected; the old limits stay"),
+    }
 }
 
 /// The `rate_limit` stage.
 #[derive(Clone)]
 pub struct RateLimit {
-    classes: Arc<Vec<Class>>,
+    classes: Shared<Vec<Arc<Class>>>,
     /// Route -> upstream.
     routes: Arc<std::collections::HashMap<String, String>>,
 }
@@ -266,7 +355,7 @@ impl Stage for RateLimit {
         let method = msg.method().unwrap_or_default();
         let tool = msg.tool_name().unwrap_or_default();
         let upstream = self.routes.get(&*req.route).map_or("", String::as_str);
-        for class in self.classes.iter().filter(|c| c.applies(method)) {
+        for class in self.classes.load().iter().filter(|c| c.applies(method)) {
             let key = class.key(&req, upstream, method, tool);
             match class.limiter.check(&key) {
                 Ok(()) => class.allowed.increment(1),
@@ -289,6 +378,7 @@ impl StageControl for RateLimit {
     fn status(&self) -> Value {
         let classes: Vec<Value> = self
             .classes
+            .load()
             .iter()
             .map(|c| {
                 let parts: Vec<&str> = c.parts.iter().map(|p| p.name()).collect();
@@ -301,7 +391,7 @@ impl StageControl for RateLimit {
 
 /// Sweeps full buckets out of every class's key map.
 struct Sweeper {
-    classes: Arc<Vec<Class>>,
+    classes: Shared<Vec<Arc<Class>>>,
     every: Duration,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -312,7 +402,7 @@ impl Lifecycle for Sweeper {
         *self.task.lock() = Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                for class in classes.iter() {
+                for class in classes.load().iter() {
                     class.limiter.sweep();
                     class.keys.set(class.limiter.len() as f64);
                 }
@@ -331,7 +421,7 @@ impl Lifecycle for Sweeper {
 
 impl std::fmt::Debug for RateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimit").field("classes", &self.classes.len()).finish()
+        f.debug_struct("RateLimit").field("classes", &self.classes.load().len()).finish()
     }
 }
 

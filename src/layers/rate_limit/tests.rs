@@ -116,3 +116,28 @@ fn the_key_map_is_bounded_and_swept() {
     assert_eq!(limiter.len(), 0, "full buckets are forgotten");
     assert!(limiter.check("e").is_ok());
 }
+
+#[test]
+fn a_limits_file_names_file_and_line_and_a_reload_keeps_unchanged_buckets() {
+    let text = "limits:\n  - { key: [principal], rate: 10/s }\n  - key: [tool]\n    rate: lots\n";
+    let e = parse_file(text, "limits.yaml", 10, &[]).err().expect("refused");
+    assert!(e.starts_with("limits.yaml:4: limits[1]: rate \"lots\""), "{e}");
+    let e = parse_file("limits:\n  - { key: [principal], rate: 1/s, colour: red }\n", "l.yaml", 10, &[])
+        .err()
+        .expect("refused");
+    assert!(e.starts_with("l.yaml:2:") && e.contains("colour"), "{e}");
+    let good = "limits:\n  - { key: [principal], rate: 1/h }\n  - { key: [tool], rate: 1/h }\n";
+    let first = parse_file(good, "l.yaml", 10, &[]).expect("loads");
+    assert!(first[0].limiter.check("alice").is_ok());
+    assert!(first[0].limiter.check("alice").is_err(), "the bucket is spent");
+    let changed = "limits:\n  - { key: [principal], rate: 1/h }\n  - { key: [tool], rate: 5/h }\n";
+    let second = parse_file(changed, "l.yaml", 10, &first).expect("loads");
+    assert!(Arc::ptr_eq(&first[0], &second[0]), "an unchanged limit keeps its buckets");
+    assert!(second[0].limiter.check("alice").is_err());
+    assert!(!Arc::ptr_eq(&first[1], &second[1]));
+    let ctx = BuildContext::default();
+    let both = json!({"limits": [{"key": ["route"], "rate": "1/s"}], "file": "/x.yaml"});
+    assert!(build(&both, &ctx).err().expect("refused").contains("one or the other"));
+    let missing = build(&json!({"file": "/no/such/limits.yaml"}), &ctx).err().expect("refused");
+    assert!(missing.starts_with("/no/such/limits.yaml: cannot read"), "{missing}");
+}
