@@ -161,10 +161,16 @@ async fn the_directory_is_reloaded_and_a_bad_file_keeps_the_old_policies() {
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(policies.join("tools.cedar"), POLICIES).unwrap();
     let (key, jwks) = key_pair("k1");
-    let mut gw = gateway(&dir, &jwks, &format!("  - policy: {{ dir: {} }}\n", policies.display()));
+    // With `access_log` after it, an allowed call's decision is in the access line.
+    let stages = format!("  - policy: {{ dir: {} }}\n  - access_log\n", policies.display());
+    let mut gw = gateway(&dir, &jwks, &stages);
     let alice = bearer(&key, json!({"groups": ["eng"]}));
     let session = open(&gw, &alice).await;
     assert_eq!(session_names(&gw, &alice, &session).await, ["add", "echo"]);
+    assert_eq!(post(&gw, &alice, Some(&session), call(9, "echo", "hi")).await.status, 200);
+    assert!(gw.wait_log("allow by eng-tools", Duration::from_secs(5)), "{}", gw.log());
+    let access = gw.log().lines().find(|l| l.contains("allow by eng-tools")).unwrap_or_default().to_owned();
+    assert!(access.contains("shadowcat::access") && access.contains("tool=echo"), "{access}");
 
     // A second file forbids add: picked up without a restart.
     std::fs::write(

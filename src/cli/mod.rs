@@ -368,7 +368,8 @@ fn load_checked(path: &std::path::Path) -> Result<Config, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let specs = config.stage_specs().map_err(|e| format!("{}: {e}", path.display()))?;
     let routes = config.effective_routes().into_iter().map(|r| (r.path, r.upstream)).collect();
-    let ctx = crate::layers::BuildContext { routes: std::sync::Arc::new(routes), ..Default::default() };
+    let stages = specs.iter().map(|s| s.name.clone()).collect();
+    let ctx = crate::layers::BuildContext { routes: std::sync::Arc::new(routes), stages, ..Default::default() };
     crate::layers::check_pipeline(&specs, &ctx).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(config)
 }

@@ -120,6 +120,7 @@ impl Core {
             wire,
             mode: config.mode.unwrap_or("gateway"),
             routes: Arc::new(route_upstreams),
+            stages: specs.iter().map(|s| s.name.clone()).collect(),
             ..BuildContext::default()
         };
         let pipeline = Pipeline::new(&specs, &ctx)?;

@@ -36,6 +36,8 @@ pub struct BuildContext {
     pub mode: &'static str,
     /// Each route's upstream (route path -> upstream name).
     pub routes: Arc<std::collections::HashMap<String, String>>,
+    /// The pipeline's stage names, in order (a stage may look at what comes after it).
+    pub stages: Arc<[String]>,
 }
 
 impl Default for BuildContext {
@@ -50,6 +52,7 @@ impl Default for BuildContext {
             endpoints: Default::default(),
             mode: "gateway",
             routes: Default::default(),
+            stages: Arc::from([]),
         }
     }
 }

@@ -24,7 +24,7 @@ pub use control::{AdminCall, AdminReply, StageControl, StageControls};
 pub use endpoints::{Document, Endpoints};
 pub use lifecycle::{Lifecycle, Lifecycles};
 pub use refusal::{Refusal, RefusalObserver, RefusalObservers};
-pub use request::{CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};
+pub use request::{AccessNote, CallId, McpRequest, Principal, RequestContext, RequestKind, ServerRequest, Transport};
 pub use service::McpService;
 pub(crate) use service::Start;
 pub use shared::Shared;

@@ -87,6 +87,11 @@ pub struct Principal {
     pub claims: Arc<serde_json::Value>,
 }
 
+/// A stage's decision about a request, for the `access_log` line of the call (the
+/// `policy` stage's: `allow by eng-tools`), so that it costs no log line of its own.
+#[derive(Debug, Clone)]
+pub struct AccessNote(pub Arc<str>);
+
 /// A server-to-client request, as the client's response to it is linked to it.
 #[derive(Debug, Clone)]
 pub struct ServerRequest {

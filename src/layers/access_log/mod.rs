@@ -2,7 +2,7 @@
 //! complete (for a stream, when the final response has passed).
 //!
 //! Fields: `session` (the session's tag, never its id), `method`, `tool`, `id`, `route`, `upstream`, `status`,
-//! `duration_ms`. The events have target `shadowcat::access`, so they can be routed
+//! `duration_ms`, and `policy` when the `policy` stage allowed the call (`allow by eng-tools`). The events have target `shadowcat::access`, so they can be routed
 //! or filtered on their own (`RUST_LOG=shadowcat::access=info`).
 //!
 //! ```yaml
@@ -92,6 +92,8 @@ pub struct Entry {
     id: Option<Arc<str>>,
     route: Arc<str>,
     started: Instant,
+    /// What an earlier stage decided ([`AccessNote`](crate::pipeline::AccessNote)).
+    note: Option<Arc<str>>,
 }
 
 impl AccessLogger {
@@ -117,6 +119,7 @@ impl Stage for AccessLogger {
             id: req.msg().and_then(|m| m.id_shared()),
             route: req.route.clone(),
             started: req.received_at,
+            note: req.context.extensions.get::<crate::pipeline::AccessNote>().map(|n| n.0.clone()),
         })
     }
 
@@ -130,17 +133,18 @@ impl Stage for AccessLogger {
         let id = e.id.as_deref().unwrap_or("-");
         let upstream = end.upstream.unwrap_or("-");
         let status = end.outcome.label();
+        let policy = e.note.as_deref().map(tracing::field::display);
         match self.level {
             Level::Info => tracing::info!(
                 target: "shadowcat::access",
                 session = %session, method = %e.method, tool = %tool, id = %id, route = %e.route,
-                upstream = %upstream, status = %status, duration_ms,
+                upstream = %upstream, status = %status, duration_ms, policy,
                 "request"
             ),
             Level::Debug => tracing::debug!(
                 target: "shadowcat::access",
                 session = %session, method = %e.method, tool = %tool, id = %id, route = %e.route,
-                upstream = %upstream, status = %status, duration_ms,
+                upstream = %upstream, status = %status, duration_ms, policy,
                 "request"
             ),
         }

@@ -38,7 +38,8 @@ use serde_json::{json, Value};
 use super::watch::DirWatch;
 use super::{BuildContext, StageDef, StageFn};
 use crate::pipeline::{
-    Direction, Flow, McpRequest, MessageContext, Principal, Shared, Stage, StageControl, StageLayer, Verdict,
+    AccessNote, CallInfo, Direction, Flow, McpRequest, MessageContext, Principal, Shared, Stage, StageControl,
+    StageLayer, Verdict,
 };
 use crate::protocol::Message;
 use engine::{Action, Decision, Kept, Policies, Query, Subject, Target};
@@ -130,7 +131,9 @@ fn build(options: &Value, ctx: &BuildContext) -> Result<StageFn, String> {
         tracing::warn!(%warning, "policy");
     }
     tracing::info!(dir = %options.dir.display(), policies = policies.len(), "policies loaded");
-    let guard = Guard { policies: Shared::new(policies), routes: ctx.routes.clone(), made: Arc::default() };
+    // Allowed calls are logged in the access log's line when it comes later.
+    let noted = ctx.stages.iter().skip_while(|s| s.as_str() != STAGE.name).any(|s| s == "access_log");
+    let guard = Guard { policies: Shared::new(policies), routes: ctx.routes.clone(), made: Arc::default(), noted };
     ctx.controls.register(Arc::new(guard.clone()));
     if options.reload {
         let (dir, policies) = (options.dir.clone(), guard.policies.clone());
@@ -176,6 +179,8 @@ pub struct Guard {
     /// Route -> upstream.
     routes: Arc<HashMap<String, String>>,
     made: Arc<Made>,
+    /// Whether `access_log` comes later (it then logs allowed calls' decisions).
+    noted: bool,
 }
 
 impl StageControl for Guard {
@@ -229,9 +234,8 @@ impl PolicyCall {
         self.policies.decide_kept(self.subject(), &q, &entities)
     }
 
-    /// Decides and logs.
-    fn decide_logged(&self, action: Action, target: &Target, arguments: Option<&Value>, method: &str) -> Decision {
-        let d = self.decide(action, target, arguments, method);
+    /// Logs a call's decision.
+    fn log(&self, action: Action, target: &Target, d: &Decision) {
         let resource = target.describe(&self.upstream);
         let decision = if d.allowed { "allow" } else { "deny" };
         tracing::info!(
@@ -244,10 +248,6 @@ impl PolicyCall {
             policies = ?d.policies,
             "policy decision"
         );
-        for error in &d.errors {
-            tracing::warn!(target: "shadowcat::policy", %error, "a policy failed to evaluate and was skipped");
-        }
-        d
     }
 }
 
@@ -380,20 +380,32 @@ impl Stage for Guard {
         }
     }
 
+    fn on_request(&self, call: &PolicyCall, _info: &CallInfo, mut req: McpRequest) -> Flow<McpRequest> {
+        let (Some((action, target, arguments)), Some(msg)) = (&call.request, req.msg()) else {
+            return Flow::pass(req);
+        };
+        let d = call.decide(*action, target, arguments.as_ref(), msg.method().unwrap_or_default());
+        for error in &d.errors {
+            tracing::warn!(target: "shadowcat::policy", %error, "a policy failed to evaluate and was skipped");
+        }
+        if !d.allowed {
+            call.log(*action, target, &d);
+            return Flow::Now(Verdict::Answer(invisible(msg.id_key(), *action, target)));
+        }
+        if self.noted {
+            // The access log line carries it: no line of its own.
+            let note = format!("allow by {}", d.policies.join(","));
+            req.context.extensions.insert(AccessNote(note.into()));
+        } else {
+            call.log(*action, target, &d);
+        }
+        Flow::pass(req)
+    }
+
     fn on_message(&self, call: &PolicyCall, ctx: &MessageContext<'_>, msg: Message) -> Flow {
         match ctx.direction {
-            Direction::ClientToServer => {
-                if !msg.is_request() {
-                    return Flow::pass(msg);
-                }
-                let Some((action, target, arguments)) = &call.request else { return Flow::pass(msg) };
-                let d = call.decide_logged(*action, target, arguments.as_ref(), msg.method().unwrap_or_default());
-                if d.allowed {
-                    Flow::pass(msg)
-                } else {
-                    Flow::Now(Verdict::Answer(invisible(msg.id_key(), *action, target)))
-                }
-            }
+            // Decided in `on_request`.
+            Direction::ClientToServer => Flow::pass(msg),
             Direction::ServerToClient => {
                 if let Some((action, id)) = &call.list {
                     if msg.method().is_none() && msg.id_key() == Some(&**id) && !msg.is_error() {

@@ -184,7 +184,8 @@ fn upstream() -> McpService {
 fn guard(text: &str) -> McpService {
     let policies = load(&[("p.cedar", text)]).expect("loads");
     let routes = Arc::new(std::collections::HashMap::from([("/mcp".to_owned(), "db".to_owned())]));
-    StageLayer::new(Guard { policies: Shared::new(policies), routes, made: Arc::default() }).service(upstream())
+    StageLayer::new(Guard { policies: Shared::new(policies), routes, made: Arc::default(), noted: false })
+        .service(upstream())
 }
 
 fn request(method: &str, params: Value) -> McpRequest {
