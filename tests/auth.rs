@@ -434,9 +434,14 @@ async fn opaque_tokens_are_introspected_and_the_answer_cached() {
     let unknown = post(&gw, &["Bearer an-opaque-token-the-provider-never-issued"], None, init()).await;
     assert_eq!(unknown.status, 401, "{}", unknown.text());
     assert!(challenge(&unknown).contains("error=\"invalid_token\""), "{}", challenge(&unknown));
-    // The provider gone: the answer for the token it issued is still held.
+    // The provider gone: the answer for the token it issued is still held, and the
+    // dead token is refused as inactive without asking again.
     drop(provider);
     assert_eq!(post(&gw, &[&bearer], None, init()).await.status, 200);
+    let again = post(&gw, &["Bearer an-opaque-token-the-provider-never-issued"], None, init()).await;
+    assert!(challenge(&again).contains("not active"), "{}", challenge(&again));
+    let other = post(&gw, &["Bearer another-opaque-token-never-seen"], None, init()).await;
+    assert!(challenge(&other).contains("could not be checked"), "{}", challenge(&other));
     gw.stop();
     assert!(!gw.log().contains(&token), "the token is never logged");
 }

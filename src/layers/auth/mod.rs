@@ -218,7 +218,14 @@ struct Inner {
     api_keys: HashMap<[u8; 32], Verified>,
     /// The issuers that introspect opaque tokens, in the order configured.
     introspectors: Vec<Arc<introspect::Introspector>>,
+    /// Opaque tokens every introspection endpoint called inactive, and when: asked
+    /// again only after [`INACTIVE_TTL`], so that a client repeating a dead token
+    /// does not make the gateway ask the issuer each time.
+    inactive: Mutex<HashMap<[u8; 32], std::time::Instant>>,
 }
+
+/// How long an opaque token found inactive is refused without asking again.
+const INACTIVE_TTL: Duration = Duration::from_secs(30);
 
 /// Where an issuer's keys come from.
 enum IssuerKeys {
@@ -372,6 +379,7 @@ impl Auth {
                 verified: Mutex::new(HashMap::new()),
                 api_keys,
                 introspectors,
+                inactive: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -469,19 +477,38 @@ impl Auth {
 
     /// An opaque token, by introspection at each issuer that offers it, in order.
     async fn introspect(&self, token: &str, r: &Resource) -> Result<Verified, String> {
-        let mut why = "the token is not active".to_owned();
+        const INACTIVE: &str = "the token is not active";
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        if self.inner.inactive.lock().get(&key).is_some_and(|at| at.elapsed() < INACTIVE_TTL) {
+            return Err(INACTIVE.into());
+        }
+        let mut why = INACTIVE.to_owned();
+        let mut all_inactive = true;
         for i in &self.inner.introspectors {
             match i.introspect(token).await {
                 Ok(answer) => {
                     let verified = self.introspected(i, answer, r)?;
-                    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-                    let mut key = [0u8; 32];
-                    key.copy_from_slice(digest.as_ref());
                     self.remember((key, r.index), &verified, jsonwebtoken::get_current_timestamp());
                     return Ok(verified);
                 }
-                Err(e) => why = e,
+                Err(e) => {
+                    all_inactive &= e == INACTIVE;
+                    why = e;
+                }
             }
+        }
+        // Only a definite answer is kept: an issuer that could not answer is asked again.
+        if all_inactive {
+            let mut inactive = self.inner.inactive.lock();
+            if inactive.len() >= TOKEN_CACHE {
+                inactive.retain(|_, at| at.elapsed() < INACTIVE_TTL);
+                if inactive.len() >= TOKEN_CACHE {
+                    inactive.clear();
+                }
+            }
+            inactive.insert(key, std::time::Instant::now());
         }
         Err(why)
     }
