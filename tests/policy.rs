@@ -39,6 +39,14 @@ forbid (principal, action == Shadowcat::Action::"call_tool", resource == Shadowc
 when { context.arguments.message like "DROP*" };
 "#;
 
+/// A policy directory under `dir` holding `file` with `text`.
+fn policy_dir(dir: &Path, file: &str, text: &str) -> std::path::PathBuf {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join(file), text).unwrap();
+    policies
+}
+
 fn bearer(key: &EncodingKey, extra: Value) -> String {
     format!("Bearer {}", sign(key, "k1", ISSUER, RESOURCE, extra))
 }
@@ -100,9 +108,7 @@ async fn session_names(gw: &Gateway, who: &str, session: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn denied_tools_are_invisible_in_both_eras_and_decisions_are_logged() {
     let dir = scratch_dir("policy-e2e");
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join("tools.cedar"), POLICIES).unwrap();
+    let policies = policy_dir(&dir, "tools.cedar", POLICIES);
     let (key, jwks) = key_pair("k1");
     let stages = format!("  - policy: {{ dir: {} }}\n", policies.display());
     let mut gw = gateway(&dir, &jwks, &stages);
@@ -157,9 +163,7 @@ async fn denied_tools_are_invisible_in_both_eras_and_decisions_are_logged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_directory_is_reloaded_and_a_bad_file_keeps_the_old_policies() {
     let dir = scratch_dir("policy-reload");
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join("tools.cedar"), POLICIES).unwrap();
+    let policies = policy_dir(&dir, "tools.cedar", POLICIES);
     let (key, jwks) = key_pair("k1");
     // With `access_log` after it, an allowed call's decision is in the access line.
     let stages = format!("  - policy: {{ dir: {} }}\n  - access_log\n", policies.display());
@@ -358,12 +362,10 @@ fn bad_stage_options_are_refused_at_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_state_is_its_principals_and_every_round_is_decided() {
     let dir = scratch_dir("policy-mrtr");
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
     let text = r#"permit (principal, action == Shadowcat::Action::"call_tool", resource == Shadowcat::Tool::"test_input_required_result_elicitation");
 @id("no-mallory-rounds")
 forbid (principal == Shadowcat::User::"mallory", action, resource) when { context.arguments has late };"#;
-    std::fs::write(policies.join("p.cedar"), text).unwrap();
+    let policies = policy_dir(&dir, "p.cedar", text);
     let (key, jwks) = key_pair("k1");
     let mut gw = gateway(&dir, &jwks, &format!("  - policy: {{ dir: {} }}\n", policies.display()));
     let mut alice = ModernClient::new(&gw.mcp_url);

@@ -665,18 +665,23 @@ fn unverified_issuer(token: &str) -> Option<String> {
     jsonwebtoken::dangerous::insecure_decode_claims::<Iss>(token).ok()?.iss
 }
 
+/// The words of the claims `names`, each a space-separated string or a list of
+/// strings (`scope`, `scp`, `groups`).
+pub fn claim_words<'a>(claims: &'a Value, names: &'a [&str]) -> impl Iterator<Item = &'a str> + 'a {
+    names.iter().filter_map(|n| claims.get(*n)).flat_map(|v| {
+        let words: Vec<&str> = match v {
+            Value::String(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        words
+    })
+}
+
 /// The token's scopes: `scope` (space-separated, RFC 8693 and RFC 9068) or `scp`
 /// (a list or a string).
 fn scopes_of(claims: &Value) -> HashSet<String> {
-    let mut out = HashSet::new();
-    for name in ["scope", "scp"] {
-        match claims.get(name) {
-            Some(Value::String(s)) => out.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned)),
-            Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned)),
-            _ => {}
-        }
-    }
-    out
+    claim_words(claims, &["scope", "scp"]).map(str::to_owned).collect()
 }
 
 /// The bearer token of a request, `Ok(None)` when it has none; more than one

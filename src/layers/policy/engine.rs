@@ -210,15 +210,7 @@ impl Subject {
     pub fn from_claims(claims: &Value) -> Subject {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
         let list = |names: &[&str]| -> Vec<String> {
-            let mut out = Vec::new();
-            for name in names {
-                match claims.get(*name) {
-                    Some(Value::String(s)) => out.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned)),
-                    Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned)),
-                    _ => {}
-                }
-            }
-            out
+            crate::layers::auth::claim_words(claims, names).map(str::to_owned).collect()
         };
         let client_id = match text("client_id") {
             id if id.is_empty() => text("azp"),

@@ -254,6 +254,21 @@ impl PolicyCall {
 /// What a client's request asks, as an action on a target.
 fn classify(msg: &Message) -> Option<(Action, Target, Option<Value>)> {
     let method = msg.method()?;
+    const DECIDED: [&str; 9] = [
+        "tools/call",
+        "prompts/get",
+        "resources/read",
+        "resources/subscribe",
+        "completion/complete",
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+    ];
+    // Plumbing passes without its params being parsed.
+    if !DECIDED.contains(&method) {
+        return None;
+    }
     let params: Value = msg.params().unwrap_or(Value::Null);
     let text = |name: &str| params.get(name).and_then(Value::as_str).map(str::to_owned);
     Some(match method {
