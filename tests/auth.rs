@@ -191,6 +191,14 @@ fn bad_auth_options_stop_the_start() {
             "not a JWKS document",
         ),
         (format!("  - auth: {{ resource: {RESOURCE}, issuers: [{{ issuer: 'http://issuer.example.com' }}] }}\n"), "discovery needs an https:// issuer"),
+        (
+            format!("  - auth: {{ resource: {RESOURCE}, issuers: [{{ issuer: {ISSUER}, introspection: {{ endpoint: 'http://idp.example.com/introspect', client_id: gw, client_secret: s }} }}] }}\n"),
+            "introspection.endpoint",
+        ),
+        (
+            format!("  - auth: {{ resource: {RESOURCE}, route_resources: {{ /mcp: 'http://mcp.example.com/mcp' }}, issuers: [{{ issuer: {ISSUER} }}] }}\n"),
+            "route_resources./mcp",
+        ),
     ];
     for (stage, says) in cases {
         let path = dir.join("config.yaml");
